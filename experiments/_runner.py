@@ -1,0 +1,18 @@
+"""Shared wiring for the thin Hydra runners: logging and the run directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+
+
+def run_dir() -> Path:
+    """Hydra's output dir for this job: every file a run writes goes here, never the current directory."""
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def quiet_libraries() -> None:
+    for name in ("httpx", "urllib3", "filelock", "datasets", "transformers", "wandb"):
+        logging.getLogger(name).setLevel(logging.WARNING)

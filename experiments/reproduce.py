@@ -1,0 +1,21 @@
+"""Every stage on the configured data: ratings, study, heads, evaluation, figures."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from _runner import quiet_libraries, run_dir
+from encore.pipeline import run_reproduce
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    out = run_dir()
+    run_reproduce(cfg, out)
+    print(f"run dir: {out}")
+
+
+if __name__ == "__main__":
+    main()

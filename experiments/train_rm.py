@@ -1,0 +1,21 @@
+"""Fit the multi-head reward model and score the evaluation pairs (embeddings cached)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from _runner import quiet_libraries, run_dir
+from encore.pipeline import run_train_rm
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    out = run_dir()
+    run_train_rm(cfg, out)
+    print(f"run dir: {out}")
+
+
+if __name__ == "__main__":
+    main()

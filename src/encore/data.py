@@ -1,0 +1,304 @@
+"""Preference pairs: load from a hub id, a local file or the embedded demo set, normalised to one schema.
+
+Schema (one row per pair): ``pair_id`` (stable: a hash of prompt, chosen and rejected), ``prompt`` (the conversation
+up to the response, HH-RLHF ``Human:/Assistant:`` transcripts kept as text), ``chosen``, ``rejected`` and ``subset``
+(the RewardBench subset, the source's harm category, or the dataset name).
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from encore.artifacts import content_hash
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["pair_id", "prompt", "chosen", "rejected", "subset"]
+HH_ASSISTANT = "\n\nAssistant:"
+HH_HUMAN = "\n\nHuman:"
+
+# RewardBench's `filtered` split, all 23 subsets, and the example counts it weights the Safety section by.
+REWARDBENCH_SUBSETS = (
+    "alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med", "mt-bench-hard",
+    "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst", "llmbar-adver-GPTOut", "llmbar-adver-manual",
+    "refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond", "donotanswer",
+    "math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust",
+)
+SAFETY_COUNTS = {
+    "refusals-dangerous": 100,
+    "refusals-offensive": 100,
+    "xstest-should-refuse": 154,
+    "xstest-should-respond": 250,
+    "donotanswer": 136,
+}
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as preference pairs; the message names the field and the fix."""
+
+
+# --------------------------------------------------------------------------------------------------- normalisation
+def normalise(
+    df: pd.DataFrame,
+    *,
+    source: str,
+    prompt_field: str = "prompt",
+    chosen_field: str = "chosen",
+    rejected_field: str = "rejected",
+    subset_field: str | None = "subset",
+    empty: str = "error",
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Map a raw table to the pair schema, check it, and give every pair a stable id.
+
+    ``empty`` says what to do with a pair whose prompt, chosen or rejected text is empty: ``error`` (default) or
+    ``drop`` (logged with a count). ``limit`` keeps the first N pairs, after checks.
+    """
+    fields = {"prompt": prompt_field, "chosen": chosen_field, "rejected": rejected_field}
+    for role, field in fields.items():
+        if field not in df.columns:
+            raise DataError(
+                f"{source}: missing column {field!r} (the {role} text); columns present: {sorted(map(str, df.columns))}. "
+                f"Fix: point data.{role}_field at the right column."
+            )
+    if empty not in ("error", "drop"):
+        raise DataError(f"{source}: data.empty={empty!r}; use 'error' or 'drop'")
+    out = pd.DataFrame({role: df[field] for role, field in fields.items()})
+    if subset_field and subset_field in df.columns:
+        out["subset"] = df[subset_field].astype(str)
+    else:
+        out["subset"] = source
+    for role in fields:
+        out[role] = out[role].map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+    blank = (out[["prompt", "chosen", "rejected"]].apply(lambda col: col.str.strip() == "")).any(axis=1)
+    if blank.any():
+        rows = list(out.index[blank][:5])
+        if empty == "error":
+            raise DataError(
+                f"{source}: {int(blank.sum())} pair(s) have an empty prompt, chosen or rejected text (first rows: {rows}). "
+                "Fix: clean the file, or set data.empty=drop to skip them (the count is logged)."
+            )
+        log.warning("%s: dropped %d pair(s) with an empty prompt or response (first rows: %s)", source, blank.sum(), rows)
+        out = out[~blank]
+    if len(out) == 0:
+        raise DataError(f"{source}: no pairs left to use; check data.path / data.split / data.subsets")
+    out = out.reset_index(drop=True)
+    if limit is not None:
+        out = out.iloc[: int(limit)].reset_index(drop=True)
+    out.insert(0, "pair_id", _pair_ids(out))
+    return out[COLUMNS]
+
+
+def _pair_ids(df: pd.DataFrame) -> list[str]:
+    ids, seen = [], {}
+    for p, c, r in zip(df["prompt"], df["chosen"], df["rejected"]):
+        base = content_hash(p, c, r, length=16)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        ids.append(base if n == 0 else f"{base}-{n}")  # exact duplicates stay distinct pairs
+    return ids
+
+
+def fingerprint(pairs: pd.DataFrame) -> str:
+    """Content hash of a pair table: changes when any pair, its order or its subset changes."""
+    return content_hash(list(pairs["pair_id"]), list(pairs["subset"]))
+
+
+def select_subsets(pairs: pd.DataFrame, subsets: Iterable[str] | None, *, source: str) -> pd.DataFrame:
+    """Keep the named subsets; a name the data does not contain is an error, not an empty table."""
+    if not subsets:
+        return pairs
+    subsets = list(subsets)
+    present = set(pairs["subset"])
+    missing = [s for s in subsets if s not in present]
+    if missing:
+        raise DataError(f"{source}: data.subsets names {missing}, which the data does not have; present: {sorted(present)}")
+    return pairs[pairs["subset"].isin(subsets)].reset_index(drop=True)
+
+
+def check_rewardbench_subsets(subsets: Iterable[str]) -> None:
+    unknown = [s for s in subsets if s not in REWARDBENCH_SUBSETS]
+    if unknown:
+        raise DataError(
+            f"eval.subsets names {unknown}, which RewardBench does not have. "
+            f"Fix: use names from RewardBench's filtered split, e.g. the Safety section {list(SAFETY_COUNTS)}."
+        )
+
+
+# --------------------------------------------------------------------------------------------------- HH-RLHF format
+def split_hh_transcript(text: str) -> tuple[str, str]:
+    """Split an HH-RLHF transcript at its last ``Assistant:`` turn into (conversation so far, final response)."""
+    i = text.rfind(HH_ASSISTANT)
+    if i < 0:
+        raise DataError(f"HH-RLHF transcript has no '{HH_ASSISTANT.strip()}' turn: {text[:80]!r}...")
+    return text[:i].strip(), text[i + len(HH_ASSISTANT):].strip()
+
+
+def hh_to_pairs(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Turn HH-RLHF ``chosen``/``rejected`` full transcripts into prompt/chosen/rejected columns."""
+    for col in ("chosen", "rejected"):
+        if col not in df.columns:
+            raise DataError(f"{source}: HH-RLHF format needs a {col!r} column; present: {sorted(df.columns)}")
+    rows, differ = [], 0
+    for c_text, r_text in zip(df["chosen"], df["rejected"]):
+        prompt, chosen = split_hh_transcript(str(c_text))
+        r_prompt, rejected = split_hh_transcript(str(r_text))
+        differ += r_prompt != prompt
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    if differ:
+        log.info("%s: %d pair(s) whose rejected transcript has a different history; the chosen one's is used", source, differ)
+    return pd.DataFrame(rows)
+
+
+def to_messages(prompt: str) -> list[dict[str, str]]:
+    """Parse an HH-style transcript into chat messages; a plain prompt becomes one user message."""
+    text = prompt if prompt.startswith("\n\n") else "\n\n" + prompt
+    if HH_HUMAN not in text:
+        return [{"role": "user", "content": prompt.strip()}]
+    messages = []
+    for chunk in text.split(HH_HUMAN)[1:]:
+        human, *assistant = chunk.split(HH_ASSISTANT)
+        messages.append({"role": "user", "content": human.strip()})
+        for turn in assistant:
+            if turn.strip():
+                messages.append({"role": "assistant", "content": turn.strip()})
+    return messages
+
+
+# --------------------------------------------------------------------------------------------------- readers
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read jsonl / json / parquet / csv (optionally ``.gz``) into a DataFrame."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"data.path={str(path)!r} does not exist. Fix: give an existing file, or set data.path=null to use data.hub_id")
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    kind = suffixes[-1] if suffixes else ""
+    compression = "gzip" if path.suffix == ".gz" else None
+    if kind == ".jsonl":
+        return pd.read_json(path, lines=True, compression=compression)
+    if kind == ".json":
+        return pd.read_json(path, compression=compression)
+    if kind == ".parquet":
+        return pd.read_parquet(path)
+    if kind == ".csv":
+        return pd.read_csv(path, compression=compression, keep_default_na=False)
+    raise DataError(f"data.path={str(path)!r}: unknown format {kind!r}; use .jsonl, .json, .parquet or .csv (optionally .gz)")
+
+
+def _hub(hub_id: str, split: str, name: str | None = None, data_dir: str | None = None, revision: str | None = None) -> pd.DataFrame:
+    import datasets  # imported here: loading is slow and only the hub path needs it
+
+    ds = datasets.load_dataset(hub_id, name=name, data_dir=data_dir, split=split, revision=revision)
+    return ds.to_pandas()
+
+
+# --------------------------------------------------------------------------------------------------- loaders (_target_)
+def load_pairs(
+    path: str | None = None,
+    hub_id: str | None = None,
+    split: str = "train",
+    name: str | None = None,
+    data_dir: str | None = None,
+    revision: str | None = None,
+    format: str = "pairs",
+    prompt_field: str = "prompt",
+    chosen_field: str = "chosen",
+    rejected_field: str = "rejected",
+    subset_field: str | None = "subset",
+    subsets: list[str] | None = None,
+    empty: str = "error",
+    limit: int | None = None,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """Load pairs from a local file (``path``) or a hub dataset (``hub_id``); ``path`` wins when both are set.
+
+    ``format``: ``pairs`` (prompt/chosen/rejected columns), ``hh`` (HH-RLHF transcripts in chosen/rejected).
+    """
+    if path:
+        raw, where = read_table(path), str(path)
+    elif hub_id:
+        raw, where = _hub(hub_id, split, name, data_dir, revision), f"{hub_id}[{split}]"
+    else:
+        raise DataError("data: neither data.path nor data.hub_id is set. Fix: give one of them")
+    source = source or where
+    if format == "hh":
+        extra = raw[[subset_field]] if subset_field and subset_field in raw.columns else None
+        raw = hh_to_pairs(raw, source)
+        if extra is not None:
+            raw[subset_field] = extra[subset_field].to_numpy()
+        prompt_field, chosen_field, rejected_field = "prompt", "chosen", "rejected"
+    elif format != "pairs":
+        raise DataError(f"data.format={format!r}; use 'pairs' or 'hh' (PKU-SafeRLHF has its own loader)")
+    pairs = normalise(raw, source=source, prompt_field=prompt_field, chosen_field=chosen_field,
+                      rejected_field=rejected_field, subset_field=subset_field, empty=empty)
+    pairs = select_subsets(pairs, subsets, source=source)
+    return pairs.iloc[: int(limit)].reset_index(drop=True) if limit is not None else pairs
+
+
+def load_pku_saferlhf(
+    hub_id: str = "PKU-Alignment/PKU-SafeRLHF",
+    split: str = "train",
+    path: str | None = None,
+    name: str | None = None,
+    revision: str | None = None,
+    preference: str = "safer",
+    empty: str = "error",
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """PKU-SafeRLHF: ``response_0/1`` with ``safer_response_id`` (``preference=safer``) or ``better_response_id``."""
+    key = {"safer": "safer_response_id", "better": "better_response_id"}.get(preference)
+    if key is None:
+        raise DataError(f"data.preference={preference!r}; use 'safer' or 'better'")
+    raw = read_table(path) if path else _hub(hub_id, split, name, None, revision)
+    source = str(path) if path else f"{hub_id}[{split}]"
+    for col in ("prompt", "response_0", "response_1", key):
+        if col not in raw.columns:
+            raise DataError(f"{source}: PKU-SafeRLHF needs column {col!r}; present: {sorted(raw.columns)}")
+    pick = raw[key].astype(int).to_numpy()
+    r0, r1 = raw["response_0"].to_numpy(), raw["response_1"].to_numpy()
+    table = pd.DataFrame({
+        "prompt": raw["prompt"],
+        "chosen": [a if p == 0 else b for a, b, p in zip(r0, r1, pick)],
+        "rejected": [b if p == 0 else a for a, b, p in zip(r0, r1, pick)],
+        "subset": "pku-saferlhf",
+    })
+    return normalise(table, source=source, empty=empty, limit=limit)
+
+
+def load_reward_bench(
+    hub_id: str = "allenai/reward-bench",
+    split: str = "filtered",
+    path: str | None = None,
+    revision: str | None = None,
+    subsets: list[str] | None = None,
+    limit_per_subset: int | None = None,
+) -> pd.DataFrame:
+    """RewardBench (``filtered`` split), restricted to ``subsets`` (default: the five Safety subsets)."""
+    subsets = list(subsets) if subsets else list(SAFETY_COUNTS)
+    check_rewardbench_subsets(subsets)
+    raw = read_table(path) if path else _hub(hub_id, split, None, None, revision)
+    source = str(path) if path else f"{hub_id}[{split}]"
+    pairs = select_subsets(normalise(raw, source=source), subsets, source=source)
+    if limit_per_subset is not None:
+        pairs = pairs.groupby("subset", sort=False).head(int(limit_per_subset)).reset_index(drop=True)
+    return pairs
+
+
+def load_demo(split: str = "train", limit: int | None = None, subsets: list[str] | None = None) -> pd.DataFrame:
+    """The embedded demo set shipped inside the package: ``train`` (harm-category pairs) or ``eval``
+    (laid out as RewardBench's five Safety subsets). Written by hand for this project; see demo_data/README."""
+    if split not in ("train", "eval"):
+        raise DataError(f"data.split={split!r} for the demo set; use 'train' or 'eval'")
+    ref = resources.files("encore") / "demo_data" / f"{split}.jsonl"
+    with resources.as_file(ref) as p:
+        raw = pd.read_json(p, lines=True)
+    pairs = normalise(raw, source=f"demo[{split}]", subset_field="subset")
+    if split == "eval":
+        check_rewardbench_subsets(pairs["subset"].unique())
+    pairs = select_subsets(pairs, subsets, source=f"demo[{split}]")
+    return pairs.iloc[: int(limit)].reset_index(drop=True) if limit is not None else pairs

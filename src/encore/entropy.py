@@ -1,0 +1,91 @@
+"""The study: per-rule rating entropy, per-rule accuracy, and their correlation. Pure numpy/scipy, no I/O.
+
+Missing ratings are NaN throughout: entropy ignores them, accuracy uses only pairs where both sides are rated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+TIES = ("wrong", "half", "drop")
+
+
+def discretise(ratings: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Bin ratings in [0, 1] into ``bins`` equal-width bins: bin b holds [b/B, (b+1)/B), the last also holds 1.0.
+
+    NaN (missing) maps to -1. Values outside [0, 1] are an error: raters must map their output into [0, 1].
+    """
+    if bins < 2:
+        raise ValueError(f"study.bins={bins}: entropy needs at least 2 bins")
+    r = np.asarray(ratings, dtype=float)
+    finite = ~np.isnan(r)
+    if np.any((r[finite] < 0) | (r[finite] > 1)):
+        bad = r[finite][(r[finite] < 0) | (r[finite] > 1)][:3]
+        raise ValueError(f"ratings must lie in [0, 1]; found e.g. {bad.tolist()}")
+    out = np.full(r.shape, -1, dtype=np.int64)
+    out[finite] = np.minimum((r[finite] * bins).astype(np.int64), bins - 1)
+    return out
+
+
+def rating_entropy(ratings: np.ndarray, bins: int = 10, base: float = np.e) -> np.ndarray:
+    """H_k = -Σ_b p_kb log p_kb over the discretised ratings of rule k (ratings: (M, K), all rated responses).
+
+    Natural log by default; 0 log 0 = 0, so a rule with constant ratings has H = 0 (valid, not an error).
+    Returns (K,); NaN for a rule with no non-missing rating.
+    """
+    d = discretise(ratings, bins)  # (M, K)
+    if d.ndim != 2:
+        raise ValueError(f"ratings must be 2-D (responses, rules); got shape {d.shape}")
+    H = np.full(d.shape[1], np.nan)
+    for k in range(d.shape[1]):
+        col = d[:, k][d[:, k] >= 0]
+        if col.size == 0:
+            continue
+        p = np.bincount(col, minlength=bins) / col.size
+        p = p[p > 0]
+        H[k] = float(-(p * np.log(p)).sum() / np.log(base))
+    return H
+
+
+def rule_accuracy(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong") -> tuple[np.ndarray, np.ndarray]:
+    """Per rule, the share of pairs where ψ_k(chosen) > ψ_k(rejected). Inputs: (N, K).
+
+    ``ties``: ``wrong`` counts a tie as a miss (RewardBench's convention), ``half`` as 0.5, ``drop`` excludes it.
+    Returns (accuracy (K,), number of pairs used (K,)); pairs with a missing side are excluded.
+    """
+    if ties not in TIES:
+        raise ValueError(f"study.ties={ties!r}; use one of {TIES}")
+    c, r = np.asarray(chosen, float), np.asarray(rejected, float)
+    if c.shape != r.shape:
+        raise ValueError(f"chosen {c.shape} and rejected {r.shape} ratings differ in shape")
+    ok = ~(np.isnan(c) | np.isnan(r))
+    win, tie = (c > r) & ok, (c == r) & ok
+    if ties == "drop":
+        used = ok & ~tie
+        credit = win.astype(float)
+    else:
+        used = ok
+        credit = win + (0.5 if ties == "half" else 0.0) * tie
+    n = used.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n > 0, (credit * used).sum(axis=0) / np.maximum(n, 1), np.nan)
+    return acc, n
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Pearson r and Spearman ρ between x and y (e.g. entropy and accuracy over rules), with two-sided p-values.
+
+    Rules with NaN in either are dropped. Fewer than 3 points, or a constant side, gives NaN (stated, not raised).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[ok], y[ok]
+    out = {"n_rules": int(ok.sum()), "pearson_r": np.nan, "pearson_p": np.nan, "spearman_rho": np.nan, "spearman_p": np.nan}
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    pr = stats.pearsonr(x, y)
+    sr = stats.spearmanr(x, y)
+    out.update(pearson_r=float(pr.statistic), pearson_p=float(pr.pvalue),
+               spearman_rho=float(sr.statistic), spearman_p=float(sr.pvalue))
+    return out

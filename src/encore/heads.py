@@ -1,0 +1,123 @@
+"""Multi-head reward model, fast path (``train=probe``): a frozen backbone, cached embeddings, and K ridge heads
+that predict the K rule ratings. Every head reads the same pooled embedding, so one backbone pass scores all K.
+
+Ridge per head k: W_k = argmin ‖X W_k + b_k - y_k‖² + α_k ‖W_k‖², with α_k chosen from a grid on a validation split
+of the training pairs (split by pair, so the two sides of a pair never straddle it), then refitted on all pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from encore.artifacts import cached_arrays, content_hash
+from encore.backbone import Encoder, format_for_backbone
+from encore.data import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def embed_pairs(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path, progress: bool = True) -> tuple[np.ndarray, bool]:
+    """(N, 2, D) embeddings of (prompt, chosen) and (prompt, rejected), cached by backbone identity + data fingerprint.
+
+    Returns the embeddings and whether the cache was hit (a τ sweep must hit it every time).
+    """
+    key = content_hash(encoder.identity(), fingerprint(pairs))
+    path = Path(cache_dir) / "embeddings" / f"{key}.npz"
+
+    def compute() -> dict[str, np.ndarray]:
+        texts = [format_for_backbone(p, x) for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+                 for x in (c, r)]
+        e = encoder.encode(texts, progress=progress)
+        return {"emb": e.reshape(len(pairs), 2, -1)}
+
+    arrays, hit = cached_arrays(path, compute)
+    return arrays["emb"], hit
+
+
+def _ridge_solve(X: np.ndarray, Y: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
+    """Centred ridge for every alpha at once through one SVD: returns W (A, D, K)."""
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    UtY = U.T @ Y  # (r, K)
+    return np.stack([Vt.T @ ((s / (s ** 2 + a))[:, None] * UtY) for a in alphas])
+
+
+@dataclass
+class RidgeHeads:
+    """K linear heads on a D-dim embedding. ``alphas`` is the grid searched per head."""
+
+    alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+    val_frac: float = 0.2
+    seed: int = 0
+    W: np.ndarray | None = field(default=None, repr=False)  # (D, K)
+    b: np.ndarray | None = field(default=None, repr=False)  # (K,)
+    alpha: np.ndarray | None = field(default=None, repr=False)  # (K,) chosen α per head
+    val_mse: np.ndarray | None = field(default=None, repr=False)  # (K,) validation MSE at the chosen α
+
+    def __post_init__(self) -> None:
+        self.alphas = tuple(float(a) for a in self.alphas)  # configs hand in a ListConfig
+        if not self.alphas or min(self.alphas) <= 0:
+            raise ValueError(f"train.alphas={list(self.alphas)}: give at least one positive ridge penalty")
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "ridge", "alphas": list(self.alphas), "val_frac": self.val_frac, "seed": self.seed}
+
+    def fit(self, emb: np.ndarray, ratings: np.ndarray) -> "RidgeHeads":
+        """emb (N, 2, D), ratings (N, 2, K) with NaN for missing (masked per head)."""
+        n, _, d = emb.shape
+        k = ratings.shape[-1]
+        if not 0 < self.val_frac < 1:
+            raise ValueError(f"train.val_frac={self.val_frac}: must be in (0, 1)")
+        perm = np.random.default_rng(self.seed).permutation(n)
+        n_val = max(1, int(round(self.val_frac * n)))
+        val_pairs, tr_pairs = perm[:n_val], perm[n_val:]
+        X, Y = emb.reshape(-1, d), ratings.reshape(-1, k)
+        rows = lambda p: np.concatenate([2 * p, 2 * p + 1])  # noqa: E731  pair index -> both response rows
+        tr, va = rows(tr_pairs), rows(val_pairs)
+        self.W, self.b = np.zeros((d, k)), np.zeros(k)
+        self.alpha, self.val_mse = np.zeros(k), np.zeros(k)
+        full_mask = ~np.isnan(Y)
+        groups: dict[bytes, list[int]] = {}  # heads with the same missing pattern share one SVD
+        for j in range(k):
+            groups.setdefault(full_mask[:, j].tobytes(), []).append(j)
+        for _, heads in groups.items():
+            m = full_mask[:, heads[0]]
+            t, v = tr[m[tr]], va[m[va]]
+            if len(t) < 2 or len(v) < 1:
+                raise ValueError(f"heads {heads}: too few rated responses to fit and validate ({len(t)}, {len(v)})")
+            xm, ym = X[t].mean(0), Y[np.ix_(t, heads)].mean(0)
+            Ws = _ridge_solve(X[t] - xm, Y[np.ix_(t, heads)] - ym, self.alphas)  # (A, D, H)
+            pred = np.einsum("vd,adh->avh", X[v] - xm, Ws) + ym
+            mse = ((pred - Y[np.ix_(v, heads)][None]) ** 2).mean(1)  # (A, H)
+            best = mse.argmin(0)
+            allr = np.flatnonzero(m)
+            xm, ym = X[allr].mean(0), Y[np.ix_(allr, heads)].mean(0)
+            Wfull = _ridge_solve(X[allr] - xm, Y[np.ix_(allr, heads)] - ym, self.alphas)  # refit on all pairs
+            for h, j in enumerate(heads):
+                self.W[:, j] = Wfull[best[h], :, h]
+                self.b[j] = ym[h] - xm @ self.W[:, j]
+                self.alpha[j], self.val_mse[j] = self.alphas[best[h]], mse[best[h], h]
+        return self
+
+    def predict(self, emb: np.ndarray) -> np.ndarray:
+        """(..., D) -> (..., K): all K head scores from one embedding."""
+        if self.W is None:
+            raise RuntimeError("RidgeHeads.predict called before fit")
+        return emb @ self.W + self.b
+
+
+def head_scores(train_emb: np.ndarray, train_ratings: np.ndarray, eval_emb: np.ndarray, heads: RidgeHeads,
+                cache_path: Path) -> tuple[dict[str, np.ndarray], bool]:
+    """Fit the heads and score the evaluation pairs, cached at ``cache_path`` (keyed by the caller)."""
+
+    def compute() -> dict[str, np.ndarray]:
+        heads.fit(train_emb, train_ratings)
+        return {"eval_scores": heads.predict(eval_emb), "train_scores": heads.predict(train_emb),
+                "alpha": heads.alpha, "val_mse": heads.val_mse, "W": heads.W, "b": heads.b}
+
+    return cached_arrays(cache_path, compute)

@@ -1,0 +1,225 @@
+"""The stages wired together: plain ``run_*(cfg, run_dir) -> dict`` functions that the Hydra runners in
+``experiments/`` wrap and that tests call directly.
+
+    pairs ──> ratings ──> study (H_k, accuracy, r)
+                 └──> multi-head RM ──> head scores ──> weights ──> evaluation ──> tables, figures
+
+Each stage reads the cache of the one before (keyed by content hash under ``cfg.cache_dir``), so a later stage or a
+τ sweep never recomputes a rater or a backbone pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from encore import plots
+from encore.artifacts import content_hash, write_frame, write_json
+from encore.data import fingerprint
+from encore.entropy import correlation, rating_entropy, rule_accuracy
+from encore.evaluate import compare_to, evaluate_weights
+from encore.heads import embed_pairs, head_scores
+from encore.methods import FitContext
+from encore.rating import Ratings, rate_pairs
+from encore.rules import Rule, load_rules
+from encore.stats import bootstrap_correlation_ci
+from encore.tracking import Tracker, make_tracker
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------------------- stages
+def load_train(cfg: DictConfig) -> tuple[pd.DataFrame, list[Rule]]:
+    rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
+    pairs = instantiate(cfg.data)
+    log.info("train pairs: %d (%s), rules: %d", len(pairs), fingerprint(pairs), len(rules))
+    return pairs, rules
+
+
+def stage_ratings(cfg: DictConfig, pairs: pd.DataFrame, rules: list[Rule], run_dir: Path) -> tuple[Ratings, dict]:
+    rater = instantiate(cfg.rater)
+    ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
+                                 chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing)
+    write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
+    write_json(run_dir / "rating_report.json", report)
+    return ratings, report
+
+
+def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Per-rule entropy and accuracy, their correlation with a bootstrap interval."""
+    st = cfg.study
+    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), st.bins, np.e if st.log_base == "e" else st.log_base)
+    acc, n_used = rule_accuracy(ratings.chosen, ratings.rejected, st.ties)
+    stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "n_pairs": n_used,
+                          "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
+                          "mean_rating": np.nanmean(ratings.values, axis=(0, 1))})
+    corr = correlation(H, acc)
+    corr.update(bootstrap_correlation_ci(ratings.chosen, ratings.rejected, st.bins, st.ties,
+                                         n_boot=cfg.stats.n_boot, seed=cfg.stats.seed))
+    corr.update(bins=st.bins, ties=st.ties, log_base=str(st.log_base), n_pairs=len(ratings.pair_ids))
+    write_frame(run_dir / "rule_stats.csv", stats)
+    write_json(run_dir / "correlation.json", corr)
+    return stats, corr
+
+
+def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pairs: pd.DataFrame,
+                run_dir: Path) -> tuple[np.ndarray, dict]:
+    """Backbone embeddings (cached), K ridge heads fitted on the ratings, head scores on the evaluation pairs."""
+    encoder = instantiate(cfg.model)
+    heads = instantiate(cfg.train)
+    cache = Path(cfg.cache_dir)
+    t0 = time.perf_counter()
+    train_emb, hit_train = embed_pairs(train, encoder, cache)
+    eval_emb, hit_eval = embed_pairs(eval_pairs, encoder, cache)
+    ratings_hash = hashlib.sha256(np.ascontiguousarray(ratings.values).tobytes()).hexdigest()[:16]
+    key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), ratings_hash, heads.identity())
+    arrays, hit_heads = head_scores(train_emb, ratings.values, eval_emb, heads, cache / "head_scores" / f"{key}.npz")
+    scores = arrays["eval_scores"]  # (N_eval, 2, K)
+    n, _, k = scores.shape
+    write_frame(run_dir / "head_scores.parquet", pd.DataFrame({
+        "pair_id": np.repeat(eval_pairs["pair_id"].to_numpy(), 2 * k),
+        "subset": np.repeat(eval_pairs["subset"].to_numpy(), 2 * k),
+        "side": np.tile(np.repeat(["chosen", "rejected"], k), n),
+        "rule": np.tile(ratings.rules, 2 * n), "score": scores.reshape(-1)}))
+    write_frame(run_dir / "heads.csv", pd.DataFrame({"rule": ratings.rules, "alpha": arrays["alpha"],
+                                                     "val_mse": arrays["val_mse"]}))
+    report = {"embeddings_cached": bool(hit_train and hit_eval), "head_scores_cached": bool(hit_heads),
+              "head_scores_key": key, "seconds": time.perf_counter() - t0, "n_eval": n}
+    write_json(run_dir / "heads_report.json", report)
+    return scores, report
+
+
+def method_objects(method_cfg: DictConfig) -> list[Any]:
+    """``method`` is one method (has ``_target_``) or a mapping of named methods (``method=all``)."""
+    if "_target_" in method_cfg:
+        return [instantiate(method_cfg)]
+    return [instantiate(m) for m in method_cfg.values()]
+
+
+def _params(method: Any) -> str:
+    return json.dumps({f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.name != "name"},
+                      sort_keys=True)
+
+
+def stage_evaluate(cfg: DictConfig, ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
+                   run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    subsets = eval_pairs["subset"].to_numpy()
+    rows, weights, correct = [], [], {}
+    for m in method_objects(cfg.method):
+        w = np.atleast_2d(m.weights(ctx))
+        row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
+        row["params"] = _params(m)
+        rows.append(row)
+        for s, ws in enumerate(w):
+            weights += [{"method": m.name, "seed": s, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, ws)]
+    table = pd.DataFrame(rows)
+    weights_long = pd.DataFrame(weights)
+    ref = cfg.stats.reference if cfg.stats.reference in correct else None
+    sig = compare_to(ref, correct, subsets, n_perm=cfg.stats.n_perm, seed=cfg.stats.seed) if ref else pd.DataFrame()
+    wide = (weights_long.groupby(["method", "rule"], sort=False)["weight"].mean().unstack("rule")[ctx.rules]
+            .reset_index())  # method × rule, seeds averaged
+    write_frame(run_dir / "main_table.csv", table)
+    write_frame(run_dir / "weights.csv", wide)
+    write_frame(run_dir / "weights_long.csv", weights_long)
+    write_frame(run_dir / "significance.csv", sig)
+    write_frame(run_dir / "eval_correct.csv", pd.DataFrame({"pair_id": eval_pairs["pair_id"], "subset": subsets,
+                                                            **{f"correct_{k}": v for k, v in correct.items()}}))
+    return table, wide, sig
+
+
+def run_figures(run_dir: Path, tracker: Tracker | None = None) -> list[Path]:
+    """Per-run figures, from the run's own CSVs."""
+    out = run_dir / "figures"
+    paths: list[Path] = []
+    if (run_dir / "rule_stats.csv").exists():
+        paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
+    if (run_dir / "ratings.parquet").exists():
+        paths += plots.rating_distributions(pd.read_parquet(run_dir / "ratings.parquet"), out)
+    if (run_dir / "weights_long.csv").exists():
+        paths += plots.rule_weights(pd.read_csv(run_dir / "weights_long.csv"), out)
+    if (run_dir / "main_table.csv").exists():
+        paths += plots.main_results(pd.read_csv(run_dir / "main_table.csv"), out)
+    if tracker is not None:
+        for p in paths:
+            if p.suffix == ".png":
+                tracker.log_image(f"figures/{p.stem}", p)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------- runners
+def _tracker(cfg: DictConfig, run_dir: Path, job: str) -> Tracker:
+    lg = cfg.logger
+    if lg.kind == "none":
+        return make_tracker("none", run_dir, {})
+    return make_tracker(lg.kind, run_dir, OmegaConf.to_container(cfg, resolve=True), project=lg.project,
+                        mode=lg.mode, group=cfg.experiment_name, job_type=job, entity=lg.get("entity"))
+
+
+def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
+    """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures) and write metrics.json."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    order = ["rate", "study", "heads", "evaluate", "figures"]
+    todo = set(order[: order.index(upto) + 1])
+    tracker = _tracker(cfg, run_dir, job)
+    metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir)}
+    t0 = time.perf_counter()
+    try:
+        train, rules = load_train(cfg)
+        eval_pairs = instantiate(cfg.eval) if todo & {"heads", "evaluate"} else None
+        ratings, metrics["rating"] = stage_ratings(cfg, train, rules, run_dir)
+        tracker.log_metrics({"rating/n_missing": metrics["rating"]["n_missing"]})
+        if "study" in todo:
+            stats, metrics["correlation"] = stage_study(cfg, ratings, run_dir)
+            tracker.log_table("rule_stats", stats)
+            tracker.log_metrics({f"study/{k}": v for k, v in metrics["correlation"].items()})
+        if "heads" in todo:
+            scores, metrics["heads"] = stage_heads(cfg, train, ratings, eval_pairs, run_dir)
+        if "evaluate" in todo:
+            ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
+                             accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected)
+            table, _, sig = stage_evaluate(cfg, ctx, scores, eval_pairs, run_dir)
+            metrics["main_table"] = table.to_dict(orient="records")
+            metrics["significance"] = sig.to_dict(orient="records")
+            tracker.log_table("main_table", table)
+            tracker.log_metrics({f"eval/{r['method']}/safety": r["safety"] for r in metrics["main_table"]})
+        if "figures" in todo:
+            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker)]
+        if cfg.logger.get("log_artifacts", False):
+            arts = [p for p in (run_dir / "ratings.parquet", run_dir / "head_scores.parquet") if p.exists()]
+            tracker.log_artifact(f"{cfg.experiment_name}-scores", "scores", arts)
+        metrics["seconds"] = time.perf_counter() - t0
+        write_json(run_dir / "metrics.json", metrics)
+        return metrics
+    finally:
+        tracker.finish()
+
+
+def run_rate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    return _run(cfg, run_dir, "rate", "rate")
+
+
+def run_correlation(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    return _run(cfg, run_dir, "correlation", "study")
+
+
+def run_train_rm(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    return _run(cfg, run_dir, "train_rm", "heads")
+
+
+def run_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    return _run(cfg, run_dir, "evaluate", "evaluate")
+
+
+def run_reproduce(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    return _run(cfg, run_dir, "reproduce", "figures")

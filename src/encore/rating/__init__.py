@@ -1,0 +1,133 @@
+"""Rule ratings ψ_k in [0, 1] for every (pair, side, rule), from any rater, cached and resumable.
+
+A rater is any object with ``identity() -> dict`` (what determines its ratings; hashed into the cache key) and
+``rate(prompts, responses, rules) -> (values (M, K), reasons M x K)``, where a missing rating is NaN with a non-empty
+reason. Raters are built from ``conf/rater/*.yaml`` with ``_target_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from encore.artifacts import content_hash
+from encore.rating.store import RatingStore, item_key
+from encore.rules import Rule
+
+log = logging.getLogger(__name__)
+SIDES = ("chosen", "rejected")
+
+
+class Rater(Protocol):
+    def identity(self) -> dict[str, Any]: ...
+
+    def rate(self, prompts: list[str], responses: list[str], rules: list[Rule]) -> tuple[np.ndarray, list[list[str]]]: ...
+
+
+@dataclass
+class Ratings:
+    """Ratings of N pairs under K rules: ``values`` (N, 2, K) with side 0 = chosen, 1 = rejected; NaN = missing."""
+
+    pair_ids: list[str]
+    rules: list[str]
+    values: np.ndarray
+    reasons: np.ndarray  # (N, 2, K) object: "" or why the rating is missing
+
+    @property
+    def chosen(self) -> np.ndarray:
+        return self.values[:, 0]
+
+    @property
+    def rejected(self) -> np.ndarray:
+        return self.values[:, 1]
+
+    @property
+    def n_missing(self) -> int:
+        return int(np.isnan(self.values).sum())
+
+    def missing_by_reason(self) -> dict[str, int]:
+        r = self.reasons[self.reasons != ""]
+        return dict(zip(*np.unique(r, return_counts=True))) if r.size else {}
+
+    def tidy(self) -> pd.DataFrame:
+        """Long table: pair_id, side, rule, value, reason."""
+        n, _, k = self.values.shape
+        return pd.DataFrame({
+            "pair_id": np.repeat(self.pair_ids, 2 * k),
+            "side": np.tile(np.repeat(SIDES, k), n),
+            "rule": np.tile(self.rules, 2 * n),
+            "value": self.values.reshape(-1),
+            "reason": self.reasons.reshape(-1),
+        })
+
+
+def rater_key(rater: Rater) -> str:
+    return content_hash(rater.identity())
+
+
+def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: str | Path, chunk_size: int = 256,
+               retry_missing: bool = False, progress: bool = True) -> tuple[Ratings, dict[str, Any]]:
+    """Rate both sides of every pair under every rule, reusing and extending the store at ``cache_dir``.
+
+    Identical (prompt, response) texts are rated once. Work goes in chunks of ``chunk_size`` responses, each saved
+    as a shard as soon as it completes. ``retry_missing`` re-asks ratings stored as missing. Returns the ratings and
+    a report (counts of cached, newly rated and missing ratings, throughput).
+    """
+    store = RatingStore(cache_dir, rater_key(rater))
+    table = store.load()
+    texts: dict[tuple[str, str], list[str]] = {}  # (prompt, response) -> item keys per rule
+    for prompt, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]):
+        for resp in (c, r):
+            if (prompt, resp) not in texts:
+                texts[(prompt, resp)] = [item_key(prompt, resp, rule.text) for rule in rules]
+
+    def todo(key: str) -> bool:
+        return key not in table or (retry_missing and table[key][1] != "")
+
+    pending = [(pr, keys) for pr, keys in texts.items() if any(todo(k) for k in keys)]
+    n_cached = sum(not todo(k) for keys in texts.values() for k in keys)
+    n_new, t0 = 0, time.perf_counter()
+    bar = tqdm(total=len(pending) * len(rules), desc="rate", unit="rating", disable=not progress or not pending)
+    for s in range(0, len(pending), chunk_size):
+        chunk = pending[s: s + chunk_size]
+        values, reasons = rater.rate([p for (p, _), _ in chunk], [x for (_, x), _ in chunk], rules)
+        values = np.asarray(values, float)
+        if values.shape != (len(chunk), len(rules)):
+            raise RuntimeError(f"rater returned shape {values.shape}; expected {(len(chunk), len(rules))}")
+        bad = ~np.isnan(values) & ((values < 0) | (values > 1))
+        if bad.any():
+            raise RuntimeError(f"rater returned ratings outside [0, 1], e.g. {values[bad][:3].tolist()}")
+        items, names, vals, why = [], [], [], []
+        for (_, keys), row, rrow in zip(chunk, values, reasons):
+            for rule, key, v, reason in zip(rules, keys, row, rrow):
+                if np.isnan(v) and not reason:
+                    reason = "rater returned no value"
+                items.append(key); names.append(rule.name); vals.append(v); why.append(reason)
+        store.write_shard(items, names, vals, why)
+        n_new += len(items)
+        bar.update(len(items))
+        bar.set_postfix(rate=f"{n_new / max(time.perf_counter() - t0, 1e-9):.0f}/s")
+    bar.close()
+
+    n, k = len(pairs), len(rules)
+    values = np.full((n, 2, k), np.nan)
+    reasons = np.full((n, 2, k), "", dtype=object)
+    for i, (prompt, c, r) in enumerate(zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])):
+        for side, resp in enumerate((c, r)):
+            for j, key in enumerate(texts[(prompt, resp)]):
+                values[i, side, j], reasons[i, side, j] = table[key]
+    ratings = Ratings(list(pairs["pair_id"]), [r.name for r in rules], values, reasons)
+    elapsed = time.perf_counter() - t0
+    report = {"rater_key": store.dir.name, "n_pairs": n, "n_rules": k, "n_cached": n_cached, "n_new": n_new,
+              "n_missing": ratings.n_missing, "missing_by_reason": ratings.missing_by_reason(),
+              "seconds": elapsed, "ratings_per_s": n_new / elapsed if n_new else None, "shards": store.n_shards()}
+    if ratings.n_missing:
+        log.warning("%d rating(s) missing: %s", ratings.n_missing, report["missing_by_reason"])
+    return ratings, report

@@ -109,7 +109,8 @@ def fingerprint(pairs: pd.DataFrame) -> str:
     return content_hash(list(pairs["pair_id"]), list(pairs["subset"]))
 
 
-def select_subsets(pairs: pd.DataFrame, subsets: Iterable[str] | None, *, source: str) -> pd.DataFrame:
+def select_subsets(pairs: pd.DataFrame, subsets: Iterable[str] | None, *, source: str,
+                   field: str = "data.subsets") -> pd.DataFrame:
     """Keep the named subsets; a name the data does not contain is an error, not an empty table."""
     if not subsets:
         return pairs
@@ -117,7 +118,7 @@ def select_subsets(pairs: pd.DataFrame, subsets: Iterable[str] | None, *, source
     present = set(pairs["subset"])
     missing = [s for s in subsets if s not in present]
     if missing:
-        raise DataError(f"{source}: data.subsets names {missing}, which the data does not have; present: {sorted(present)}")
+        raise DataError(f"{source}: {field} names {missing}, which the data does not have; present: {sorted(present)}")
     return pairs[pairs["subset"].isin(subsets)].reset_index(drop=True)
 
 
@@ -283,7 +284,7 @@ def load_reward_bench(
     check_rewardbench_subsets(subsets)
     raw = read_table(path) if path else _hub(hub_id, split, None, None, revision)
     source = str(path) if path else f"{hub_id}[{split}]"
-    pairs = select_subsets(normalise(raw, source=source), subsets, source=source)
+    pairs = select_subsets(normalise(raw, source=source), subsets, source=source, field="eval.subsets")
     if limit_per_subset is not None:
         pairs = pairs.groupby("subset", sort=False).head(int(limit_per_subset)).reset_index(drop=True)
     return pairs
@@ -299,6 +300,6 @@ def load_demo(split: str = "train", limit: int | None = None, subsets: list[str]
         raw = pd.read_json(p, lines=True)
     pairs = normalise(raw, source=f"demo[{split}]", subset_field="subset")
     if split == "eval":
-        check_rewardbench_subsets(pairs["subset"].unique())
-    pairs = select_subsets(pairs, subsets, source=f"demo[{split}]")
+        check_rewardbench_subsets(list(subsets or []) + list(pairs["subset"].unique()))
+    pairs = select_subsets(pairs, subsets, source=f"demo[{split}]", field=f"{'eval' if split == 'eval' else 'data'}.subsets")
     return pairs.iloc[: int(limit)].reset_index(drop=True) if limit is not None else pairs

@@ -28,6 +28,10 @@ class Encore:
     tau: float = 2.0
     name: str = "encore"
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.tau, (int, float)) and np.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"method.tau={self.tau}: the temperature must be a positive finite number (paper default 2)")
+
     def weights(self, ctx: FitContext) -> np.ndarray:
         return compose.encore_weights(ctx.entropy, self.tau)
 
@@ -47,9 +51,11 @@ class RandomDirichlet:
     alpha: float = 1.0
     name: str = "random"
 
-    def weights(self, ctx: FitContext) -> np.ndarray:
+    def __post_init__(self) -> None:
         if self.n_seeds < 1:
             raise ValueError(f"method.n_seeds={self.n_seeds}: need at least 1 (the paper reports >= 10)")
+
+    def weights(self, ctx: FitContext) -> np.ndarray:
         return compose.dirichlet_weights(len(ctx.rules), self.n_seeds, self.seed, self.alpha)
 
 
@@ -62,12 +68,14 @@ class SingleRule:
     seed: int = 0
     name: str = "single_rule"
 
+    def __post_init__(self) -> None:
+        if self.choice not in ("best", "random"):
+            raise ValueError(f"method.choice={self.choice!r}; use 'best' or 'random'")
+
     def weights(self, ctx: FitContext) -> np.ndarray:
         if self.choice == "best":
             return compose.best_single_rule_weights(ctx.accuracy)
-        if self.choice == "random":
-            return compose.random_single_rule_weights(len(ctx.rules), self.n_seeds, self.seed)
-        raise ValueError(f"method.choice={self.choice!r}; use 'best' or 'random'")
+        return compose.random_single_rule_weights(len(ctx.rules), self.n_seeds, self.seed)
 
 
 @dataclass
@@ -87,6 +95,10 @@ class TopK:
 
     k: int = 1
     name: str = "topk"
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"method.k={self.k}: keep at least one rule")
 
     def weights(self, ctx: FitContext) -> np.ndarray:
         return compose.topk_weights(ctx.entropy, self.k)

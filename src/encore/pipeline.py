@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,15 +40,26 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------- stages
+def build(node: DictConfig) -> Any:
+    """``hydra.utils.instantiate`` that lets our own input errors (which name the field and the fix) surface as
+    themselves instead of wrapped in Hydra's InstantiationException."""
+    try:
+        return instantiate(node)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ValueError):
+            raise e.__cause__ from None
+        raise
+
+
 def load_train(cfg: DictConfig) -> tuple[pd.DataFrame, list[Rule]]:
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
-    pairs = instantiate(cfg.data)
+    pairs = build(cfg.data)
     log.info("train pairs: %d (%s), rules: %d", len(pairs), fingerprint(pairs), len(rules))
     return pairs, rules
 
 
 def stage_ratings(cfg: DictConfig, pairs: pd.DataFrame, rules: list[Rule], run_dir: Path) -> tuple[Ratings, dict]:
-    rater = instantiate(cfg.rater)
+    rater = build(cfg.rater)
     ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
                                  chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing)
     write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
@@ -75,8 +87,8 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
 def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pairs: pd.DataFrame,
                 run_dir: Path) -> tuple[np.ndarray, dict]:
     """Backbone embeddings (cached), K ridge heads fitted on the ratings, head scores on the evaluation pairs."""
-    encoder = instantiate(cfg.model)
-    heads = instantiate(cfg.train)
+    encoder = build(cfg.model)
+    heads = build(cfg.train)
     cache = Path(cfg.cache_dir)
     t0 = time.perf_counter()
     train_emb, hit_train = embed_pairs(train, encoder, cache)
@@ -102,8 +114,8 @@ def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pai
 def method_objects(method_cfg: DictConfig) -> list[Any]:
     """``method`` is one method (has ``_target_``) or a mapping of named methods (``method=all``)."""
     if "_target_" in method_cfg:
-        return [instantiate(method_cfg)]
-    return [instantiate(m) for m in method_cfg.values()]
+        return [build(method_cfg)]
+    return [build(m) for m in method_cfg.values()]
 
 
 def _params(method: Any) -> str:
@@ -111,11 +123,14 @@ def _params(method: Any) -> str:
                       sort_keys=True)
 
 
-def stage_evaluate(cfg: DictConfig, ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
+def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
                    run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     subsets = eval_pairs["subset"].to_numpy()
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ValueError(f"method: two methods share a name in {names}; give each a distinct method.<key>.name")
     rows, weights, correct = [], [], {}
-    for m in method_objects(cfg.method):
+    for m in methods:
         w = np.atleast_2d(m.weights(ctx))
         row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
         row["params"] = _params(m)
@@ -168,15 +183,16 @@ def _tracker(cfg: DictConfig, run_dir: Path, job: str) -> Tracker:
 def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures) and write metrics.json."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     order = ["rate", "study", "heads", "evaluate", "figures"]
     todo = set(order[: order.index(upto) + 1])
+    # Everything that can be wrong with the input is checked before the first file is written.
+    t0 = time.perf_counter()
+    methods = method_objects(cfg.method) if "evaluate" in todo else []
+    train, rules = load_train(cfg)
+    eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
     tracker = _tracker(cfg, run_dir, job)
     metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir)}
-    t0 = time.perf_counter()
     try:
-        train, rules = load_train(cfg)
-        eval_pairs = instantiate(cfg.eval) if todo & {"heads", "evaluate"} else None
         ratings, metrics["rating"] = stage_ratings(cfg, train, rules, run_dir)
         tracker.log_metrics({"rating/n_missing": metrics["rating"]["n_missing"]})
         if "study" in todo:
@@ -188,7 +204,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
         if "evaluate" in todo:
             ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
                              accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected)
-            table, _, sig = stage_evaluate(cfg, ctx, scores, eval_pairs, run_dir)
+            table, _, sig = stage_evaluate(cfg, methods, ctx, scores, eval_pairs, run_dir)
             metrics["main_table"] = table.to_dict(orient="records")
             metrics["significance"] = sig.to_dict(orient="records")
             tracker.log_table("main_table", table)

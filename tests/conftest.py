@@ -1,0 +1,61 @@
+"""Shared fixtures. Nothing here downloads: models are tiny random ones built from configs, data ship in the package
+or are written by the tests, and the real HH-RLHF file is read from ../shared/data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+SHARED_HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+# The fast offline stack used by pipeline tests: tiny random backbone, no wandb, few bootstrap replicates.
+FAST = ["model=tiny_random", "logger=none", "stats.n_boot=50", "stats.n_perm=200"]
+
+
+def make_cfg(*overrides: str, cache: Path) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=[*FAST, f"cache_dir={cache}", *overrides])
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+class FakeRater:
+    """Deterministic rater over text features, for store/pipeline tests that must not depend on a model.
+
+    Rule j rates ``(len(response) * (j + 1)) % 97 / 96``; ``fail_after`` raises after that many calls (a kill),
+    ``missing`` marks responses containing that word as missing with a reason.
+    """
+
+    def __init__(self, fail_after: int | None = None, missing: str | None = None, constant_rule: int | None = None):
+        self.calls, self.fail_after, self.missing, self.constant_rule = 0, fail_after, missing, constant_rule
+
+    def identity(self) -> dict:
+        return {"kind": "fake", "missing": self.missing, "constant_rule": self.constant_rule}
+
+    def rate(self, prompts, responses, rules):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+        self.calls += 1
+        v = np.array([[(len(x) * (j + 1)) % 97 / 96 for j in range(len(rules))] for x in responses], float)
+        reasons = [[""] * len(rules) for _ in responses]
+        if self.constant_rule is not None:
+            v[:, self.constant_rule] = 0.5
+        if self.missing:
+            for i, x in enumerate(responses):
+                if self.missing in x:
+                    v[i, :] = np.nan
+                    reasons[i] = ["refused"] * len(rules)
+        return v, reasons

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from torch.testing import assert_close
+
+from encore.entropy import correlation, discretise, rating_entropy, rule_accuracy
+
+
+def test_discretise_edges():
+    assert discretise(np.array([0.0, 0.0999, 0.1, 0.95, 1.0, np.nan]), 10).tolist() == [0, 0, 1, 9, 9, -1]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        discretise(np.array([1.2]))
+    with pytest.raises(ValueError, match="bins"):
+        discretise(np.array([0.5]), 1)
+
+
+def test_entropy_exact():
+    uniform = (np.arange(10)[:, None] + 0.5) / 10  # one rating in each bin
+    constant = np.full((10, 1), 0.7)
+    half = np.array([[0.05]] * 5 + [[0.95]] * 5)
+    H = rating_entropy(np.hstack([uniform, constant, half]))
+    assert_close(H, np.array([np.log(10), 0.0, np.log(2)]))
+    assert_close(rating_entropy(half, base=2), np.array([1.0]))
+
+
+def test_entropy_ignores_missing():
+    r = np.array([[0.05, np.nan], [0.95, np.nan], [np.nan, np.nan]])
+    H = rating_entropy(r)
+    assert_close(H[0], np.log(2))
+    assert np.isnan(H[1])
+
+
+@given(arrays(np.float64, (40, 3), elements=st.floats(0, 1)), st.integers(2, 20))
+@settings(max_examples=50, deadline=None)
+def test_entropy_bounds(r, bins):
+    H = rating_entropy(r, bins)
+    assert np.all(H >= 0) and np.all(H <= np.log(bins) + 1e-12)
+
+
+def test_accuracy_tie_policies():
+    c = np.array([[0.9], [0.5], [0.2], [np.nan]])
+    r = np.array([[0.1], [0.5], [0.4], [0.3]])
+    assert rule_accuracy(c, r, "wrong")[0][0] == pytest.approx(1 / 3)
+    assert rule_accuracy(c, r, "half")[0][0] == pytest.approx(1.5 / 3)
+    acc, n = rule_accuracy(c, r, "drop")
+    assert acc[0] == pytest.approx(1 / 2) and n[0] == 2
+    with pytest.raises(ValueError, match="study.ties"):
+        rule_accuracy(c, r, "coin")
+
+
+def test_correlation_exact_and_degenerate():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    out = correlation(x, -2 * x + 1)
+    assert out["pearson_r"] == pytest.approx(-1) and out["spearman_rho"] == pytest.approx(-1)
+    assert np.isnan(correlation(x, np.ones(4))["pearson_r"])  # constant accuracy: stated as NaN
+    assert np.isnan(correlation(x[:2], x[:2])["pearson_r"])

@@ -1,0 +1,112 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from encore.data import DataError
+from encore.pipeline import run_correlation, run_evaluate, run_reproduce
+from encore.rules import RuleError
+
+from conftest import CONF, ROOT, SHARED_HH, make_cfg
+
+GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment")]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_config_option_composes(group):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for option in _options(group):
+            cfg = compose(config_name="config", overrides=[f"{group}={option}"])
+            assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes(experiment):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={experiment}"])
+        assert cfg.experiment_name
+
+
+def test_end_to_end_tiny(tmp_path, cache):
+    cfg = make_cfg(cache=cache)
+    m = run_reproduce(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    for f in ("rule_stats.csv", "correlation.json", "weights.csv", "main_table.csv", "metrics.json",
+              "ratings.parquet", "head_scores.parquet", "significance.csv", "figures/entropy_vs_accuracy.png",
+              "figures/weights.png", "figures/main_results.png", "figures/rating_distributions.pdf"):
+        assert (run / f).exists(), f
+    table = pd.read_csv(run / "main_table.csv")
+    assert table["method"].tolist() == ["encore", "uniform", "random", "single_rule", "single_rule_random", "bt_optimized"]
+    expected_cols = {"refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+                     "donotanswer", "safety"}
+    assert expected_cols <= set(table.columns)
+    assert table["safety"].between(0, 100).all()
+    assert table.set_index("method").loc["random", "n_seeds"] == 10
+    weights = pd.read_csv(run / "weights.csv").set_index("method")
+    assert weights.shape == (6, 10)
+    assert weights.loc["encore"].sum() == pytest.approx(1)
+    assert m["heads"]["embeddings_cached"] is False
+
+    # A second stage run re-uses every cached artefact: no rating, no backbone pass.
+    m2 = run_evaluate(make_cfg("method=encore", "method.tau=0.5", cache=cache), tmp_path / "run2")
+    assert m2["rating"]["n_new"] == 0 and m2["heads"]["embeddings_cached"] and m2["heads"]["head_scores_cached"]
+    assert pd.read_csv(tmp_path / "run2" / "main_table.csv")["method"].tolist() == ["encore"]
+
+
+@pytest.mark.parametrize("override, error, match", [
+    ("method.tau=0", ValueError, "method.tau"),
+    ("method.tau=-1", ValueError, "method.tau"),
+    ("eval.subsets=[refusals-violent]", DataError, "RewardBench does not have"),
+    ("rules.rules=[{name: only, text: one rule}]", RuleError, "at least 2"),
+])
+def test_bad_input_fails_before_writing_anything(tmp_path, cache, override, error, match):
+    overrides = ["method=encore", override] if "tau" in override else [override]
+    run = tmp_path / "run"
+    with pytest.raises(error, match=match):
+        run_evaluate(make_cfg(*overrides, cache=cache), run)
+    assert not run.exists() or not any(run.iterdir())
+
+
+def _env(cache: Path) -> dict:
+    env = dict(os.environ, ENCORE_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", WANDB_MODE="offline")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_tau_multirun_in_subprocess_reruns_no_model(tmp_path, cache):
+    runs = tmp_path / "runs"
+    env = _env(cache) | {"ENCORE_RUNS_DIR": str(runs)}
+    common = ["model=tiny_random", "logger=none", "stats.n_boot=20", "stats.n_perm=100"]
+    subprocess.run([sys.executable, "experiments/train_rm.py", *common], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run([sys.executable, "experiments/evaluate.py", "-m", "method=encore",
+                          "method.tau=0.5,2,8", *common], cwd=ROOT, env=env, check=True, capture_output=True,
+                         text=True)
+    jobs = sorted(p.parent for p in runs.glob("demo/multirun-*/*/metrics.json"))
+    assert len(jobs) == 3, out.stdout + out.stderr
+    taus = set()
+    for job in jobs:
+        m = json.loads((job / "metrics.json").read_text())
+        assert m["rating"]["n_new"] == 0 and m["heads"]["embeddings_cached"] and m["heads"]["head_scores_cached"]
+        taus.add(json.loads(pd.read_csv(job / "main_table.csv").loc[0, "params"])["tau"])
+    assert taus == {0.5, 2.0, 8.0}
+
+
+@pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
+def test_correlation_on_real_hh_rlhf(tmp_path, cache):
+    cfg = make_cfg("data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=150", cache=cache)
+    m = run_correlation(cfg, tmp_path / "run")
+    c = m["correlation"]
+    assert c["n_rules"] == 10 and c["n_pairs"] == 150
+    assert -1 <= c["pearson_r"] <= 1 and c["pearson_r_ci_low"] <= c["pearson_r"] <= c["pearson_r_ci_high"]
+    stats = pd.read_csv(tmp_path / "run" / "rule_stats.csv")
+    assert stats["n_pairs"].eq(150).all()

@@ -86,7 +86,7 @@ def test_tau_multirun_in_subprocess_reruns_no_model(tmp_path, cache):
     runs = tmp_path / "runs"
     env = _env(cache) | {"ENCORE_RUNS_DIR": str(runs)}
     common = ["model=tiny_random", "logger=none", "stats.n_boot=20", "stats.n_perm=100"]
-    subprocess.run([sys.executable, "experiments/train_rm.py", *common], cwd=ROOT, env=env, check=True,
+    subprocess.run([sys.executable, "experiments/reproduce.py", *common], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     out = subprocess.run([sys.executable, "experiments/evaluate.py", "-m", "method=encore",
                           "method.tau=0.5,2,8", *common], cwd=ROOT, env=env, check=True, capture_output=True,
@@ -99,6 +99,17 @@ def test_tau_multirun_in_subprocess_reruns_no_model(tmp_path, cache):
         assert m["rating"]["n_new"] == 0 and m["heads"]["embeddings_cached"] and m["heads"]["head_scores_cached"]
         taus.add(json.loads(pd.read_csv(job / "main_table.csv").loc[0, "params"])["tau"])
     assert taus == {0.5, 2.0, 8.0}
+
+    # Figures are rebuilt from the run directories alone.
+    fig = subprocess.run([sys.executable, "experiments/make_figures.py", str(runs), "--out", str(tmp_path / "fig")],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert fig.returncode == 0, fig.stderr
+    for name in ("entropy_vs_accuracy", "main_results", "accuracy_vs_tau", "encore_weights",
+                 "rating_distributions_demo-train"):
+        for ext in ("png", "pdf", "csv"):
+            assert (tmp_path / "fig" / f"{name}.{ext}").exists(), f"{name}.{ext}"
+    sweep = pd.read_csv(tmp_path / "fig" / "accuracy_vs_tau.csv")
+    assert sorted(sweep["tau"]) == [0.5, 2.0, 8.0]
 
 
 @pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")

@@ -111,6 +111,16 @@ def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pai
     return scores, report
 
 
+def dataset_name(data_cfg: DictConfig) -> str:
+    """A short label for the training data of a run (figure panels group runs by it)."""
+    for key in ("source", "hub_id"):
+        if data_cfg.get(key):
+            return str(data_cfg[key])
+    if data_cfg.get("path"):
+        return Path(str(data_cfg.path)).name
+    return f"demo-{data_cfg.get('split', 'train')}"
+
+
 def method_objects(method_cfg: DictConfig) -> list[Any]:
     """``method`` is one method (has ``_target_``) or a mapping of named methods (``method=all``)."""
     if "_target_" in method_cfg:
@@ -159,7 +169,7 @@ def run_figures(run_dir: Path, tracker: Tracker | None = None) -> list[Path]:
     if (run_dir / "rule_stats.csv").exists():
         paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
     if (run_dir / "ratings.parquet").exists():
-        paths += plots.rating_distributions(pd.read_parquet(run_dir / "ratings.parquet"), out)
+        paths += plots.rating_distributions(plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet")), out)
     if (run_dir / "weights_long.csv").exists():
         paths += plots.rule_weights(pd.read_csv(run_dir / "weights_long.csv"), out)
     if (run_dir / "main_table.csv").exists():
@@ -191,7 +201,9 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     train, rules = load_train(cfg)
     eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
     tracker = _tracker(cfg, run_dir, job)
-    metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir)}
+    metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir), "experiment": cfg.experiment_name,
+                               "dataset": dataset_name(cfg.data), "eval_fingerprint": fingerprint(eval_pairs)
+                               if eval_pairs is not None else None}
     try:
         ratings, metrics["rating"] = stage_ratings(cfg, train, rules, run_dir)
         tracker.log_metrics({"rating/n_missing": metrics["rating"]["n_missing"]})

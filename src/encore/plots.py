@@ -84,21 +84,43 @@ def main_results(table: pd.DataFrame, out: Path, stem: str = "main_results") -> 
     return _save(fig, out, stem)
 
 
-def rating_distributions(ratings: pd.DataFrame, out: Path, stem: str = "rating_distributions", bins: int = 10) -> list[Path]:
-    """One histogram per rule of its ratings, chosen and rejected overlaid. Expects columns rule, side, value."""
-    rules = list(pd.unique(ratings["rule"]))
+def rating_histogram(ratings: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Tidy bin counts (rule, side, bin_low, bin_high, count) of ratings with columns rule, side, value."""
+    edges = np.linspace(0, 1, bins + 1)
+    rows = []
+    for (rule, side), d in ratings.groupby(["rule", "side"], sort=False):
+        counts, _ = np.histogram(d["value"].dropna(), bins=edges)
+        rows += [{"rule": rule, "side": side, "bin_low": lo, "bin_high": hi, "count": int(c)}
+                 for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+    return pd.DataFrame(rows)
+
+
+def rating_distributions(hist: pd.DataFrame, out: Path, stem: str = "rating_distributions") -> list[Path]:
+    """One panel per rule: its rating histogram, chosen and rejected overlaid. Input: :func:`rating_histogram`."""
+    rules = list(pd.unique(hist["rule"]))
     cols = min(5, len(rules))
     rows = int(np.ceil(len(rules) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False, sharex=True)
-    edges = np.linspace(0, 1, bins + 1)
     for ax, rule in zip(axes.flat, rules):
-        d = ratings[ratings["rule"] == rule]
         for side, color in (("chosen", "tab:green"), ("rejected", "tab:red")):
-            ax.hist(d.loc[d["side"] == side, "value"].dropna(), bins=edges, alpha=0.5, color=color, label=side)
+            d = hist[(hist["rule"] == rule) & (hist["side"] == side)]
+            ax.bar(d["bin_low"], d["count"], width=d["bin_high"] - d["bin_low"], align="edge", alpha=0.5,
+                   color=color, label=side)
         ax.set_title(rule, fontsize=8)
     for ax in list(axes.flat)[len(rules):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
+    return _save(fig, out, stem)
+
+
+def encore_weights_by_tau(weights: pd.DataFrame, out: Path, stem: str = "encore_weights") -> list[Path]:
+    """ENCORE's weight per rule, one bar group per rule and one hue per τ. Input columns: tau, rule, weight."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * weights["rule"].nunique() + 2), 3.6))
+    sns.barplot(data=weights.assign(tau=weights["tau"].map(lambda t: f"τ={t:g}")), x="rule", y="weight", hue="tau",
+                ax=ax, errorbar=None, palette="viridis")
+    ax.tick_params(axis="x", rotation=45)
+    for t in ax.get_xticklabels():
+        t.set_ha("right")
     return _save(fig, out, stem)
 
 
@@ -115,6 +137,8 @@ def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, sing
     if single is not None:
         ax.axhline(single, color="tab:orange", ls=":", label="best single rule")
     ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(s["tau"], [f"{t:g}" for t in s["tau"]])
     ax.set_xlabel("temperature τ")
     ax.set_ylabel("Safety accuracy (%)")
     ax.legend(fontsize=7)

@@ -1,0 +1,95 @@
+"""Read run directories back into tidy tables; nothing is recomputed and no tracking API is called.
+
+A run directory is any folder holding a ``metrics.json`` written by :mod:`encore.pipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from encore.artifacts import read_json
+
+
+def find_runs(roots: list[str | Path]) -> list[Path]:
+    """Every run directory under ``roots``, oldest first (by metrics.json modification time)."""
+    runs = {p.parent.resolve() for r in roots for p in Path(r).expanduser().rglob("metrics.json")}
+    return sorted(runs, key=lambda d: (d / "metrics.json").stat().st_mtime)
+
+
+def _meta(run: Path) -> dict:
+    m = read_json(run / "metrics.json")
+    return {"run": str(run), "job": m.get("job"), "experiment": m.get("experiment"), "dataset": m.get("dataset"),
+            "eval_fingerprint": m.get("eval_fingerprint")}
+
+
+def _latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Runs are read oldest first, so the last row per key is the newest run."""
+    return df.drop_duplicates(keys, keep="last").reset_index(drop=True)
+
+
+def rule_stats(runs: list[Path]) -> pd.DataFrame:
+    """Per-rule entropy and accuracy, newest run per dataset; column ``dataset`` labels the panel."""
+    frames = [pd.read_csv(r / "rule_stats.csv").assign(**_meta(r)) for r in runs if (r / "rule_stats.csv").exists()]
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    newest = df.groupby("dataset")["run"].last()
+    return df[df["run"].isin(newest)].reset_index(drop=True)
+
+
+def correlations(runs: list[Path]) -> pd.DataFrame:
+    rows = [{**_meta(r), **read_json(r / "correlation.json")} for r in runs if (r / "correlation.json").exists()]
+    return _latest_per(pd.DataFrame(rows), ["dataset"]) if rows else pd.DataFrame()
+
+
+def ratings(runs: list[Path]) -> pd.DataFrame:
+    """Tidy ratings of the newest run per dataset."""
+    have = [r for r in runs if (r / "ratings.parquet").exists()]
+    newest = {}
+    for r in have:
+        newest[_meta(r)["dataset"]] = r
+    frames = [pd.read_parquet(r / "ratings.parquet").assign(dataset=d) for d, r in newest.items()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def main_tables(runs: list[Path]) -> pd.DataFrame:
+    """Every main_table row of every run, with its method parameters expanded (e.g. a ``tau`` column)."""
+    frames = []
+    for r in runs:
+        if (r / "main_table.csv").exists():
+            t = pd.read_csv(r / "main_table.csv").assign(**_meta(r))
+            params = pd.DataFrame([json.loads(p) if isinstance(p, str) else {} for p in t["params"]])
+            frames.append(pd.concat([t, params.drop(columns=[c for c in params if c in t])], axis=1))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def latest_full_table(tables: pd.DataFrame) -> pd.DataFrame:
+    """The newest run that compared more than one method (the paper's main table)."""
+    if tables.empty:
+        return tables
+    n = tables.groupby("run", sort=False)["method"].nunique()
+    multi = [r for r in tables["run"].unique() if n[r] > 1]
+    return tables[tables["run"] == multi[-1]].reset_index(drop=True) if multi else pd.DataFrame()
+
+
+def tau_sweep(tables: pd.DataFrame) -> pd.DataFrame:
+    """ENCORE rows by τ on the evaluation set of the newest ENCORE run; the newest run wins per τ."""
+    if tables.empty or "tau" not in tables:
+        return pd.DataFrame()
+    enc = tables[(tables["method"] == "encore") & tables["tau"].notna()]
+    if enc.empty:
+        return enc
+    enc = enc[enc["eval_fingerprint"] == enc["eval_fingerprint"].iloc[-1]]
+    return _latest_per(enc, ["tau"]).sort_values("tau").reset_index(drop=True)
+
+
+def encore_weights(runs: list[Path], taus: pd.DataFrame) -> pd.DataFrame:
+    """ENCORE's weight per rule for each τ of the sweep (long form: tau, rule, weight)."""
+    frames = []
+    for _, row in taus.iterrows():
+        w = pd.read_csv(Path(row["run"]) / "weights_long.csv")
+        frames.append(w[w["method"] == "encore"].assign(tau=row["tau"])[["tau", "rule", "weight"]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,57 @@
+"""The paper's figures, rebuilt from run directories: each PNG/PDF is written next to the tidy CSV it is drawn from."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from encore import collect, plots
+from encore.artifacts import write_frame
+
+log = logging.getLogger(__name__)
+
+
+def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
+    runs = collect.find_runs(roots)
+    if not runs:
+        log.error("no run directories (with metrics.json) under %s", roots)
+        return []
+    written: list[Path] = []
+
+    def emit(name: str, df: pd.DataFrame, draw) -> None:
+        if df.empty:
+            log.info("skipping %s: no run has the data", name)
+            return
+        written.append(write_frame(out / f"{name}.csv", df))
+        written.extend(draw(df))
+
+    stats = collect.rule_stats(runs)
+    emit("entropy_vs_accuracy", stats, lambda d: plots.entropy_vs_accuracy(d, out))
+    emit("correlations", collect.correlations(runs), lambda d: [])
+    ratings = collect.ratings(runs)
+    for dataset in (pd.unique(ratings["dataset"]) if not ratings.empty else []):
+        hist = plots.rating_histogram(ratings[ratings["dataset"] == dataset])
+        stem = f"rating_distributions_{_slug(dataset)}"
+        emit(stem, hist, lambda d, stem=stem: plots.rating_distributions(d, out, stem=stem))
+    tables = collect.main_tables(runs)
+    full = collect.latest_full_table(tables)
+    emit("main_results", full, lambda d: plots.main_results(d, out))
+    sweep = collect.tau_sweep(tables)
+    ref = full[full["eval_fingerprint"] == sweep["eval_fingerprint"].iloc[0]] if not sweep.empty and not full.empty else full
+    uniform = _value(ref, "uniform")
+    single = _value(ref, "single_rule")
+    emit("accuracy_vs_tau", sweep, lambda d: plots.tau_curve(d, out, uniform=uniform, single=single))
+    emit("encore_weights", collect.encore_weights(runs, sweep), lambda d: plots.encore_weights_by_tau(d, out))
+    return written
+
+
+def _value(table: pd.DataFrame, method: str) -> float | None:
+    if table.empty or method not in set(table["method"]):
+        return None
+    return float(table.loc[table["method"] == method, "safety"].iloc[0])
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in str(text)).strip("-")[:60]

@@ -1,0 +1,24 @@
+"""A faithful re-creation of the naive rating loop (one prompt per forward pass, batch size 1, no cache reuse),
+kept as the reference that the fast :class:`~encore.rating.hf.HFRater` must match and beat (tests, benchmark)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from encore.rating import prompts as P
+from encore.rating.hf import HFRater
+from encore.rules import Rule
+
+
+@torch.inference_mode()
+def naive_rate(rater: HFRater, prompts: list[str], responses: list[str], rules: list[Rule]) -> np.ndarray:
+    rater.load()
+    dev = next(rater._model.parameters()).device
+    out = np.full((len(responses), len(rules)), np.nan)
+    for i, (p, x) in enumerate(zip(prompts, responses)):
+        for k, rule in enumerate(rules):
+            ids = rater.encode(P.rule_messages(p, x, rule.text, rater.mode, rater.scale_max, rater.system_prompt))
+            logits = rater._model(input_ids=torch.tensor([ids], device=dev)).logits[:, -1]
+            out[i, k] = P.rating_from_probs(rater._option_probs(logits)[0], rater.mode)
+    return out

@@ -1,0 +1,73 @@
+"""Tiny random-weight causal LMs and locally built tokenizers, for offline tests and benchmarks (never downloads).
+
+Two tokenizer families: ``tiny-bpe`` (byte-level BPE trained here, GPT-2 style, labels like "ĠYes") and
+``tiny-wordpiece`` (the embedded MiniLM's lower-casing WordPiece vocabulary). Both get a small chat template.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+SPECIAL = ["<|pad|>", "<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
+
+
+def _corpus() -> list[str]:
+    from encore.data import load_demo
+    from encore.rating import prompts
+
+    texts = [prompts.RULE_TEMPLATE, prompts.YES_NO_QUESTION, prompts.SCALE_QUESTION, prompts.JUDGE_TEMPLATE]
+    for split in ("train", "eval"):
+        d = load_demo(split)
+        texts += list(d["prompt"]) + list(d["chosen"]) + list(d["rejected"])
+    texts += ["Yes", "No", "A", "B", " Yes", " No"] * 50 + [str(i) for i in range(10)] * 50
+    return texts
+
+
+@lru_cache(maxsize=None)
+def tokenizer_dir(name: str) -> str:
+    """Build (once per process, in a temp dir) and return the directory of a tiny tokenizer."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    out = Path(tempfile.mkdtemp(prefix=f"encore-{name}-"))
+    if name == "tiny-bpe":
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIAL,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(_corpus(), trainer)
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|end|>",
+                                       pad_token="<|pad|>")
+    elif name == "tiny-wordpiece":
+        from encore.backbone import EMBEDDED_MINILM, resolve_model_path
+
+        fast = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MINILM))
+        fast.add_special_tokens({"additional_special_tokens": SPECIAL[2:]})
+    else:
+        raise ValueError(f"unknown tiny tokenizer {name!r}; use tiny-bpe or tiny-wordpiece")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    return str(out)
+
+
+def resolve_tokenizer(name_or_path: str) -> str:
+    return tokenizer_dir(name_or_path) if name_or_path in ("tiny-bpe", "tiny-wordpiece") else name_or_path
+
+
+def tiny_causal_config(model_type: str = "llama", hidden: int = 64, layers: int = 2, heads: int = 4,
+                       max_positions: int = 2048) -> dict:
+    """A config dict for ``AutoConfig.for_model`` (vocab size is filled in from the tokenizer)."""
+    if model_type == "gpt2":
+        return {"model_type": "gpt2", "n_embd": hidden, "n_layer": layers, "n_head": heads, "n_positions": max_positions}
+    return {"model_type": model_type, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": max(1, heads // 2), "max_position_embeddings": max_positions}
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -12,13 +12,16 @@ from encore.rules import Rule
 
 
 @torch.inference_mode()
-def naive_rate(rater: HFRater, prompts: list[str], responses: list[str], rules: list[Rule]) -> np.ndarray:
+def naive_rate(rater: HFRater, prompts: list[str], responses: list[str], rules: list[Rule],
+               full_logits: bool = True) -> np.ndarray:
+    """``full_logits=False`` is an ablation (the loop, but logits at the last position only), not the naive loop."""
     rater.load()
     dev = next(rater._model.parameters()).device
     out = np.full((len(responses), len(rules)), np.nan)
     for i, (p, x) in enumerate(zip(prompts, responses)):
         for k, rule in enumerate(rules):
             ids = rater.encode(P.rule_messages(p, x, rule.text, rater.mode, rater.scale_max, rater.system_prompt))
-            logits = rater._model(input_ids=torch.tensor([ids], device=dev)).logits[:, -1]
+            keep = {} if full_logits else {"logits_to_keep": 1}
+            logits = rater._model(input_ids=torch.tensor([ids], device=dev), **keep).logits[:, -1]
             out[i, k] = P.rating_from_probs(rater._option_probs(logits)[0], rater.mode)
     return out

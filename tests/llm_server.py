@@ -1,0 +1,71 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: serves a tiny HF causal LM's next-token
+log-probabilities through /v1/chat/completions, with injectable faults (429, 500, slow replies)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import torch
+
+
+class LLMServer:
+    def __init__(self, rater, faults: list | None = None, slow_s: float = 2.0):
+        self.rater = rater.load()
+        self.faults = list(faults or [])  # consumed in order: 429, 500, "slow"
+        self.slow_s = slow_s
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.seen_auth: set[str] = set()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests += 1
+                    server.seen_auth.add(self.headers.get("Authorization", ""))
+                    fault = server.faults.pop(0) if server.faults else None
+                if fault == "slow":
+                    time.sleep(server.slow_s)
+                elif fault in (429, 500):
+                    self._send(fault, {"error": {"message": "injected"}})
+                    return
+                self._send(200, server.complete(body))
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @torch.inference_mode()
+    def complete(self, body: dict) -> dict:
+        r = self.rater
+        ids = r.encode(body["messages"])
+        with self.lock:  # one forward at a time on the shared model
+            logits = r._model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        lp = torch.log_softmax(logits, -1)
+        top = torch.topk(lp, min(int(body.get("top_logprobs", 5)), lp.numel()))
+        entries = [{"token": r._tok.decode([int(i)]), "logprob": float(v)} for v, i in zip(top.values, top.indices)]
+        return {"choices": [{"index": 0, "message": {"role": "assistant", "content": entries[0]["token"]},
+                             "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]}}]}
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,86 @@
+"""The OpenAI-compatible client against a real HTTP server on 127.0.0.1 serving a tiny model."""
+
+import numpy as np
+import pytest
+
+from encore.data import load_demo
+from encore.rating import rate_pairs
+from encore.rating.hf import HFRater
+from encore.rating.remote import OpenAIRater
+from encore.rules import Rule
+from encore.tiny import tiny_causal_config
+
+from llm_server import LLMServer
+
+RULES = [Rule("a", "The response is polite."), Rule("b", "The response refuses dangerous requests.")]
+
+
+@pytest.fixture(scope="module")
+def local():
+    return HFRater(model="tiny", tokenizer="tiny-bpe", config=tiny_causal_config("llama", hidden=32, layers=2),
+                   device="cpu", dtype="float32").load()
+
+
+def _client(url, **kw):
+    return OpenAIRater(model="tiny", base_url=url, top_logprobs=1000, backoff_base=0.01, backoff_max=0.05, **kw)
+
+
+def test_server_ratings_equal_local_ratings(local):
+    pairs = load_demo("train").iloc[:4]
+    with LLMServer(local) as srv:
+        remote, reasons = _client(srv.url).rate(list(pairs["prompt"]), list(pairs["chosen"]), RULES)
+    ref, _ = local.rate(list(pairs["prompt"]), list(pairs["chosen"]), RULES)
+    assert all(r == "" for row in reasons for r in row)
+    assert np.abs(remote - ref).max() < 1e-4
+
+
+def test_retries_on_429_500_and_timeouts_then_succeeds(local):
+    pairs = load_demo("train").iloc[:2]
+    with LLMServer(local, faults=[429, 500, "slow", 429], slow_s=1.5) as srv:
+        v, reasons = _client(srv.url, timeout=0.5, max_concurrency=1).rate(list(pairs["prompt"]),
+                                                                           list(pairs["chosen"]), RULES)
+        assert srv.requests == 4 + 4  # four faults retried, four ratings served
+    assert np.isfinite(v).all() and all(r == "" for row in reasons for r in row)
+
+
+def test_exhausted_retries_are_missing_with_reason(local):
+    pairs = load_demo("train").iloc[:1]
+    with LLMServer(local, faults=[500] * 10) as srv:
+        v, reasons = _client(srv.url, max_retries=2, max_concurrency=1).rate(list(pairs["prompt"]),
+                                                                             list(pairs["chosen"]), RULES)
+    assert np.isnan(v).all()
+    assert {r for row in reasons for r in row} == {"HTTP 500 after 2 retries"}
+
+
+def test_api_key_from_environment_only(local, monkeypatch):
+    monkeypatch.setenv("ENCORE_TEST_KEY", "sk-secret-123")
+    rater = _client("http://127.0.0.1:1/v1", api_key_env="ENCORE_TEST_KEY")
+    assert "sk-secret" not in repr(rater) and "sk-secret" not in str(rater.identity())
+    pairs = load_demo("train").iloc[:1]
+    with LLMServer(local) as srv:
+        _client(srv.url, api_key_env="ENCORE_TEST_KEY").rate(list(pairs["prompt"]), list(pairs["chosen"]), RULES)
+        assert srv.seen_auth == {"Bearer sk-secret-123"}
+
+
+def test_kill_and_resume_gives_identical_table(local, tmp_path):
+    pairs = load_demo("train").iloc[:12]
+
+    class Killed(OpenAIRater):
+        calls = 0
+
+        def rate(self, *a):
+            if Killed.calls == 2:
+                raise KeyboardInterrupt("killed")
+            Killed.calls += 1
+            return super().rate(*a)
+
+    with LLMServer(local) as srv:
+        full, _ = rate_pairs(pairs, RULES, _client(srv.url), tmp_path / "a", chunk_size=4, progress=False)
+        kw = dict(model="tiny", base_url=srv.url, top_logprobs=1000)
+        with pytest.raises(KeyboardInterrupt):
+            rate_pairs(pairs, RULES, Killed(**kw), tmp_path / "b", chunk_size=4, progress=False)
+        before = srv.requests
+        resumed, rep = rate_pairs(pairs, RULES, _client(srv.url), tmp_path / "b", chunk_size=4, progress=False)
+        assert rep["n_cached"] == 2 * 4 * len(RULES)
+        assert srv.requests - before == rep["n_new"]  # only what was missing was asked again
+    np.testing.assert_array_equal(resumed.values, full.values)

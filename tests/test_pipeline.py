@@ -14,7 +14,7 @@ from encore.rules import RuleError
 
 from conftest import CONF, ROOT, SHARED_HH, make_cfg
 
-GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment")]
+GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "bench")]
 
 
 def _options(group: str) -> list[str]:
@@ -27,6 +27,13 @@ def test_every_config_option_composes(group):
         for option in _options(group):
             cfg = compose(config_name="config", overrides=[f"{group}={option}"])
             assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("bench", _options("bench"))
+def test_every_benchmark_composes(bench):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="benchmark", overrides=[f"bench={bench}"])
+        assert cfg.bench._target_.startswith("encore.bench.")
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))

@@ -61,16 +61,21 @@ def evaluate_weights(name: str, weights: np.ndarray, scores: np.ndarray, subsets
     weights (K,) or (S, K) (S seeds); scores (N, 2, K). Returns a table row (accuracies in percent; for S > 1 the
     mean over seeds with ``safety_std`` the std across seeds) and per-pair correctness (N,) averaged over seeds.
     """
-    w = np.atleast_2d(weights)
-    correct = pair_correct(compose(scores, w))  # (S, N)
+    return evaluate_rewards(name, compose(scores, np.atleast_2d(weights)), subsets, n_boot=n_boot, seed=seed)
+
+
+def evaluate_rewards(name: str, rewards: np.ndarray, subsets: np.ndarray, n_boot: int = 1000,
+                     seed: int = 0) -> tuple[dict[str, Any], np.ndarray]:
+    """Summarise rewards (S, N, 2) of S seeds (see :func:`evaluate_weights`); a NaN reward makes its pair a miss."""
+    correct = pair_correct(rewards)  # (S, N)
     per_seed = [subset_accuracy(c, subsets) for c in correct]
     heads = np.array([headline(c, subsets) for c in correct])
     mean_correct = correct.mean(0)
     lo, hi = bootstrap_ci(mean_correct, subsets, headline, n_boot=n_boot, seed=seed)
-    row: dict[str, Any] = {"method": name, "n_seeds": len(w)}
+    row: dict[str, Any] = {"method": name, "n_seeds": len(correct)}
     for s in per_seed[0]:
         row[s] = 100 * float(np.mean([a[s] for a in per_seed]))
-    row.update(safety=100 * float(heads.mean()), safety_std=100 * float(heads.std()) if len(w) > 1 else 0.0,
+    row.update(safety=100 * float(heads.mean()), safety_std=100 * float(heads.std()) if len(correct) > 1 else 0.0,
                safety_ci_low=100 * lo, safety_ci_high=100 * hi, overall=100 * float(correct.mean()))
     return row, mean_correct
 

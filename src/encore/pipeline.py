@@ -28,7 +28,7 @@ from encore import plots
 from encore.artifacts import content_hash, write_frame, write_json
 from encore.data import fingerprint
 from encore.entropy import correlation, rating_entropy, rule_accuracy
-from encore.evaluate import compare_to, evaluate_weights
+from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.heads import embed_pairs, head_scores
 from encore.methods import FitContext
 from encore.rating import Ratings, rate_pairs
@@ -130,7 +130,7 @@ def method_objects(method_cfg: DictConfig) -> list[Any]:
 
 def _params(method: Any) -> str:
     return json.dumps({f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.name != "name"},
-                      sort_keys=True)
+                      sort_keys=True, default=str)
 
 
 def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
@@ -141,6 +141,12 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext, scores:
         raise ValueError(f"method: two methods share a name in {names}; give each a distinct method.<key>.name")
     rows, weights, correct = [], [], {}
     for m in methods:
+        if hasattr(m, "rewards"):  # a method that scores pairs itself (LLM judge): no composition weights
+            rewards, extra = m.rewards(eval_pairs)
+            row, correct[m.name] = evaluate_rewards(m.name, rewards, subsets, n_boot=cfg.stats.n_boot,
+                                                    seed=cfg.stats.seed)
+            rows.append({**row, **extra, "params": "{}"})
+            continue
         w = np.atleast_2d(m.weights(ctx))
         row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
         row["params"] = _params(m)
@@ -148,11 +154,11 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext, scores:
         for s, ws in enumerate(w):
             weights += [{"method": m.name, "seed": s, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, ws)]
     table = pd.DataFrame(rows)
-    weights_long = pd.DataFrame(weights)
+    weights_long = pd.DataFrame(weights, columns=["method", "seed", "rule", "weight"])
     ref = cfg.stats.reference if cfg.stats.reference in correct else None
     sig = compare_to(ref, correct, subsets, n_perm=cfg.stats.n_perm, seed=cfg.stats.seed) if ref else pd.DataFrame()
-    wide = (weights_long.groupby(["method", "rule"], sort=False)["weight"].mean().unstack("rule")[ctx.rules]
-            .reset_index())  # method × rule, seeds averaged
+    wide = (weights_long.groupby(["method", "rule"], sort=False)["weight"].mean().unstack("rule")
+            .reindex(columns=ctx.rules).reset_index())  # method × rule, seeds averaged
     write_frame(run_dir / "main_table.csv", table)
     write_frame(run_dir / "weights.csv", wide)
     write_frame(run_dir / "weights_long.csv", weights_long)
@@ -170,7 +176,7 @@ def run_figures(run_dir: Path, tracker: Tracker | None = None) -> list[Path]:
         paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
     if (run_dir / "ratings.parquet").exists():
         paths += plots.rating_distributions(plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet")), out)
-    if (run_dir / "weights_long.csv").exists():
+    if (run_dir / "weights_long.csv").exists() and len(pd.read_csv(run_dir / "weights_long.csv")):
         paths += plots.rule_weights(pd.read_csv(run_dir / "weights_long.csv"), out)
     if (run_dir / "main_table.csv").exists():
         paths += plots.main_results(pd.read_csv(run_dir / "main_table.csv"), out)

@@ -1,0 +1,45 @@
+"""LLM-as-a-judge baseline (``method=llm_judge``): the judge sees the conversation and both responses and we read
+P(A) vs P(B) from its next-token distribution. Each pair is judged in both orders and averaged (position-bias
+control):  P(chosen) = ½ [P(A | chosen shown as A) + P(B | chosen shown as B)].  The reward of chosen is P(chosen)
+and of rejected 1 - P(chosen). ``position_agreement`` is the share of pairs where both orders prefer the same
+response. Judgements are cached by (judge identity, evaluation data fingerprint).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from encore.artifacts import cached_arrays, content_hash
+from encore.data import fingerprint
+
+
+@dataclass
+class LLMJudge:
+    backend: Any  # an HFRater or OpenAIRater (anything with .judge and .identity)
+    cache_dir: str | None = None
+    name: str = "llm_judge"
+
+    def rewards(self, pairs: pd.DataFrame) -> tuple[np.ndarray, dict[str, float]]:
+        """(1, N, 2) rewards and a report with the position agreement and the number of missing judgements."""
+        p, c, r = list(pairs["prompt"]), list(pairs["chosen"]), list(pairs["rejected"])
+
+        def compute() -> dict[str, np.ndarray]:
+            p_ab, _ = self.backend.judge(p, c, r)  # chosen shown as A
+            p_ba, _ = self.backend.judge(p, r, c)  # chosen shown as B
+            return {"chosen_first": p_ab, "chosen_second": 1 - p_ba}
+
+        key = content_hash({"judge": self.backend.identity()}, fingerprint(pairs))
+        root = Path(self.cache_dir or os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore"))
+        arrays, _ = cached_arrays(root / "judge" / f"{key}.npz", compute)
+        a, b = arrays["chosen_first"], arrays["chosen_second"]
+        p_chosen = np.nanmean(np.stack([a, b]), axis=0)  # one order missing: the other alone; both: NaN (a miss)
+        ok = np.isfinite(a) & np.isfinite(b)
+        report = {"position_agreement": float(((a > 0.5) == (b > 0.5))[ok].mean()) if ok.any() else float("nan"),
+                  "n_missing_judgements": int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())}
+        return np.stack([p_chosen, 1 - p_chosen], axis=-1)[None], report

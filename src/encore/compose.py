@@ -15,13 +15,17 @@ def encore_weights(entropy: np.ndarray, tau: float) -> np.ndarray:
     τ → ∞ gives uniform weights, τ → 0 all weight on the lowest-entropy rule(s); adding a constant to every H_k
     changes nothing. Computed with the minimum entropy subtracted, so tiny τ does not overflow.
     """
-    if not np.isfinite(tau) or tau <= 0:
-        raise ValueError(f"method.tau={tau}: the temperature must be a positive finite number (paper default 2)")
+    check_tau(tau)
     H = np.asarray(entropy, dtype=float)
     if np.any(~np.isfinite(H)):
         raise ValueError(f"entropy has non-finite values {H.tolist()}: a rule with no ratings cannot be weighted")
     z = np.exp(-(H - H.min()) / tau)
     return z / z.sum()
+
+
+def check_tau(tau: float) -> None:
+    if not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau > 0):
+        raise ValueError(f"method.tau={tau}: the temperature must be a positive finite number (paper default 2)")
 
 
 def uniform_weights(k: int) -> np.ndarray:

@@ -21,20 +21,23 @@ from encore.data import fingerprint
 
 @dataclass
 class LLMJudge:
-    backend: Any  # an HFRater or OpenAIRater (anything with .judge and .identity)
     cache_dir: str | None = None
     name: str = "llm_judge"
 
-    def rewards(self, pairs: pd.DataFrame) -> tuple[np.ndarray, dict[str, float]]:
-        """(1, N, 2) rewards and a report with the position agreement and the number of missing judgements."""
+    def rewards(self, pairs: pd.DataFrame, backend: Any) -> tuple[np.ndarray, dict[str, float]]:
+        """(1, N, 2) rewards and a report with the position agreement and the number of missing judgements.
+
+        ``backend`` is the run's rater (an HFRater or OpenAIRater: anything with ``judge`` and ``identity``), passed
+        in so the model that rated the training pairs is not loaded a second time.
+        """
         p, c, r = list(pairs["prompt"]), list(pairs["chosen"]), list(pairs["rejected"])
 
         def compute() -> dict[str, np.ndarray]:
-            p_ab, _ = self.backend.judge(p, c, r)  # chosen shown as A
-            p_ba, _ = self.backend.judge(p, r, c)  # chosen shown as B
+            p_ab, _ = backend.judge(p, c, r)  # chosen shown as A
+            p_ba, _ = backend.judge(p, r, c)  # chosen shown as B
             return {"chosen_first": p_ab, "chosen_second": 1 - p_ba}
 
-        key = content_hash({"judge": self.backend.identity()}, fingerprint(pairs))
+        key = content_hash({"judge": backend.identity()}, fingerprint(pairs))
         root = Path(self.cache_dir or os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore"))
         arrays, _ = cached_arrays(root / "judge" / f"{key}.npz", compute)
         a, b = arrays["chosen_first"], arrays["chosen_second"]

@@ -29,8 +29,7 @@ class Encore:
     name: str = "encore"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.tau, (int, float)) and np.isfinite(self.tau) and self.tau > 0):
-            raise ValueError(f"method.tau={self.tau}: the temperature must be a positive finite number (paper default 2)")
+        compose.check_tau(self.tau)  # fail at config time, before any stage runs
 
     def weights(self, ctx: FitContext) -> np.ndarray:
         return compose.encore_weights(ctx.entropy, self.tau)

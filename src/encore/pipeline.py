@@ -58,8 +58,8 @@ def load_train(cfg: DictConfig) -> tuple[pd.DataFrame, list[Rule]]:
     return pairs, rules
 
 
-def stage_ratings(cfg: DictConfig, pairs: pd.DataFrame, rules: list[Rule], run_dir: Path) -> tuple[Ratings, dict]:
-    rater = build(cfg.rater)
+def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[Rule],
+                  run_dir: Path) -> tuple[Ratings, dict]:
     ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
                                  chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing)
     write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
@@ -133,7 +133,7 @@ def _params(method: Any) -> str:
                       sort_keys=True, default=str)
 
 
-def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
+def stage_evaluate(cfg: DictConfig, methods: list[Any], rater: Any, ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
                    run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     subsets = eval_pairs["subset"].to_numpy()
     names = [m.name for m in methods]
@@ -142,7 +142,7 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext, scores:
     rows, weights, correct = [], [], {}
     for m in methods:
         if hasattr(m, "rewards"):  # a method that scores pairs itself (LLM judge): no composition weights
-            rewards, extra = m.rewards(eval_pairs)
+            rewards, extra = m.rewards(eval_pairs, rater)
             row, correct[m.name] = evaluate_rewards(m.name, rewards, subsets, n_boot=cfg.stats.n_boot,
                                                     seed=cfg.stats.seed)
             rows.append({**row, **extra, "params": "{}"})
@@ -176,8 +176,9 @@ def run_figures(run_dir: Path, tracker: Tracker | None = None) -> list[Path]:
         paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
     if (run_dir / "ratings.parquet").exists():
         paths += plots.rating_distributions(plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet")), out)
-    if (run_dir / "weights_long.csv").exists() and len(pd.read_csv(run_dir / "weights_long.csv")):
-        paths += plots.rule_weights(pd.read_csv(run_dir / "weights_long.csv"), out)
+    weights = pd.read_csv(run_dir / "weights_long.csv") if (run_dir / "weights_long.csv").exists() else None
+    if weights is not None and len(weights):  # empty when only a judge ran
+        paths += plots.rule_weights(weights, out)
     if (run_dir / "main_table.csv").exists():
         paths += plots.main_results(pd.read_csv(run_dir / "main_table.csv"), out)
     if tracker is not None:
@@ -206,12 +207,13 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     methods = method_objects(cfg.method) if "evaluate" in todo else []
     train, rules = load_train(cfg)
     eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
+    rater = build(cfg.rater)  # one instance (one loaded model) for the ratings and an LLM judge
     tracker = _tracker(cfg, run_dir, job)
     metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir), "experiment": cfg.experiment_name,
                                "dataset": dataset_name(cfg.data), "eval_fingerprint": fingerprint(eval_pairs)
                                if eval_pairs is not None else None}
     try:
-        ratings, metrics["rating"] = stage_ratings(cfg, train, rules, run_dir)
+        ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)
         tracker.log_metrics({"rating/n_missing": metrics["rating"]["n_missing"]})
         if "study" in todo:
             stats, metrics["correlation"] = stage_study(cfg, ratings, run_dir)
@@ -222,7 +224,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
         if "evaluate" in todo:
             ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
                              accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected)
-            table, _, sig = stage_evaluate(cfg, methods, ctx, scores, eval_pairs, run_dir)
+            table, _, sig = stage_evaluate(cfg, methods, rater, ctx, scores, eval_pairs, run_dir)
             metrics["main_table"] = table.to_dict(orient="records")
             metrics["significance"] = sig.to_dict(orient="records")
             tracker.log_table("main_table", table)

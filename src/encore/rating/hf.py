@@ -3,8 +3,8 @@
 Speed comes from three things the naive loop (one prompt per forward pass, batch size 1) lacks:
 1. the K rule prompts of a response share everything before the rule; that prefix is run once and its KV cache is
    repeated for the K rule suffixes;
-2. many responses go through one forward pass: prefixes left-padded, suffixes right-padded, positions computed from
-   the attention mask so padding changes no score;
+2. many responses go through one forward pass: prefixes and suffixes left-padded, positions computed from the
+   attention mask so padding changes no score, and logits computed at the last position only;
 3. responses are sorted by length so padding stays small; bf16 on GPU.
 Prompts longer than ``max_length`` are recorded as missing with their length, never silently truncated.
 """
@@ -144,52 +144,45 @@ class HFRater:
         return [text.replace(sentinel, r.text) for r in rules]
 
     # ------------------------------------------------------------------ forward passes
-    def _option_probs(self, last_logits: torch.Tensor) -> np.ndarray:
+    def _option_probs(self, last_logits: torch.Tensor, options: list[list[int]] | None = None) -> np.ndarray:
         """(R, V) logits -> (R, n_options) probabilities (each option summed over its variant tokens)."""
         p = torch.softmax(last_logits.float(), dim=-1)
-        return torch.stack([p[:, ids].sum(-1) for ids in self._options], dim=-1).cpu().numpy().astype(np.float64)
+        return torch.stack([p[:, ids].sum(-1) for ids in options or self._options], dim=-1).cpu().numpy().astype(np.float64)
 
-    @torch.inference_mode()
-    def forward_full(self, seqs: list[list[int]]) -> np.ndarray:
-        """One left-padded pass over whole prompts -> (R, n_options)."""
-        dev = next(self._model.parameters()).device
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R,) token lists -> ids and attention mask (R, L), left-padded so every row ends in the last column."""
         L = max(map(len, seqs))
         ids = torch.full((len(seqs), L), self._tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), L), dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, L - len(s):] = torch.tensor(s)
             mask[i, L - len(s):] = 1
+        return ids, mask
+
+    @torch.inference_mode()
+    def forward_full(self, seqs: list[list[int]], options: list[list[int]] | None = None) -> np.ndarray:
+        """One left-padded pass over whole prompts -> (R, n_options)."""
+        dev = next(self._model.parameters()).device
+        ids, mask = self._left_pad(seqs)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
                              logits_to_keep=1).logits  # only the next-token position: (R, 1, V)
-        return self._option_probs(logits[:, -1])
+        return self._option_probs(logits[:, -1], options)
 
     @torch.inference_mode()
     def forward_shared(self, prefixes: list[list[int]], suffixes: list[list[list[int]]]) -> np.ndarray:
         """Prefixes (B) run once; their KV cache is repeated for the K suffixes of each -> (B, K, n_options)."""
         dev = next(self._model.parameters()).device
         B, K = len(prefixes), len(suffixes[0])
-        pad = self._tok.pad_token_id
-        Lp = max(map(len, prefixes))
-        ids = torch.full((B, Lp), pad, dtype=torch.long)
-        mask = torch.zeros((B, Lp), dtype=torch.long)
-        for i, s in enumerate(prefixes):
-            ids[i, Lp - len(s):] = torch.tensor(s)
-            mask[i, Lp - len(s):] = 1
+        ids, mask = self._left_pad(prefixes)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
                           logits_to_keep=1)
         cache = out.past_key_values
         cache.batch_repeat_interleave(K)  # row b*K + k continues prefix b
-        flat = [s for per in suffixes for s in per]  # (B*K)
-        Ls = max(map(len, flat))
         # Suffixes are left-padded too, so every row's last real token sits in the last column; the pads between a
         # prefix and its suffix are masked out and skipped by the position ids.
-        sids = torch.full((B * K, Ls), pad, dtype=torch.long)
-        smask = torch.zeros((B * K, Ls), dtype=torch.long)
-        for i, s in enumerate(flat):
-            sids[i, Ls - len(s):] = torch.tensor(s)
-            smask[i, Ls - len(s):] = 1
+        sids, smask = self._left_pad([s for per in suffixes for s in per])  # (B*K, Ls)
         plen = mask.sum(-1).repeat_interleave(K)  # (B*K,) real prefix lengths
         spos = plen[:, None] + (smask.cumsum(-1) - 1).clamp(min=0)
         amask = torch.cat([mask.repeat_interleave(K, dim=0), smask], dim=1)
@@ -232,23 +225,20 @@ class HFRater:
     def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
         """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token."""
         self.load()
-        options, self._options = self._options, self.resolve_labels(["A", "B"])
-        try:
-            seqs = self.tokenize([self.render(P.judge_messages(p, x, y, self.system_prompt))
-                                  for p, x, y in zip(prompts, a, b)])
-            out = np.full(len(seqs), np.nan)
-            reasons = [""] * len(seqs)
-            ok = [i for i, s in enumerate(seqs) if len(s) <= self.max_length]
-            for i in set(range(len(seqs))) - set(ok):
-                reasons[i] = f"prompt longer than rater.max_length ({len(seqs[i])} > {self.max_length} tokens)"
-            ok.sort(key=lambda i: -len(seqs[i]))
-            for s in range(0, len(ok), self.batch_size):
-                idx = ok[s: s + self.batch_size]
-                probs = self.forward_full([seqs[i] for i in idx])
-                out[idx] = probs[:, 0] / probs.sum(-1)
-            return out, reasons
-        finally:
-            self._options = options
+        options = self.resolve_labels(["A", "B"])
+        seqs = self.tokenize([self.render(P.judge_messages(p, x, y, self.system_prompt))
+                              for p, x, y in zip(prompts, a, b)])
+        out = np.full(len(seqs), np.nan)
+        reasons = [""] * len(seqs)
+        ok = [i for i, s in enumerate(seqs) if len(s) <= self.max_length]
+        for i in set(range(len(seqs))) - set(ok):
+            reasons[i] = f"prompt longer than rater.max_length ({len(seqs[i])} > {self.max_length} tokens)"
+        ok.sort(key=lambda i: -len(seqs[i]))
+        for s in range(0, len(ok), self.batch_size):
+            idx = ok[s: s + self.batch_size]
+            probs = self.forward_full([seqs[i] for i in idx], options)
+            out[idx] = probs[:, 0] / probs.sum(-1)
+        return out, reasons
 
 
 def _common_prefix(seqs: list[list[int]]) -> int:

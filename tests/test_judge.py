@@ -3,6 +3,7 @@ import pytest
 
 from encore.data import load_demo
 from encore.judge import LLMJudge
+from encore.methods import FitContext
 
 
 class PositionBiased:
@@ -20,7 +21,8 @@ class PositionBiased:
 
 def test_both_orders_cancel_position_bias(tmp_path):
     pairs = load_demo("eval").iloc[:10]
-    rewards, rep = LLMJudge(cache_dir=str(tmp_path)).rewards(pairs, PositionBiased(pairs["chosen"]))
+    rewards, rep = LLMJudge(cache_dir=str(tmp_path)).rewards(
+        FitContext([], None, None, None, eval_pairs=pairs, rater=PositionBiased(pairs["chosen"])))
     # chosen first: 0.95; chosen second: 1 - 0.85 = 0.15; mean 0.55 -> chosen wins every pair, barely
     np.testing.assert_allclose(rewards[0, :, 0], 0.55)
     np.testing.assert_allclose(rewards[0, :, 1], 0.45)

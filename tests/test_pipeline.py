@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -52,14 +53,17 @@ def test_end_to_end_tiny(tmp_path, cache):
               "figures/weights.png", "figures/main_results.png", "figures/rating_distributions.pdf"):
         assert (run / f).exists(), f
     table = pd.read_csv(run / "main_table.csv")
-    assert table["method"].tolist() == ["encore", "uniform", "random", "single_rule", "single_rule_random", "bt_optimized"]
+    assert table["method"].tolist() == ["encore", "uniform", "random", "single_rule", "single_rule_random",
+                                        "bt_optimized", "bt_single_head", "gating"]
     expected_cols = {"refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
                      "donotanswer", "safety"}
     assert expected_cols <= set(table.columns)
     assert table["safety"].between(0, 100).all()
     assert table.set_index("method").loc["random", "n_seeds"] == 10
     weights = pd.read_csv(run / "weights.csv").set_index("method")
-    assert weights.shape == (6, 10)
+    assert weights.shape == (7, 10)  # the gate's mean weights are shown; a single BT head has none
+    gate = table.set_index("method").loc["gating"]
+    assert 0 <= gate["gate_entropy_mean"] <= gate["gate_entropy_uniform"] == pytest.approx(np.log(10))
     assert weights.loc["encore"].sum() == pytest.approx(1)
     assert m["heads"]["embeddings_cached"] is False
 

@@ -2,7 +2,9 @@
 built from a config (tests). One forward pass per batch yields one pooled vector per text.
 
 Pooling: ``mean`` (masked mean over tokens, encoders), ``last`` (last non-pad token, decoders) or ``cls``; ``auto``
-picks ``last`` for decoder-only configs and ``mean`` otherwise.
+picks ``last`` for decoder-only configs and ``mean`` otherwise. Text: ``plain`` shows "conversation, then
+Assistant: response"; ``chat`` renders the conversation and response with the tokenizer's chat template (what a
+Skywork / FsFairX reward model was trained on).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class Encoder:
     pooling: str = "auto"
     normalize: bool = False
     max_length: int = 256
+    text_format: str = "plain"
     batch_size: int = 64
     device: str = "auto"
     dtype: str = "auto"
@@ -85,34 +88,45 @@ class Encoder:
             from omegaconf import DictConfig, OmegaConf
 
             self.config = OmegaConf.to_container(self.config) if isinstance(self.config, DictConfig) else dict(self.config)
+        if self.text_format not in ("plain", "chat"):
+            raise ValueError(f"model.text_format={self.text_format!r}; use plain or chat")
 
     def identity(self) -> dict[str, Any]:
         """What determines the embeddings (the cache key): never the device or batch size."""
         return {"name_or_path": self.name_or_path, "revision": self.revision, "tokenizer": self.tokenizer,
                 "config": dict(self.config) if self.config else None, "seed": self.seed if self.config else None,
-                "pooling": self.resolved_pooling(), "normalize": self.normalize, "max_length": self.max_length}
+                "pooling": self.resolved_pooling(), "normalize": self.normalize, "max_length": self.max_length,
+                **({"text_format": self.text_format} if self.text_format != "plain" else {})}
 
     # ------------------------------------------------------------------ loading
     def load(self) -> "Encoder":
         if self._model is not None:
             return self
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        self._model = self.new_model().to(pick_device(self.device)).eval()
+        return self
 
-        tok_src = resolve_model_path(self.tokenizer or self.name_or_path)
-        self._tok = AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision)
-        if self._tok.pad_token is None:
-            self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
-        dev = pick_device(self.device)
+    def load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        from encore.tiny import resolve_tokenizer
+
+        tok_src = resolve_tokenizer(resolve_model_path(self.tokenizer or self.name_or_path))
+        tok = AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token or tok.unk_token
+        return tok
+
+    def new_model(self) -> Any:
+        """A fresh copy of the backbone (the weights a fine-tuning run starts from), on the CPU."""
+        from transformers import AutoConfig, AutoModel
+
         if self.config:
             cfg = dict(self.config)
-            cfg.setdefault("vocab_size", len(self._tok))
+            cfg.setdefault("vocab_size", len(self.tok))
             torch.manual_seed(self.seed)
-            model = AutoModel.from_config(AutoConfig.for_model(**cfg))
-        else:
-            model = AutoModel.from_pretrained(resolve_model_path(self.name_or_path), revision=self.revision,
-                                              dtype=pick_dtype(self.dtype, dev))
-        self._model = model.to(dev).eval()
-        return self
+            return AutoModel.from_config(AutoConfig.for_model(**cfg)).to(pick_dtype(self.dtype, pick_device(self.device)))
+        return AutoModel.from_pretrained(resolve_model_path(self.name_or_path), revision=self.revision,
+                                         dtype=pick_dtype(self.dtype, pick_device(self.device)))
 
     @property
     def model(self) -> Any:
@@ -120,7 +134,10 @@ class Encoder:
 
     @property
     def tok(self) -> Any:
-        return self.load()._tok
+        """The tokenizer alone (a fine-tuning run needs it without loading an inference copy of the model)."""
+        if self._tok is None:
+            self._tok = self.load_tokenizer()
+        return self._tok
 
     def resolved_pooling(self) -> str:
         if self.pooling != "auto":
@@ -138,6 +155,29 @@ class Encoder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
+    # ------------------------------------------------------------------ text
+    def texts(self, prompts: list[str], responses: list[str]) -> list[str]:
+        """What the backbone reads for each (conversation, response)."""
+        if self.text_format == "plain":
+            return [format_for_backbone(p, r) for p, r in zip(prompts, responses)]
+        from encore.data import to_messages
+
+        if not self.tok.chat_template:
+            raise ValueError(f"model.text_format=chat but the tokenizer of {self.name_or_path!r} has no chat template; "
+                             "use model.text_format=plain")
+        return [self.tok.apply_chat_template(to_messages(p) + [{"role": "assistant", "content": r.strip()}],
+                                             tokenize=False) for p, r in zip(prompts, responses)]
+
+    def pair_texts(self, pairs: Any) -> list[str]:
+        """2N texts of a pairs frame, in the order (chosen 0, rejected 0, chosen 1, ...)."""
+        return self.texts([p for p in pairs["prompt"] for _ in (0, 1)],
+                          [x for c, r in zip(pairs["chosen"], pairs["rejected"]) for x in (c, r)])
+
+    def tokenize(self, texts: list[str], padding: bool | str = True) -> Any:
+        """Token ids for :meth:`texts` (a chat template already carries its special tokens)."""
+        return self.tok(texts, padding=padding, truncation=True, max_length=self.max_length,
+                        add_special_tokens=self.text_format == "plain", return_tensors="pt" if padding else None)
+
     # ------------------------------------------------------------------ encoding
     @torch.inference_mode()
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -145,15 +185,14 @@ class Encoder:
         from tqdm.auto import tqdm
 
         how = self.resolved_pooling()
-        model, tok = self.model, self.tok
+        model = self.model
         dev = next(model.parameters()).device
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), self.batch_size)
         for s in tqdm(starts, desc="encode", unit="batch", disable=not progress):
             idx = order[s: s + self.batch_size]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_length,
-                      return_tensors="pt").to(dev)
+            enc = self.tokenize([texts[i] for i in idx]).to(dev)
             hidden = model(**enc).last_hidden_state  # (B, T, D)
             vec = pool(hidden, enc["attention_mask"], how).float()
             if self.normalize:

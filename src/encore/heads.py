@@ -1,5 +1,7 @@
 """Multi-head reward model, fast path (``train=probe``): a frozen backbone, cached embeddings, and K ridge heads
 that predict the K rule ratings. Every head reads the same pooled embedding, so one backbone pass scores all K.
+The single-head Bradley–Terry baseline on this path is a linear head on the same frozen embeddings fitted with
+-log σ(v·(e_chosen - e_rejected)).
 
 Ridge per head k: W_k = argmin ‖X W_k + b_k - y_k‖² + α_k ‖W_k‖², with α_k chosen from a grid on a validation split
 of the training pairs (split by pair, so the two sides of a pair never straddle it), then refitted on all pairs.
@@ -7,6 +9,7 @@ of the training pairs (split by pair, so the two sides of a pair never straddle 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from encore.artifacts import cached_arrays, content_hash
-from encore.backbone import Encoder, format_for_backbone
+from encore.backbone import Encoder
+from encore.compose import bt_fit_weights
 from encore.data import fingerprint
 
 log = logging.getLogger(__name__)
@@ -31,13 +35,21 @@ def embed_pairs(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path, pr
     path = Path(cache_dir) / "embeddings" / f"{key}.npz"
 
     def compute() -> dict[str, np.ndarray]:
-        texts = [format_for_backbone(p, x) for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
-                 for x in (c, r)]
-        e = encoder.encode(texts, progress=progress)
+        e = encoder.encode(encoder.pair_texts(pairs), progress=progress)
         return {"emb": e.reshape(len(pairs), 2, -1)}
 
     arrays, hit = cached_arrays(path, compute)
     return arrays["emb"], hit
+
+
+def embed_prompts(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path) -> np.ndarray:
+    """(N, D) embeddings of the conversations alone (what a gating network reads), cached like :func:`embed_pairs`."""
+    key = content_hash(encoder.identity(), fingerprint(pairs), "prompts")
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"emb": encoder.encode([p.strip() for p in pairs["prompt"]], progress=True)}
+
+    return cached_arrays(Path(cache_dir) / "embeddings" / f"{key}.npz", compute)[0]["emb"]
 
 
 def _ridge_solve(X: np.ndarray, Y: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
@@ -54,6 +66,7 @@ class RidgeHeads:
     alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
     val_frac: float = 0.2
     seed: int = 0
+    bt_l2: float = 1e-3  # L2 of the single-head Bradley–Terry baseline (method=bt_single_head)
     W: np.ndarray | None = field(default=None, repr=False)  # (D, K)
     b: np.ndarray | None = field(default=None, repr=False)  # (K,)
     alpha: np.ndarray | None = field(default=None, repr=False)  # (K,) chosen α per head
@@ -66,6 +79,33 @@ class RidgeHeads:
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "ridge", "alphas": list(self.alphas), "val_frac": self.val_frac, "seed": self.seed}
+
+    # ------------------------------------------------------------------ what the pipeline calls
+    def fit_score(self, train: pd.DataFrame, ratings: np.ndarray, eval_pairs: pd.DataFrame, encoder: Encoder,
+                  cache_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Embed (cached), fit the K heads on ratings (N, 2, K), score train and eval pairs (cached)."""
+        cache = Path(cache_dir)
+        train_emb, hit_train = embed_pairs(train, encoder, cache)
+        eval_emb, hit_eval = embed_pairs(eval_pairs, encoder, cache)
+        rh = hashlib.sha256(np.ascontiguousarray(ratings).tobytes()).hexdigest()[:16]
+        key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), rh, self.identity())
+        arrays, hit = head_scores(train_emb, ratings, eval_emb, self, cache / "head_scores" / f"{key}.npz")
+        return arrays, {"embeddings_cached": bool(hit_train and hit_eval), "head_scores_cached": hit,
+                        "head_scores_key": key}
+
+    def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
+                           cache_dir: str | Path) -> np.ndarray:
+        """(M, 2) rewards of a linear Bradley–Terry head on the frozen embeddings (bias cancels in a comparison)."""
+        train_emb, _ = embed_pairs(train, encoder, cache_dir)
+        eval_emb, _ = embed_pairs(eval_pairs, encoder, cache_dir)
+        v = bt_fit_weights(train_emb[:, 0] - train_emb[:, 1], l2=self.bt_l2, normalise=False)
+        return eval_emb @ v
+
+    def load_rm(self, arrays: dict[str, np.ndarray], report: dict[str, Any], encoder: Encoder) -> Any:
+        """The fitted probe as a torch :class:`~encore.rm.MultiHeadRM` (frozen backbone + linear heads)."""
+        from encore.rm import from_linear_heads
+
+        return from_linear_heads(encoder.model, arrays["W"], arrays["b"], encoder.resolved_pooling())
 
     def fit(self, emb: np.ndarray, ratings: np.ndarray) -> "RidgeHeads":
         """emb (N, 2, D), ratings (N, 2, K) with NaN for missing (masked per head)."""

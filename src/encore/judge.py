@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from encore.artifacts import cached_arrays, content_hash
 from encore.data import fingerprint
@@ -24,12 +23,15 @@ class LLMJudge:
     cache_dir: str | None = None
     name: str = "llm_judge"
 
-    def rewards(self, pairs: pd.DataFrame, backend: Any) -> tuple[np.ndarray, dict[str, float]]:
-        """(1, N, 2) rewards and a report with the position agreement and the number of missing judgements.
-
-        ``backend`` is the run's rater (an HFRater or OpenAIRater: anything with ``judge`` and ``identity``), passed
-        in so the model that rated the training pairs is not loaded a second time.
+    def rewards(self, ctx: Any) -> tuple[np.ndarray, dict[str, float]]:
+        """(1, N, 2) rewards on ``ctx.eval_pairs`` and a report with the position agreement and the number of
+        missing judgements. The judge is the run's rater ``ctx.rater`` (an HFRater or OpenAIRater: anything with
+        ``judge`` and ``identity``), so the model that rated the training pairs is not loaded a second time.
         """
+        pairs, backend = ctx.eval_pairs, ctx.rater
+        if not hasattr(backend, "judge"):
+            raise ValueError(f"method=llm_judge needs an LLM rater (rater=hf or rater=openai); "
+                             f"{type(backend).__name__} cannot judge pairs")
         p, c, r = list(pairs["prompt"]), list(pairs["chosen"]), list(pairs["rejected"])
 
         def compute() -> dict[str, np.ndarray]:

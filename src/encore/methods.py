@@ -2,13 +2,17 @@
 
 A method turns what the study learned on the training pairs (a :class:`FitContext`) into composition weights:
 (K,) for a deterministic method, (S, K) for a seeded random one (one row per seed, reported as mean ± std).
+A method that scores pairs itself (single-head BT, gating, LLM judge) has ``rewards(ctx) -> ((1, M, 2), report)``
+instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from encore import compose
 
@@ -19,6 +23,14 @@ class FitContext:
     entropy: np.ndarray  # (K,) rating entropy of each rule on the training pairs
     accuracy: np.ndarray  # (K,) rule accuracy on the training pairs
     delta: np.ndarray  # (N, K) ψ(chosen) - ψ(rejected) of the rater on the training pairs
+    train_pairs: pd.DataFrame | None = None
+    eval_pairs: pd.DataFrame | None = None
+    train_scores: np.ndarray | None = None  # (N, 2, K) head scores of the multi-head RM on the training pairs
+    eval_scores: np.ndarray | None = None  # (M, 2, K)
+    encoder: Any = None  # the backbone (cfg.model)
+    trainer: Any = None  # the reward-model trainer (cfg.train): also fits the single-head BT model
+    rater: Any = None  # the run's rater (an LLM judge reuses its loaded model)
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -101,3 +113,43 @@ class TopK:
 
     def weights(self, ctx: FitContext) -> np.ndarray:
         return compose.topk_weights(ctx.entropy, self.k)
+
+
+@dataclass
+class BTSingleHead:
+    """One head on the same backbone trained on the preferences with -log σ(r_chosen - r_rejected): a linear head on
+    the frozen embeddings under ``train=probe``, the fine-tuned backbone under ``train=finetune``."""
+
+    name: str = "bt_single_head"
+
+    def rewards(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+        r = ctx.trainer.preference_rewards(ctx.train_pairs, ctx.eval_pairs, ctx.encoder, ctx.cache_dir)
+        return r[None], {}
+
+
+@dataclass
+class Gating:
+    """ArmoRM-style gating: an MLP on the prompt embedding → softmax over the K frozen heads, trained with the BT loss
+    on the training pairs' head scores. Reports the gate entropy (mean over evaluation prompts; log K is uniform)."""
+
+    hidden: int = 64
+    epochs: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    dropout: float = 0.1
+    seed: int = 0
+    name: str = "gating"
+
+    def rewards(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+        from encore.gating import fit_gating, gate_entropy
+        from encore.heads import embed_prompts
+
+        fit = fit_gating(embed_prompts(ctx.train_pairs, ctx.encoder, ctx.cache_dir), ctx.train_scores, self.hidden,
+                         self.epochs, self.lr, self.weight_decay, self.dropout, seed=self.seed)
+        eval_prompts = embed_prompts(ctx.eval_pairs, ctx.encoder, ctx.cache_dir)
+        g = fit.weights(eval_prompts)  # (M, K)
+        h = gate_entropy(g)
+        report = {"gate_entropy_mean": float(h.mean()), "gate_entropy_min": float(h.min()),
+                  "gate_entropy_uniform": float(np.log(g.shape[1])), "gate_final_loss": fit.losses[-1],
+                  "mean_weights": g.mean(0)}
+        return fit.rewards(eval_prompts, ctx.eval_scores)[None], report

@@ -11,7 +11,6 @@ Each stage reads the cache of the one before (keyed by content hash under ``cfg.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import time
@@ -20,16 +19,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from accelerate import PartialState
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from encore import plots
-from encore.artifacts import content_hash, write_frame, write_json
+from encore.artifacts import write_frame, write_json
 from encore.data import fingerprint
 from encore.entropy import correlation, rating_entropy, rule_accuracy
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
-from encore.heads import embed_pairs, head_scores
 from encore.methods import FitContext
 from encore.rating import Ratings, rate_pairs
 from encore.rules import Rule, load_rules
@@ -85,17 +84,12 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
 
 
 def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pairs: pd.DataFrame,
-                run_dir: Path) -> tuple[np.ndarray, dict]:
-    """Backbone embeddings (cached), K ridge heads fitted on the ratings, head scores on the evaluation pairs."""
-    encoder = build(cfg.model)
-    heads = build(cfg.train)
-    cache = Path(cfg.cache_dir)
+                run_dir: Path) -> tuple[dict[str, np.ndarray], dict, Any, Any]:
+    """The multi-head RM (``cfg.train``: frozen probe or fine-tuning, cached by content hash) and its K head scores
+    on the training and evaluation pairs."""
+    encoder, trainer = build(cfg.model), build(cfg.train)
     t0 = time.perf_counter()
-    train_emb, hit_train = embed_pairs(train, encoder, cache)
-    eval_emb, hit_eval = embed_pairs(eval_pairs, encoder, cache)
-    ratings_hash = hashlib.sha256(np.ascontiguousarray(ratings.values).tobytes()).hexdigest()[:16]
-    key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), ratings_hash, heads.identity())
-    arrays, hit_heads = head_scores(train_emb, ratings.values, eval_emb, heads, cache / "head_scores" / f"{key}.npz")
+    arrays, report = trainer.fit_score(train, ratings.values, eval_pairs, encoder, Path(cfg.cache_dir))
     scores = arrays["eval_scores"]  # (N_eval, 2, K)
     n, _, k = scores.shape
     write_frame(run_dir / "head_scores.parquet", pd.DataFrame({
@@ -103,12 +97,11 @@ def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pai
         "subset": np.repeat(eval_pairs["subset"].to_numpy(), 2 * k),
         "side": np.tile(np.repeat(["chosen", "rejected"], k), n),
         "rule": np.tile(ratings.rules, 2 * n), "score": scores.reshape(-1)}))
-    write_frame(run_dir / "heads.csv", pd.DataFrame({"rule": ratings.rules, "alpha": arrays["alpha"],
-                                                     "val_mse": arrays["val_mse"]}))
-    report = {"embeddings_cached": bool(hit_train and hit_eval), "head_scores_cached": bool(hit_heads),
-              "head_scores_key": key, "seconds": time.perf_counter() - t0, "n_eval": n}
+    per_head = {c: arrays[c] for c in ("alpha", "val_mse") if c in arrays}
+    write_frame(run_dir / "heads.csv", pd.DataFrame({"rule": ratings.rules, **per_head}))
+    report = {**report, "seconds": time.perf_counter() - t0, "n_eval": n}
     write_json(run_dir / "heads_report.json", report)
-    return scores, report
+    return arrays, report, encoder, trainer
 
 
 def dataset_name(data_cfg: DictConfig) -> str:
@@ -133,19 +126,23 @@ def _params(method: Any) -> str:
                       sort_keys=True, default=str)
 
 
-def stage_evaluate(cfg: DictConfig, methods: list[Any], rater: Any, ctx: FitContext, scores: np.ndarray, eval_pairs: pd.DataFrame,
+def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
                    run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    eval_pairs, scores = ctx.eval_pairs, ctx.eval_scores
     subsets = eval_pairs["subset"].to_numpy()
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method: two methods share a name in {names}; give each a distinct method.<key>.name")
     rows, weights, correct = [], [], {}
     for m in methods:
-        if hasattr(m, "rewards"):  # a method that scores pairs itself (LLM judge): no composition weights
-            rewards, extra = m.rewards(eval_pairs, rater)
+        if hasattr(m, "rewards"):  # scores pairs itself (single-head BT, gating, judge): no fixed weights
+            rewards, extra = m.rewards(ctx)
             row, correct[m.name] = evaluate_rewards(m.name, rewards, subsets, n_boot=cfg.stats.n_boot,
                                                     seed=cfg.stats.seed)
-            rows.append({**row, **extra, "params": "{}"})
+            mean_w = extra.pop("mean_weights", None)  # a gate's weights, averaged over evaluation prompts
+            if mean_w is not None:
+                weights += [{"method": m.name, "seed": 0, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, mean_w)]
+            rows.append({**row, **extra, "params": _params(m)})
             continue
         w = np.atleast_2d(m.weights(ctx))
         row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
@@ -191,7 +188,7 @@ def run_figures(run_dir: Path, tracker: Tracker | None = None) -> list[Path]:
 # --------------------------------------------------------------------------------------------------- runners
 def _tracker(cfg: DictConfig, run_dir: Path, job: str) -> Tracker:
     lg = cfg.logger
-    if lg.kind == "none":
+    if lg.kind == "none" or not PartialState().is_main_process:
         return make_tracker("none", run_dir, {})
     return make_tracker(lg.kind, run_dir, OmegaConf.to_container(cfg, resolve=True), project=lg.project,
                         mode=lg.mode, group=cfg.experiment_name, job_type=job, entity=lg.get("entity"))
@@ -213,18 +210,24 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                                "dataset": dataset_name(cfg.data), "eval_fingerprint": fingerprint(eval_pairs)
                                if eval_pairs is not None else None}
     try:
-        ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)
+        with PartialState().main_process_first():  # one rank rates, the others then read its cache
+            ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)
         tracker.log_metrics({"rating/n_missing": metrics["rating"]["n_missing"]})
         if "study" in todo:
             stats, metrics["correlation"] = stage_study(cfg, ratings, run_dir)
             tracker.log_table("rule_stats", stats)
             tracker.log_metrics({f"study/{k}": v for k, v in metrics["correlation"].items()})
         if "heads" in todo:
-            scores, metrics["heads"] = stage_heads(cfg, train, ratings, eval_pairs, run_dir)
+            arrays, metrics["heads"], encoder, trainer = stage_heads(cfg, train, ratings, eval_pairs, run_dir)
+            if not PartialState().is_main_process:  # under `accelerate launch`, the other ranks only helped train
+                return metrics
         if "evaluate" in todo:
             ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
-                             accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected)
-            table, _, sig = stage_evaluate(cfg, methods, rater, ctx, scores, eval_pairs, run_dir)
+                             accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected,
+                             train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
+                             eval_scores=arrays["eval_scores"], encoder=encoder, trainer=trainer, rater=rater,
+                             cache_dir=str(cfg.cache_dir))
+            table, _, sig = stage_evaluate(cfg, methods, ctx, run_dir)
             metrics["main_table"] = table.to_dict(orient="records")
             metrics["significance"] = sig.to_dict(orient="records")
             tracker.log_table("main_table", table)

@@ -1,0 +1,210 @@
+"""Multi-head fine-tuning (``train=finetune``): the backbone and K heads trained together with the masked MSE on the
+rule ratings, as in the paper (Llama-3.1-8B from Skywork-Reward, 1 epoch, lr 2e-5); and the single-head
+Bradley–Terry reward model (``method=bt_single_head``) through the same loop with the BT loss.
+
+Runs under ``accelerate``: bf16 on a GPU, gradient accumulation, DDP / FSDP / DeepSpeed from ``accelerate launch``
+(each process takes its slice of every global batch). Optional LoRA (peft; merged before saving) and gradient
+checkpointing. The optimiser state is checkpointed every ``save_every`` optimiser steps, so a killed run resumes
+where it stopped; the trained model and its scores are cached by content hash, so evaluation and τ sweeps reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from encore.artifacts import cached_arrays, content_hash, read_json, write_frame, write_json
+from encore.backbone import Encoder
+from encore.data import fingerprint
+from encore.rm import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
+
+log = logging.getLogger(__name__)
+_NOT_IN_KEY = {"save_every", "score_batch_size", "progress"}
+
+
+@dataclass
+class Finetune:
+    lr: float = 2e-5
+    epochs: float = 1.0
+    batch_size: int = 8  # pairs per process per micro-step (2 × responses)
+    grad_accum: int = 1
+    max_steps: int | None = None  # optimiser steps; overrides epochs when set
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
+    lora_r: int = 0  # 0: full fine-tuning
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: Any = "all-linear"
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "auto"  # bf16 on a GPU that has it, else no
+    head_bias: Any = "auto"  # auto: none on decoders (folds exactly into a sequence-classification score layer)
+    val_frac: float = 0.05
+    seed: int = 0
+    save_every: int = 200
+    score_batch_size: int = 16
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lora_targets is not None and not isinstance(self.lora_targets, str):
+            self.lora_targets = list(self.lora_targets)  # configs hand in a ListConfig
+        for name in ("lr", "epochs", "batch_size", "grad_accum"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
+        if not 0 <= self.val_frac < 1:
+            raise ValueError(f"train.val_frac={self.val_frac}: must be in [0, 1)")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"train.mixed_precision={self.mixed_precision!r}; use auto, no, bf16 or fp16")
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "finetune", **{k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}}
+
+    # ------------------------------------------------------------------ what the pipeline calls
+    def fit_score(self, train: pd.DataFrame, ratings: np.ndarray, eval_pairs: pd.DataFrame, encoder: Encoder,
+                  cache_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Train (or reuse) the K-head RM on ratings (N, 2, K) and score train and eval pairs: (N|M, 2, K)."""
+        rh = hashlib.sha256(np.ascontiguousarray(ratings).tobytes()).hexdigest()[:16]
+        key = content_hash(encoder.identity(), fingerprint(train), rh, self.identity(), "mse")
+        model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
+
+        def compute() -> dict[str, np.ndarray]:
+            rm = self._load(model_dir, encoder)
+            tr, ev = self._score_pairs(rm, encoder, train), self._score_pairs(rm, encoder, eval_pairs)
+            val = np.asarray(read_json(model_dir / META)["val_pairs"], dtype=int)
+            err = (tr[val] - ratings[val]) ** 2 if len(val) else np.full((1, 2, ratings.shape[-1]), np.nan)
+            return {"eval_scores": ev, "train_scores": tr, "val_mse": np.nanmean(err, axis=(0, 1))}
+
+        arrays, hit = cached_arrays(Path(cache_dir) / "head_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
+                                    compute)
+        return arrays, {"model_dir": str(model_dir), "head_scores_cached": hit, "head_scores_key": key}
+
+    def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
+                           cache_dir: str | Path) -> np.ndarray:
+        """Single-head BT reward model: the same backbone, one head, -log σ(r_c - r_r); (M, 2) eval rewards."""
+        key = content_hash(encoder.identity(), fingerprint(train), self.identity(), "bt")
+        model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
+        compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
+        arrays, _ = cached_arrays(Path(cache_dir) / "bt_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
+                                  compute)
+        return arrays["rewards"]
+
+    def load_rm(self, info: dict[str, Any], encoder: Encoder) -> MultiHeadRM:
+        return self._load(Path(info["model_dir"]), encoder)
+
+    # ------------------------------------------------------------------ training
+    def train_model(self, encoder: Encoder, pairs: pd.DataFrame, targets: np.ndarray | None, objective: str,
+                    cache_dir: Path, key: str) -> Path:
+        """Train once per key into ``cache_dir/models/<key>`` (reused when present) and return that directory."""
+        from accelerate import Accelerator, PartialState
+        from accelerate.utils import set_seed
+        from tqdm.auto import tqdm
+
+        model_dir, ckpt = cache_dir / "models" / key, cache_dir / "checkpoints" / key
+        if (model_dir / META).exists():
+            return model_dir
+        mp = self.mixed_precision
+        if mp == "auto":
+            mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=self.grad_accum)
+        set_seed(self.seed)
+        tok, k = encoder.tok, 1 if objective == "bt" else targets.shape[-1]
+        ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]  # 2N: chosen, rejected, ...
+        perm = np.random.default_rng(self.seed).permutation(len(pairs))
+        n_val = int(round(self.val_frac * len(pairs))) if objective == "mse" else 0
+        val, tr = np.sort(perm[:n_val]), perm[n_val:]
+        rm = self._new_rm(encoder, k)
+        params = [p for p in rm.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        global_bs = self.batch_size * acc.num_processes
+        per_epoch = math.ceil(len(tr) / global_bs)
+        micro = self.max_steps * self.grad_accum if self.max_steps else math.ceil(self.epochs * per_epoch)
+        n_opt = math.ceil(micro / self.grad_accum)
+        from transformers import get_linear_schedule_with_warmup
+
+        sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * n_opt), n_opt)
+        rm, opt = acc.prepare(rm, opt)  # the scheduler is stepped by hand once per optimiser step
+        acc.register_for_checkpointing(sched)
+        start, logs = 0, []
+        if (ckpt / "state.json").exists():  # resume a killed run where it stopped
+            acc.load_state(str(ckpt / "state"))
+            saved = read_json(ckpt / "state.json")
+            start, logs = saved["micro_step"], saved["log"]
+            log.info("resuming %s at micro-step %d of %d", key, start, micro)
+        y = torch.as_tensor(targets, dtype=torch.float32) if targets is not None else None
+        rm.train()
+        bar = tqdm(range(start, micro), desc=f"train {objective}", disable=not (self.progress and acc.is_main_process))
+        for m in bar:
+            epoch, pos = divmod(m, per_epoch)
+            order = tr[np.random.default_rng([self.seed, epoch]).permutation(len(tr))]
+            chunk = order[pos * global_bs: (pos + 1) * global_bs]
+            idx = chunk[acc.process_index:: acc.num_processes]  # this process's slice of the global batch
+            batch = tok.pad({"input_ids": [ids[2 * i + s] for i in idx for s in (0, 1)]}, return_tensors="pt").to(acc.device)
+            with acc.accumulate(rm):
+                out = rm(batch["input_ids"], batch["attention_mask"]).view(len(idx), 2, k)  # (B, 2, K)
+                loss = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
+                acc.backward(loss)
+                if acc.sync_gradients and self.max_grad_norm:
+                    acc.clip_grad_norm_(params, self.max_grad_norm)
+                opt.step()  # a no-op between accumulation boundaries
+                opt.zero_grad()
+            if acc.sync_gradients:
+                sched.step()
+            logs.append({"micro_step": m, "epoch": epoch, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{logs[-1]['loss']:.4f}")
+            if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:
+                self._checkpoint(acc, ckpt, m + 1, logs)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            acc.unwrap_model(rm).save_pretrained(model_dir, tok, objective=objective, key=key, val_pairs=val.tolist(),
+                                                 train=self.identity(), encoder=encoder.identity())
+            write_frame(model_dir / "train_log.csv", pd.DataFrame(logs))
+            shutil.rmtree(ckpt, ignore_errors=True)
+        PartialState().wait_for_everyone()
+        return model_dir
+
+    def _checkpoint(self, acc: Any, ckpt: Path, micro_step: int, logs: list[dict]) -> None:
+        tmp = ckpt / "state.tmp"
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            shutil.rmtree(ckpt / "state", ignore_errors=True)
+            tmp.rename(ckpt / "state")
+            write_json(ckpt / "state.json", {"micro_step": micro_step, "log": logs})
+        acc.wait_for_everyone()
+
+    def _new_rm(self, encoder: Encoder, k: int) -> MultiHeadRM:
+        backbone = encoder.new_model()
+        pooling = encoder.resolved_pooling()
+        if getattr(backbone, "pooler", None) is not None:  # BERT's pooler is unused by our pooling: keep it frozen
+            backbone.pooler.requires_grad_(False)
+        if self.gradient_checkpointing:
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            backbone.config.use_cache = False
+        if self.lora_r > 0:
+            from peft import LoraConfig, get_peft_model
+
+            backbone = get_peft_model(backbone, LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha,
+                                                           lora_dropout=self.lora_dropout,
+                                                           target_modules=self.lora_targets))
+        bias = pooling != "last" if self.head_bias == "auto" else bool(self.head_bias)
+        torch.manual_seed(self.seed)
+        return MultiHeadRM(backbone, k, pooling, bias)  # new heads in fp32, also on a bf16 backbone
+
+    def _load(self, model_dir: Path, encoder: Encoder) -> MultiHeadRM:
+        from encore.backbone import pick_device, pick_dtype
+
+        dev = pick_device(encoder.device)
+        return MultiHeadRM.load(model_dir, dtype=pick_dtype(encoder.dtype, dev)).to(dev)
+
+    def _score_pairs(self, rm: MultiHeadRM, encoder: Encoder, pairs: pd.DataFrame) -> np.ndarray:
+        ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]
+        return score_ids(rm, encoder.tok, ids, self.score_batch_size).reshape(len(pairs), 2, -1)
+

@@ -1,0 +1,157 @@
+"""The multi-head reward model as a torch module: one backbone, K linear heads on its pooled representation, so one
+forward pass scores all K rules. Plus the two training losses, ``save_pretrained`` / ``load``, and the export of an
+ENCORE-composed single-score model that ``transformers`` loads without this package.
+
+Heads mirror the score layer of ``*ForSequenceClassification``: bias-free on decoders (last-token pooling), so the
+composed head w·W folds into that layer exactly; with a bias b the exported score is φ - w·b (stored as
+``encore_score_offset``), which leaves every pairwise comparison unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encore.artifacts import write_json
+from encore.backbone import pool
+
+META = "encore.json"
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean over rated entries of (pred - ψ)²; NaN targets (missing ratings) contribute neither loss nor gradient."""
+    mask = ~torch.isnan(target)
+    err = torch.where(mask, pred - torch.nan_to_num(target), torch.zeros_like(pred))
+    return (err ** 2).sum() / mask.sum().clamp(min=1)
+
+
+def bt_pair_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """Bradley–Terry: mean -log σ(r_chosen - r_rejected)."""
+    return -F.logsigmoid(r_chosen - r_rejected).mean()
+
+
+class MultiHeadRM(nn.Module):
+    """backbone (any ``AutoModel``) → pooled (B, D) → heads → (B, K)."""
+
+    def __init__(self, backbone: nn.Module, num_heads: int, pooling: str, bias: bool):
+        super().__init__()
+        self.backbone, self.pooling = backbone, pooling
+        self.heads = nn.Linear(backbone.config.hidden_size, num_heads, bias=bias)
+        nn.init.normal_(self.heads.weight, std=1.0 / backbone.config.hidden_size ** 0.5)
+        if bias:
+            nn.init.zeros_(self.heads.bias)
+
+    @property
+    def num_heads(self) -> int:
+        return self.heads.out_features
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
+        return self.heads(pool(hidden, attention_mask, self.pooling).to(self.heads.weight.dtype))  # (B, K)
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path, tokenizer: Any = None, **meta: Any) -> Path:
+        """``path/backbone`` (``save_pretrained``; a LoRA adapter is merged first), ``path/heads.pt``, and
+        ``path/encore.json`` with the pooling, the heads and whatever ``meta`` carries (rules, entropies, weights).
+        Written to a temporary sibling and renamed, so a killed save never leaves half a model."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        backbone = self.backbone.merge_and_unload() if hasattr(self.backbone, "merge_and_unload") else self.backbone
+        backbone.save_pretrained(tmp / "backbone")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp / "backbone")
+        torch.save({k: v.detach().cpu() for k, v in self.heads.state_dict().items()}, tmp / "heads.pt")
+        write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
+                                "bias": self.heads.bias is not None, **meta})
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype | None = None) -> "MultiHeadRM":
+        from transformers import AutoModel
+
+        path = Path(path)
+        meta = json.loads((path / META).read_text())
+        backbone = AutoModel.from_pretrained(path / "backbone", dtype=dtype)
+        rm = cls(backbone, meta["num_heads"], meta["pooling"], meta["bias"])
+        rm.heads.load_state_dict(torch.load(path / "heads.pt", weights_only=True))
+        return rm.eval()
+
+
+@torch.inference_mode()
+def score_ids(rm: MultiHeadRM, tok: Any, ids: list[list[int]], batch_size: int = 16) -> np.ndarray:
+    """Token-id lists (unpadded) -> (M, K) float64 head scores in eval mode. Batches are formed by length so padding
+    stays small; the output keeps the input order."""
+    was, dev = rm.training, rm.heads.weight.device
+    rm.eval()
+    order = np.argsort([-len(x) for x in ids], kind="stable")
+    out = np.zeros((len(ids), rm.num_heads))
+    for s in range(0, len(ids), batch_size):
+        idx = order[s: s + batch_size]
+        batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(dev)
+        out[idx] = rm(batch["input_ids"], batch["attention_mask"]).double().cpu().numpy()
+    rm.train(was)
+    return out
+
+
+def load_meta(path: str | Path) -> dict[str, Any]:
+    return json.loads((Path(path) / META).read_text())
+
+
+def from_linear_heads(backbone: nn.Module, W: np.ndarray, b: np.ndarray | None, pooling: str) -> MultiHeadRM:
+    """A :class:`MultiHeadRM` from a frozen backbone and fitted linear heads W (D, K), b (K,) (``train=probe``)."""
+    rm = MultiHeadRM(backbone, W.shape[1], pooling, bias=b is not None)
+    with torch.no_grad():
+        rm.heads.weight.copy_(torch.as_tensor(W.T, dtype=rm.heads.weight.dtype))
+        if b is not None:
+            rm.heads.bias.copy_(torch.as_tensor(b, dtype=rm.heads.bias.dtype))
+    return rm.to(next(backbone.parameters()).device).eval()
+
+
+def export_composed(rm: MultiHeadRM, weights: np.ndarray, tokenizer: Any, path: str | Path, **meta: Any) -> Path:
+    """Fold φ = Σ_k w_k ψ_k into the score layer of an ``AutoModelForSequenceClassification`` (num_labels = 1).
+
+    score.weight = w @ W_heads (1, D). ``transformers`` pools the last non-pad token, so this needs a decoder
+    backbone with last-token pooling and a pad token that does not occur inside the texts.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    if rm.pooling != "last":
+        raise ValueError(f"export: the backbone pools with {rm.pooling!r}, but transformers' sequence classifiers "
+                         "pool the last token (decoders). Fix: export a decoder reward model (model.pooling=last), or "
+                         "use the multi-head save_pretrained directory with encore.rm.MultiHeadRM.load")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("export: the tokenizer has no pad token; set one so transformers can find the last token")
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    if w.shape != (rm.num_heads,):
+        raise ValueError(f"export: weights have shape {tuple(w.shape)}, the model has {rm.num_heads} heads")
+    backbone = rm.backbone.merge_and_unload() if hasattr(rm.backbone, "merge_and_unload") else rm.backbone
+    cfg = copy.deepcopy(backbone.config)
+    cfg.num_labels, cfg.pad_token_id = 1, tokenizer.pad_token_id
+    cfg.id2label, cfg.label2id = {0: "reward"}, {"reward": 0}
+    offset = float(w @ rm.heads.bias.detach().double().cpu()) if rm.heads.bias is not None else 0.0
+    cfg.encore_score_offset = offset  # exported score = φ - offset
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    getattr(model, model.base_model_prefix).load_state_dict(backbone.state_dict())
+    with torch.no_grad():
+        model.score.weight.copy_((w @ rm.heads.weight.detach().double().cpu())[None].to(model.score.weight.dtype))
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / META, {"composed": True, "weights": w.tolist(), "score_offset": offset, **meta})
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path

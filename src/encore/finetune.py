@@ -186,7 +186,7 @@ class Finetune:
         if getattr(backbone, "pooler", None) is not None:  # BERT's pooler is unused by our pooling: keep it frozen
             backbone.pooler.requires_grad_(False)
         if self.gradient_checkpointing:
-            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            backbone.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             backbone.config.use_cache = False
         if self.lora_r > 0:
             from peft import LoraConfig, get_peft_model

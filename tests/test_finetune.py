@@ -1,0 +1,135 @@
+"""Fine-tuning the multi-head RM on tiny random models built from configs (a Llama decoder and a BERT encoder):
+every trainable parameter moves, the loss goes down, missing ratings contribute nothing, a killed run resumes
+exactly, and the export round-trips into a plain ``transformers`` model that scores like the pipeline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.testing import assert_close
+
+import encore.finetune as ft_mod
+from encore.backbone import Encoder
+from encore.data import load_demo
+from encore.finetune import Finetune
+from encore.rm import MultiHeadRM, bt_pair_loss, masked_mse, score_ids
+from encore.tiny import tiny_causal_config
+
+BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 256}
+
+
+def decoder() -> Encoder:
+    return Encoder("tiny-llama", tokenizer="tiny-bpe", config=tiny_causal_config("llama"), pooling="last",
+                   text_format="chat", device="cpu", dtype="float32", max_length=128)
+
+
+def encoder() -> Encoder:
+    return Encoder("tiny-bert", tokenizer="embedded:all-MiniLM-L6-v2", config=BERT, pooling="mean", device="cpu",
+                   dtype="float32", max_length=128)
+
+
+BACKBONES = {"decoder": decoder, "encoder": encoder}
+
+
+def side_targets(n: int, k: int = 3) -> np.ndarray:
+    """A learnable task: rule 0 rates chosen 0.9 and rejected 0.1, rule 1 the reverse, rule 2 a constant 0.5."""
+    y = np.full((n, 2, k), 0.5)
+    y[:, 0, 0], y[:, 1, 0], y[:, 0, 1], y[:, 1, 1] = 0.9, 0.1, 0.2, 0.8
+    return y
+
+
+def fast(**kw) -> Finetune:
+    return Finetune(**{"lr": 1e-3, "batch_size": 4, "val_frac": 0.0, "warmup_ratio": 0.0, "progress": False, **kw})
+
+
+def test_masked_mse_and_bt_loss_exact_values():
+    pred = torch.tensor([[0.5, 0.0], [1.0, 2.0]], requires_grad=True)
+    target = torch.tensor([[1.0, float("nan")], [0.0, 2.0]])
+    loss = masked_mse(pred, target)
+    assert_close(loss, torch.tensor((0.25 + 1.0 + 0.0) / 3))
+    loss.backward()
+    assert pred.grad[0, 1] == 0  # the missing rating sends no gradient
+    assert_close(bt_pair_loss(torch.tensor([0.0]), torch.tensor([0.0])), torch.tensor(np.log(2), dtype=torch.float32))
+
+
+@pytest.mark.parametrize("kind", ["decoder", "encoder"])
+def test_one_step_changes_every_trainable_parameter(tmp_path, kind):
+    enc, pairs = BACKBONES[kind](), load_demo("train").iloc[:8]
+    ft = fast(max_steps=1)
+    before = {n: p.detach().clone() for n, p in ft._new_rm(enc, 3).named_parameters() if p.requires_grad}
+    after = dict(MultiHeadRM.load(ft.train_model(enc, pairs, side_targets(8), "mse", tmp_path, "k")).named_parameters())
+    assert len(before) > 10
+    assert [n for n in before if torch.equal(before[n], after[n])] == []
+
+
+@pytest.mark.parametrize("kind", ["decoder", "encoder"])
+def test_loss_goes_down_and_missing_head_never_moves(tmp_path, kind):
+    enc, pairs = BACKBONES[kind](), load_demo("train").iloc[:32]
+    y = side_targets(32)
+    y[:, :, 2] = np.nan  # rule 2 never rated: its head must get no update at all
+    ft = fast(max_steps=25, batch_size=8)
+    start = ft._new_rm(enc, 3).heads
+    d = ft.train_model(enc, pairs, y, "mse", tmp_path, "k")
+    loss = pd.read_csv(d / "train_log.csv")["loss"].to_numpy()
+    assert loss[-5:].mean() < 0.5 * loss[:3].mean()
+    heads = MultiHeadRM.load(d).heads
+    assert torch.equal(heads.weight[2], start.weight[2]) and not torch.equal(heads.weight[0], start.weight[0])
+    assert (heads.bias is None) == (kind == "decoder")  # bias-free decoder heads fold into a score layer
+    if heads.bias is not None:
+        assert heads.bias[2] == start.bias[2]
+
+
+def test_lora_trains_adapters_and_merges(tmp_path):
+    enc, pairs = decoder(), load_demo("train").iloc[:32]
+    ft = fast(max_steps=25, batch_size=8, lora_r=4, lora_alpha=8, lora_dropout=0.0, gradient_checkpointing=True)
+    rm = ft._new_rm(enc, 3)
+    assert 0 < sum(p.numel() for p in rm.parameters() if p.requires_grad) < 0.2 * sum(p.numel() for p in rm.parameters())
+    d = ft.train_model(enc, pairs, side_targets(32), "mse", tmp_path, "k")
+    loss = pd.read_csv(d / "train_log.csv")["loss"].to_numpy()
+    assert loss[-5:].mean() < 0.5 * loss[:3].mean()
+    base, merged = enc.new_model().state_dict(), MultiHeadRM.load(d).backbone.state_dict()  # no peft needed to load
+    assert torch.equal(base["embed_tokens.weight"], merged["embed_tokens.weight"])  # not a LoRA target
+    assert not torch.equal(base["layers.0.self_attn.q_proj.weight"], merged["layers.0.self_attn.q_proj.weight"])
+
+
+def test_killed_run_resumes_to_the_same_model(tmp_path, monkeypatch):
+    enc, pairs, y = decoder(), load_demo("train").iloc[:24], side_targets(24)
+    ft = fast(max_steps=6, save_every=2)
+    clean = MultiHeadRM.load(ft.train_model(enc, pairs, y, "mse", tmp_path / "clean", "k"))
+    calls = {"n": 0}
+
+    def dies_at_step_5(pred, target):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return masked_mse(pred, target)
+
+    monkeypatch.setattr(ft_mod, "masked_mse", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
+    assert (tmp_path / "killed" / "checkpoints" / "k" / "state.json").exists()
+    calls["n"] = 100  # past the kill: from here on the wrapper only counts
+    d = ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
+    assert calls["n"] == 102  # resumed at the checkpoint after step 4: only steps 5 and 6 ran again
+    assert len(pd.read_csv(d / "train_log.csv")) == 6 and not (tmp_path / "killed" / "checkpoints" / "k").exists()
+    resumed = MultiHeadRM.load(d)
+    for (n, a), (_, b) in zip(clean.state_dict().items(), resumed.state_dict().items()):
+        assert_close(a, b, msg=n)
+
+
+def test_bt_single_head_learns_the_preference(tmp_path):
+    enc, pairs = decoder(), load_demo("train")
+    r = fast(max_steps=40, batch_size=8).preference_rewards(pairs, pairs, enc, tmp_path)  # (N, 2)
+    assert r.shape == (len(pairs), 2) and (r[:, 0] > r[:, 1]).mean() > 0.8
+
+
+def test_save_load_round_trip_scores_identically(tmp_path):
+    enc, pairs = decoder(), load_demo("eval").iloc[:10]
+    rm = fast()._new_rm(enc, 4).eval()
+    ids = enc.tokenize(enc.pair_texts(pairs), padding=False)["input_ids"]
+    a = score_ids(rm, enc.tok, ids, batch_size=3)
+    rm.save_pretrained(tmp_path / "rm", enc.tok, rules=["a", "b", "c", "d"])
+    b = score_ids(MultiHeadRM.load(tmp_path / "rm"), enc.tok, ids, batch_size=7)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not list(tmp_path.glob(".rm.tmp-*"))  # the temporary directory was renamed into place

@@ -11,9 +11,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -98,3 +101,19 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> t
     arrays = compute()
     write_arrays(path, **arrays)
     return arrays, False
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; on success it replaces ``path``, on failure it is removed, so a
+    killed save never leaves a directory that looks finished (a model, an export)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)

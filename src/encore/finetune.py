@@ -97,8 +97,9 @@ class Finetune:
                                   compute)
         return arrays["rewards"]
 
-    def load_rm(self, info: dict[str, Any], encoder: Encoder) -> MultiHeadRM:
-        return self._load(Path(info["model_dir"]), encoder)
+    def load_rm(self, arrays: dict[str, np.ndarray], report: dict[str, Any], encoder: Encoder) -> MultiHeadRM:
+        """The trained model behind ``fit_score``'s ``report``."""
+        return self._load(Path(report["model_dir"]), encoder)
 
     # ------------------------------------------------------------------ training
     def train_model(self, encoder: Encoder, pairs: pd.DataFrame, targets: np.ndarray | None, objective: str,

@@ -105,6 +105,9 @@ class RidgeHeads:
         """The fitted probe as a torch :class:`~encore.rm.MultiHeadRM` (frozen backbone + linear heads)."""
         from encore.rm import from_linear_heads
 
+        if encoder.normalize:
+            raise ValueError("model.normalize=true: unit-normalised embeddings have no torch-module equivalent in "
+                             "MultiHeadRM; export a probe trained with model.normalize=false")
         return from_linear_heads(encoder.model, arrays["W"], arrays["b"], encoder.resolved_pooling())
 
     def fit(self, emb: np.ndarray, ratings: np.ndarray) -> "RidgeHeads":

@@ -28,6 +28,7 @@ from encore import plots
 from encore.artifacts import write_frame, write_json
 from encore.data import fingerprint
 from encore.entropy import correlation, rating_entropy, rule_accuracy
+from encore.export import stage_export
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
 from encore.rating import Ratings, rate_pairs
@@ -195,13 +196,16 @@ def _tracker(cfg: DictConfig, run_dir: Path, job: str) -> Tracker:
 
 
 def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
-    """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures) and write metrics.json."""
+    """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures, export) and write metrics.json."""
     run_dir = Path(run_dir)
-    order = ["rate", "study", "heads", "evaluate", "figures"]
+    order = ["rate", "study", "heads", "evaluate", "figures", "export"]
     todo = set(order[: order.index(upto) + 1])
     # Everything that can be wrong with the input is checked before the first file is written.
     t0 = time.perf_counter()
     methods = method_objects(cfg.method) if "evaluate" in todo else []
+    if "export" in todo and cfg.export.method not in [m.name for m in methods if hasattr(m, "weights")]:
+        raise ValueError(f"export.method={cfg.export.method!r} is not a weight-based method of this run "
+                         f"({[m.name for m in methods]}); fix export.method or add it to method")
     train, rules = load_train(cfg)
     eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
     rater = build(cfg.rater)  # one instance (one loaded model) for the ratings and an LLM judge
@@ -227,13 +231,18 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                              train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
                              eval_scores=arrays["eval_scores"], encoder=encoder, trainer=trainer, rater=rater,
                              cache_dir=str(cfg.cache_dir))
-            table, _, sig = stage_evaluate(cfg, methods, ctx, run_dir)
+            table, wide, sig = stage_evaluate(cfg, methods, ctx, run_dir)
             metrics["main_table"] = table.to_dict(orient="records")
             metrics["significance"] = sig.to_dict(orient="records")
             tracker.log_table("main_table", table)
             tracker.log_metrics({f"eval/{r['method']}/safety": r["safety"] for r in metrics["main_table"]})
         if "figures" in todo:
             metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker)]
+        if "export" in todo:
+            metrics["export"] = stage_export(trainer.load_rm(arrays, metrics["heads"], encoder), encoder.tok,
+                                             cfg.export.method, wide, stats, [r.as_dict() for r in rules],
+                                             {"text_format": encoder.text_format, "backbone": encoder.identity(),
+                                              "train": trainer.identity()}, run_dir / "export")
         if cfg.logger.get("log_artifacts", False):
             arts = [p for p in (run_dir / "ratings.parquet", run_dir / "head_scores.parquet") if p.exists()]
             tracker.log_artifact(f"{cfg.experiment_name}-scores", "scores", arts)
@@ -262,3 +271,7 @@ def run_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def run_reproduce(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return _run(cfg, run_dir, "reproduce", "figures")
+
+
+def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    return _run(cfg, run_dir, "export", "export")

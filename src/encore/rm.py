@@ -1,18 +1,13 @@
 """The multi-head reward model as a torch module: one backbone, K linear heads on its pooled representation, so one
-forward pass scores all K rules. Plus the two training losses, ``save_pretrained`` / ``load``, and the export of an
-ENCORE-composed single-score model that ``transformers`` loads without this package.
+forward pass scores all K rules. Plus the two training losses and ``save_pretrained`` / ``load``.
 
 Heads mirror the score layer of ``*ForSequenceClassification``: bias-free on decoders (last-token pooling), so the
-composed head w·W folds into that layer exactly; with a bias b the exported score is φ - w·b (stored as
-``encore_score_offset``), which leaves every pairwise comparison unchanged.
+composed head folds into that layer exactly (see :mod:`encore.export`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encore.artifacts import write_json
+from encore.artifacts import atomic_dir, write_json
 from encore.backbone import pool
 
 META = "encore.json"
@@ -63,19 +58,15 @@ class MultiHeadRM(nn.Module):
         """``path/backbone`` (``save_pretrained``; a LoRA adapter is merged first), ``path/heads.pt``, and
         ``path/encore.json`` with the pooling, the heads and whatever ``meta`` carries (rules, entropies, weights).
         Written to a temporary sibling and renamed, so a killed save never leaves half a model."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
         backbone = self.backbone.merge_and_unload() if hasattr(self.backbone, "merge_and_unload") else self.backbone
-        backbone.save_pretrained(tmp / "backbone")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp / "backbone")
-        torch.save({k: v.detach().cpu() for k, v in self.heads.state_dict().items()}, tmp / "heads.pt")
-        write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
-                                "bias": self.heads.bias is not None, **meta})
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-        return path
+        with atomic_dir(path) as tmp:
+            backbone.save_pretrained(tmp / "backbone")
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp / "backbone")
+            torch.save({k: v.detach().cpu() for k, v in self.heads.state_dict().items()}, tmp / "heads.pt")
+            write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
+                                    "bias": self.heads.bias is not None, **meta})
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype | None = None) -> "MultiHeadRM":
@@ -117,41 +108,3 @@ def from_linear_heads(backbone: nn.Module, W: np.ndarray, b: np.ndarray | None, 
         if b is not None:
             rm.heads.bias.copy_(torch.as_tensor(b, dtype=rm.heads.bias.dtype))
     return rm.to(next(backbone.parameters()).device).eval()
-
-
-def export_composed(rm: MultiHeadRM, weights: np.ndarray, tokenizer: Any, path: str | Path, **meta: Any) -> Path:
-    """Fold φ = Σ_k w_k ψ_k into the score layer of an ``AutoModelForSequenceClassification`` (num_labels = 1).
-
-    score.weight = w @ W_heads (1, D). ``transformers`` pools the last non-pad token, so this needs a decoder
-    backbone with last-token pooling and a pad token that does not occur inside the texts.
-    """
-    from transformers import AutoModelForSequenceClassification
-
-    if rm.pooling != "last":
-        raise ValueError(f"export: the backbone pools with {rm.pooling!r}, but transformers' sequence classifiers "
-                         "pool the last token (decoders). Fix: export a decoder reward model (model.pooling=last), or "
-                         "use the multi-head save_pretrained directory with encore.rm.MultiHeadRM.load")
-    if tokenizer.pad_token_id is None:
-        raise ValueError("export: the tokenizer has no pad token; set one so transformers can find the last token")
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
-    if w.shape != (rm.num_heads,):
-        raise ValueError(f"export: weights have shape {tuple(w.shape)}, the model has {rm.num_heads} heads")
-    backbone = rm.backbone.merge_and_unload() if hasattr(rm.backbone, "merge_and_unload") else rm.backbone
-    cfg = copy.deepcopy(backbone.config)
-    cfg.num_labels, cfg.pad_token_id = 1, tokenizer.pad_token_id
-    cfg.id2label, cfg.label2id = {0: "reward"}, {"reward": 0}
-    offset = float(w @ rm.heads.bias.detach().double().cpu()) if rm.heads.bias is not None else 0.0
-    cfg.encore_score_offset = offset  # exported score = φ - offset
-    model = AutoModelForSequenceClassification.from_config(cfg)
-    getattr(model, model.base_model_prefix).load_state_dict(backbone.state_dict())
-    with torch.no_grad():
-        model.score.weight.copy_((w @ rm.heads.weight.detach().double().cpu())[None].to(model.score.weight.dtype))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / META, {"composed": True, "weights": w.tolist(), "score_offset": offset, **meta})
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path

@@ -1,0 +1,22 @@
+"""Train (or reuse) the reward model and export it: the multi-head model with its rules, entropies and weights,
+and the ENCORE-composed single-score model that transformers loads on its own (see encore.export)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from _runner import quiet_libraries, run_dir
+from encore.pipeline import run_export
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    out = run_dir()
+    run_export(cfg, out)
+    print(f"run dir: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -60,3 +60,47 @@ def rater_benchmark(data_path: str, rules: list, n_conversations: int = 64, batc
     print(f"speedup from prefix reuse + batching alone: {res['speedup_vs_naive_last_logit']:.2f}x")
     print(f"speedup={res['speedup']:.2f} max_abs_diff={res['max_abs_diff']:.2e}")
     return res
+
+
+def heads_benchmark(data_path: str, rules: list, n_pairs: int = 128, k: int = 10, batch_size: int = 32,
+                    repeats: int = 3, model: str = "embedded:all-MiniLM-L6-v2", max_length: int = 256) -> dict[str, float]:
+    """(a) One multi-head pass scoring K heads vs one single-head pass vs K single-head passes, same backbone and
+    texts; (b) ``train=probe`` (embed + ridge + score) from a cold cache vs the same run again with a warm cache."""
+    import tempfile
+
+    import torch
+
+    from encore.backbone import Encoder
+    from encore.data import load_demo, load_pairs
+    from encore.heads import RidgeHeads
+    from encore.rm import MultiHeadRM, score_ids
+
+    pairs = load_pairs(path=data_path, format="hh", subset_field=None, empty="drop", limit=n_pairs)
+    enc = Encoder(model, device="cpu", dtype="float32", max_length=max_length, batch_size=batch_size)
+    ids = enc.tokenize(enc.pair_texts(pairs), padding=False)["input_ids"]
+    torch.manual_seed(0)
+    multi, single = MultiHeadRM(enc.model, k, "mean", True), MultiHeadRM(enc.model, 1, "mean", True)
+    score_ids(single, enc.tok, ids[:batch_size], batch_size)  # warm-up
+    t_multi, _ = _best_of(lambda: score_ids(multi, enc.tok, ids, batch_size), repeats)
+    t_single, _ = _best_of(lambda: score_ids(single, enc.tok, ids, batch_size), repeats)
+    t_separate, _ = _best_of(lambda: [score_ids(single, enc.tok, ids, batch_size) for _ in range(k)], 1)
+
+    ratings = np.random.default_rng(0).uniform(size=(len(pairs), 2, k))
+    eval_pairs = load_demo("eval")
+    with tempfile.TemporaryDirectory() as cache:
+        fresh = lambda: Encoder(model, device="cpu", dtype="float32", max_length=max_length, batch_size=batch_size)  # noqa: E731
+        t_cold, (_, rep_cold) = _best_of(lambda: RidgeHeads().fit_score(pairs, ratings, eval_pairs, fresh(), cache), 1)
+        t_warm, (_, rep_warm) = _best_of(lambda: RidgeHeads().fit_score(pairs, ratings, eval_pairs, fresh(), cache), repeats)
+        t_refit, _ = _best_of(lambda: RidgeHeads(alphas=(0.5, 5.0)).fit_score(pairs, ratings, eval_pairs, fresh(), cache), 1)
+    assert not rep_cold["embeddings_cached"] and rep_warm["embeddings_cached"] and rep_warm["head_scores_cached"]
+    res = {"texts": len(ids), "k": k, "multi_head_s": t_multi, "single_head_s": t_single, "k_single_passes_s": t_separate,
+           "heads_cost": t_multi / t_single, "separate_cost": t_separate / t_single, "probe_cold_s": t_cold,
+           "probe_warm_s": t_warm, "probe_warm_embeddings_new_heads_s": t_refit, "cache_speedup": t_cold / t_warm,
+           "refit_speedup": t_cold / t_refit}
+    print(f"backbone {model}: {len(ids)} responses of {len(pairs)} HH-RLHF pairs, max {max_length} tokens, batch {batch_size}")
+    print(f"one pass, {k} heads: {t_multi:.2f}s | one pass, 1 head: {t_single:.2f}s | {k} single-head passes: "
+          f"{t_separate:.2f}s ({res['separate_cost']:.1f}x one pass)")
+    print(f"train=probe cold cache: {t_cold:.2f}s | warm cache: {t_warm * 1e3:.1f}ms | warm embeddings, new heads: "
+          f"{t_refit * 1e3:.0f}ms ({res['refit_speedup']:.0f}x)")
+    print(f"heads_cost={res['heads_cost']:.3f} cache_speedup={res['cache_speedup']:.1f}")
+    return res

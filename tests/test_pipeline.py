@@ -99,16 +99,22 @@ def test_tau_multirun_in_subprocess_reruns_no_model(tmp_path, cache):
     common = ["model=tiny_random", "logger=none", "stats.n_boot=20", "stats.n_perm=100"]
     subprocess.run([sys.executable, "experiments/reproduce.py", *common], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    out = subprocess.run([sys.executable, "experiments/evaluate.py", "-m", "method=encore",
-                          "method.tau=0.5,2,8", *common], cwd=ROOT, env=env, check=True, capture_output=True,
-                         text=True)
-    jobs = sorted(p.parent for p in runs.glob("demo/multirun-*/*/metrics.json"))
+    # The tau_sweep experiment on the demo's stand-ins, three τ values, jobs in parallel through the joblib launcher.
+    offline = ["data=demo", "eval=demo", "rater=embedding", "train=probe"]
+    out = subprocess.run([sys.executable, "experiments/evaluate.py", "-m", "experiment=tau_sweep", *offline,
+                          "hydra/launcher=local", "method.encore.tau=0.5,2,8", *common], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(p.parent for p in runs.glob("tau_sweep/multirun-*/*/metrics.json"))
     assert len(jobs) == 3, out.stdout + out.stderr
+    assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr  # the launcher config was used
     taus = set()
     for job in jobs:
         m = json.loads((job / "metrics.json").read_text())
         assert m["rating"]["n_new"] == 0 and m["heads"]["embeddings_cached"] and m["heads"]["head_scores_cached"]
-        taus.add(json.loads(pd.read_csv(job / "main_table.csv").loc[0, "params"])["tau"])
+        table = pd.read_csv(job / "main_table.csv").set_index("method")
+        taus.add(json.loads(table.loc["encore", "params"])["tau"])
+        assert {"tau_to_inf", "tau_to_zero", "single_rule"} <= set(table.index)
     assert taus == {0.5, 2.0, 8.0}
 
     # Figures are rebuilt from the run directories alone.

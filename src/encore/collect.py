@@ -67,12 +67,15 @@ def main_tables(runs: list[Path]) -> pd.DataFrame:
 
 
 def latest_full_table(tables: pd.DataFrame) -> pd.DataFrame:
-    """The newest run that compared more than one method (the paper's main table)."""
+    """The paper's main table: the run that compared the most methods (the newest of those), so the few reference
+    rows each τ-sweep job carries never displace it."""
     if tables.empty:
         return tables
     n = tables.groupby("run", sort=False)["method"].nunique()
-    multi = [r for r in tables["run"].unique() if n[r] > 1]
-    return tables[tables["run"] == multi[-1]].reset_index(drop=True) if multi else pd.DataFrame()
+    if n.max() < 2:
+        return pd.DataFrame()
+    best = [r for r in tables["run"].unique() if n[r] == n.max()][-1]
+    return tables[tables["run"] == best].reset_index(drop=True)
 
 
 def tau_sweep(tables: pd.DataFrame) -> pd.DataFrame:

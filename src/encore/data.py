@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -102,6 +102,17 @@ def _pair_ids(df: pd.DataFrame) -> list[str]:
         seen[base] = n + 1
         ids.append(base if n == 0 else f"{base}-{n}")  # exact duplicates stay distinct pairs
     return ids
+
+
+def concat_pairs(parts: Any, source: str = "combined") -> pd.DataFrame:
+    """Several pair tables as one (``data=hh_pku_combined``); each keeps its ``subset`` label and pair ids are
+    re-derived so a pair present in two parts stays two pairs."""
+    frames = list(parts.values()) if hasattr(parts, "values") else list(parts)
+    if len(frames) < 1:
+        raise DataError(f"{source}: data.parts is empty; give at least one dataset")
+    out = pd.concat(frames, ignore_index=True).drop(columns="pair_id")
+    out.insert(0, "pair_id", _pair_ids(out))
+    return out[COLUMNS]
 
 
 def fingerprint(pairs: pd.DataFrame) -> str:

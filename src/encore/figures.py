@@ -39,12 +39,19 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     full = collect.latest_full_table(tables)
     emit("main_results", full, lambda d: plots.main_results(d, out))
     sweep = collect.tau_sweep(tables)
+    # Reference lines from the sweep's own jobs (experiment=tau_sweep evaluates the limits in each), else the main table.
+    own = tables[tables["run"].isin(sweep["run"])] if not sweep.empty else pd.DataFrame()
     ref = full[full["eval_fingerprint"] == sweep["eval_fingerprint"].iloc[0]] if not sweep.empty and not full.empty else full
-    uniform = _value(ref, "uniform")
-    single = _value(ref, "single_rule")
-    emit("accuracy_vs_tau", sweep, lambda d: plots.tau_curve(d, out, uniform=uniform, single=single))
+    uniform = _first(_value(own, "tau_to_inf"), _value(ref, "uniform"))
+    single = _first(_value(own, "single_rule"), _value(ref, "single_rule"))
+    zero = _value(own, "tau_to_zero")
+    emit("accuracy_vs_tau", sweep, lambda d: plots.tau_curve(d, out, uniform=uniform, single=single, zero=zero))
     emit("encore_weights", collect.encore_weights(runs, sweep), lambda d: plots.encore_weights_by_tau(d, out))
     return written
+
+
+def _first(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
 
 
 def _value(table: pd.DataFrame, method: str) -> float | None:

@@ -125,8 +125,9 @@ def encore_weights_by_tau(weights: pd.DataFrame, out: Path, stem: str = "encore_
 
 
 def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, single: float | None = None,
-              stem: str = "accuracy_vs_tau") -> list[Path]:
-    """Headline accuracy vs τ (log axis) with CI band; horizontal lines for uniform and best single rule."""
+              zero: float | None = None, stem: str = "accuracy_vs_tau") -> list[Path]:
+    """Headline accuracy vs τ (log axis) with CI band; horizontal lines for the limits τ→∞ (uniform) and τ→0 (the
+    lowest-entropy rule alone) and for the best single rule."""
     s = sweep.sort_values("tau")
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(s["tau"], s["safety"], marker="o", color="tab:blue", label="ENCORE")
@@ -134,6 +135,8 @@ def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, sing
         ax.fill_between(s["tau"], s["safety_ci_low"], s["safety_ci_high"], color="tab:blue", alpha=0.15)
     if uniform is not None:
         ax.axhline(uniform, color="tab:gray", ls="--", label="uniform (τ→∞)")
+    if zero is not None:
+        ax.axhline(zero, color="tab:green", ls="-.", label="lowest-entropy rule (τ→0)")
     if single is not None:
         ax.axhline(single, color="tab:orange", ls=":", label="best single rule")
     ax.set_xscale("log")

@@ -104,3 +104,45 @@ def heads_benchmark(data_path: str, rules: list, n_pairs: int = 128, k: int = 10
           f"{t_refit * 1e3:.0f}ms ({res['refit_speedup']:.0f}x)")
     print(f"heads_cost={res['heads_cost']:.3f} cache_speedup={res['cache_speedup']:.1f}")
     return res
+
+
+def sweep_benchmark(data_path: str, rules: list, n_pairs: int = 500, n_taus: int = 20, logger: str = "none",
+                    runner: str = "experiments/evaluate.py") -> dict[str, float]:
+    """Wall time of one single-τ ``evaluate`` run from a cold cache (it rates the pairs and runs the backbone) vs a
+    ``n_taus``-value τ multirun afterwards over the cached scores, both as fresh processes with the same overrides.
+    Every sweep job must report that it re-ran no rater and no backbone."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    taus = np.geomspace(0.01, 1000, n_taus)
+    common = ["data=hh_rlhf_harmless", f"data.path={data_path}", f"data.limit={n_pairs}", f"logger={logger}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "ENCORE_CACHE_DIR": f"{tmp}/cache", "ENCORE_RUNS_DIR": f"{tmp}/runs"}
+
+        def run(*args: str) -> float:
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, runner, *args, *common], cwd=root, env=env, capture_output=True,
+                                 text=True)
+            if out.returncode:
+                raise RuntimeError(out.stderr[-3000:])
+            return time.perf_counter() - t0
+
+        t_cold = run("method=encore", "method.tau=2")
+        t_warm = run("method=encore", "method.tau=2")
+        t_sweep = run("-m", "method=encore", "method.tau=" + ",".join(f"{t:.4g}" for t in taus))
+        jobs = [json.loads(p.read_text()) for p in Path(tmp, "runs").glob("demo/multirun-*/*/metrics.json")]
+    if len(jobs) != n_taus or not all(j["rating"]["n_new"] == 0 and j["heads"]["embeddings_cached"]
+                                      and j["heads"]["head_scores_cached"] for j in jobs):
+        raise RuntimeError(f"sweep: expected {n_taus} jobs that all hit the caches, got {len(jobs)}")
+    res = {"n_pairs": n_pairs, "n_taus": n_taus, "single_cold_s": t_cold, "single_warm_s": t_warm, "sweep_s": t_sweep,
+           "sweep_cost": t_sweep / t_cold, "sweep_vs_warm_single": t_sweep / t_warm}
+    print(f"{n_pairs} HH-RLHF pairs, embedded rater + MiniLM heads, method=encore, logger={logger}, fresh processes")
+    print(f"one run, tau=2, cold cache: {t_cold:.1f}s | same run, warm cache: {t_warm:.1f}s | "
+          f"{n_taus}-value tau multirun, warm: {t_sweep:.1f}s ({t_sweep / n_taus:.2f}s per job; every job hit the caches)")
+    print(f"sweep_cost={res['sweep_cost']:.2f}")
+    return res

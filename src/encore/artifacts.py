@@ -28,6 +28,11 @@ def content_hash(*parts: Any, length: int = 16) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
 
 
+def array_hash(a: np.ndarray, length: int = 16) -> str:
+    """Content hash of an array's values (e.g. the ratings a model was trained on)."""
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:length]
+
+
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,10 @@ where it stopped; the trained model and its scores are cached by content hash, s
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encore.artifacts import cached_arrays, content_hash, read_json, write_frame, write_json
+from encore.artifacts import array_hash, cached_arrays, content_hash, read_json, write_frame, write_json
 from encore.backbone import Encoder
 from encore.data import fingerprint
 from encore.rm import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
@@ -72,7 +72,7 @@ class Finetune:
     def fit_score(self, train: pd.DataFrame, ratings: np.ndarray, eval_pairs: pd.DataFrame, encoder: Encoder,
                   cache_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Train (or reuse) the K-head RM on ratings (N, 2, K) and score train and eval pairs: (N|M, 2, K)."""
-        rh = hashlib.sha256(np.ascontiguousarray(ratings).tobytes()).hexdigest()[:16]
+        rh = array_hash(ratings)
         key = content_hash(encoder.identity(), fingerprint(train), rh, self.identity(), "mse")
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
 
@@ -81,7 +81,9 @@ class Finetune:
             tr, ev = self._score_pairs(rm, encoder, train), self._score_pairs(rm, encoder, eval_pairs)
             val = np.asarray(read_json(model_dir / META)["val_pairs"], dtype=int)
             err = (tr[val] - ratings[val]) ** 2 if len(val) else np.full((1, 2, ratings.shape[-1]), np.nan)
-            return {"eval_scores": ev, "train_scores": tr, "val_mse": np.nanmean(err, axis=(0, 1))}
+            with warnings.catch_warnings():  # a head with no rated validation response gets NaN, said in heads.csv
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return {"eval_scores": ev, "train_scores": tr, "val_mse": np.nanmean(err, axis=(0, 1))}
 
         arrays, hit = cached_arrays(Path(cache_dir) / "head_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
                                     compute)

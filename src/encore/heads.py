@@ -9,7 +9,6 @@ of the training pairs (split by pair, so the two sides of a pair never straddle 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from encore.artifacts import cached_arrays, content_hash
+from encore.artifacts import array_hash, cached_arrays, content_hash
 from encore.backbone import Encoder
 from encore.compose import bt_fit_weights
 from encore.data import fingerprint
@@ -87,7 +86,7 @@ class RidgeHeads:
         cache = Path(cache_dir)
         train_emb, hit_train = embed_pairs(train, encoder, cache)
         eval_emb, hit_eval = embed_pairs(eval_pairs, encoder, cache)
-        rh = hashlib.sha256(np.ascontiguousarray(ratings).tobytes()).hexdigest()[:16]
+        rh = array_hash(ratings)
         key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), rh, self.identity())
         arrays, hit = head_scores(train_emb, ratings, eval_emb, self, cache / "head_scores" / f"{key}.npz")
         return arrays, {"embeddings_cached": bool(hit_train and hit_eval), "head_scores_cached": hit,

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from encore.data import load_demo
 from encore.judge import LLMJudge

@@ -1,7 +1,5 @@
 """The results notebook runs top to bottom on real demo outputs (a full run and a small τ sweep), so it cannot rot."""
 
-from pathlib import Path
-
 import nbformat
 from nbclient import NotebookClient
 

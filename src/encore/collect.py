@@ -19,7 +19,7 @@ def find_runs(roots: list[str | Path]) -> list[Path]:
     return sorted(runs, key=lambda d: (d / "metrics.json").stat().st_mtime)
 
 
-def _meta(run: Path) -> dict:
+def run_meta(run: Path) -> dict:
     m = read_json(run / "metrics.json")
     return {"run": str(run), "job": m.get("job"), "experiment": m.get("experiment"), "dataset": m.get("dataset"),
             "eval_fingerprint": m.get("eval_fingerprint")}
@@ -32,7 +32,7 @@ def _latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def rule_stats(runs: list[Path]) -> pd.DataFrame:
     """Per-rule entropy and accuracy, newest run per dataset; column ``dataset`` labels the panel."""
-    frames = [pd.read_csv(r / "rule_stats.csv").assign(**_meta(r)) for r in runs if (r / "rule_stats.csv").exists()]
+    frames = [pd.read_csv(r / "rule_stats.csv").assign(**run_meta(r)) for r in runs if (r / "rule_stats.csv").exists()]
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
@@ -41,7 +41,7 @@ def rule_stats(runs: list[Path]) -> pd.DataFrame:
 
 
 def correlations(runs: list[Path]) -> pd.DataFrame:
-    rows = [{**_meta(r), **read_json(r / "correlation.json")} for r in runs if (r / "correlation.json").exists()]
+    rows = [{**run_meta(r), **read_json(r / "correlation.json")} for r in runs if (r / "correlation.json").exists()]
     return _latest_per(pd.DataFrame(rows), ["dataset"]) if rows else pd.DataFrame()
 
 
@@ -50,7 +50,7 @@ def ratings(runs: list[Path]) -> pd.DataFrame:
     have = [r for r in runs if (r / "ratings.parquet").exists()]
     newest = {}
     for r in have:
-        newest[_meta(r)["dataset"]] = r
+        newest[run_meta(r)["dataset"]] = r
     frames = [pd.read_parquet(r / "ratings.parquet").assign(dataset=d) for d, r in newest.items()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -60,7 +60,7 @@ def main_tables(runs: list[Path]) -> pd.DataFrame:
     frames = []
     for r in runs:
         if (r / "main_table.csv").exists():
-            t = pd.read_csv(r / "main_table.csv").assign(**_meta(r))
+            t = pd.read_csv(r / "main_table.csv").assign(**run_meta(r))
             params = pd.DataFrame([json.loads(p) if isinstance(p, str) else {} for p in t["params"]])
             frames.append(pd.concat([t, params.drop(columns=[c for c in params if c in t])], axis=1))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

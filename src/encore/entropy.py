@@ -34,18 +34,34 @@ def rating_entropy(ratings: np.ndarray, bins: int = 10, base: float = np.e) -> n
     Natural log by default; 0 log 0 = 0, so a rule with constant ratings has H = 0 (valid, not an error).
     Returns (K,); NaN for a rule with no non-missing rating.
     """
-    d = discretise(ratings, bins)  # (M, K)
+    d = _discretise_2d(ratings, bins)
+    k = d.shape[1]
+    flat = (d + np.arange(k) * bins)[d >= 0]  # rule k's bin b -> k * bins + b
+    return entropy_from_counts(np.bincount(flat, minlength=k * bins).reshape(k, bins), base)
+
+
+def bin_onehot(ratings: np.ndarray, bins: int = 10) -> np.ndarray:
+    """(M, K) ratings -> (M, K, bins) bin membership (a missing rating is all zeros): any weighting of the M
+    responses, summed, gives bin counts (the bootstrap weights them by how often each pair was drawn)."""
+    d = _discretise_2d(ratings, bins)
+    return (d[..., None] == np.arange(bins)).astype(float)
+
+
+def entropy_from_counts(counts: np.ndarray, base: float = np.e) -> np.ndarray:
+    """(..., bins) counts -> (...) entropy -Σ p log p with p = counts / total; NaN where the total is 0."""
+    c = np.asarray(counts, float)
+    total = c.sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = c / total
+        h = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(-1) / np.log(base)
+    return np.where(total[..., 0] > 0, h, np.nan)
+
+
+def _discretise_2d(ratings: np.ndarray, bins: int) -> np.ndarray:
+    d = discretise(ratings, bins)
     if d.ndim != 2:
         raise ValueError(f"ratings must be 2-D (responses, rules); got shape {d.shape}")
-    H = np.full(d.shape[1], np.nan)
-    for k in range(d.shape[1]):
-        col = d[:, k][d[:, k] >= 0]
-        if col.size == 0:
-            continue
-        p = np.bincount(col, minlength=bins) / col.size
-        p = p[p > 0]
-        H[k] = float(-(p * np.log(p)).sum() / np.log(base))
-    return H
+    return d
 
 
 def rule_accuracy(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong") -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +70,16 @@ def rule_accuracy(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong")
     ``ties``: ``wrong`` counts a tie as a miss (RewardBench's convention), ``half`` as 0.5, ``drop`` excludes it.
     Returns (accuracy (K,), number of pairs used (K,)); pairs with a missing side are excluded.
     """
+    credit, used = accuracy_terms(chosen, rejected, ties)
+    n = used.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(n > 0, credit.sum(axis=0) / np.maximum(n, 1), np.nan)
+    return acc, n.astype(int)
+
+
+def accuracy_terms(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong") -> tuple[np.ndarray, np.ndarray]:
+    """Per pair and rule (N, K): the credit (1 win, ½ or 0 tie, 0 loss; 0 where unused) and whether the pair counts
+    (both sides rated; ties excluded under ``drop``). Accuracy is Σ credit / Σ used over any weighting of pairs."""
     if ties not in TIES:
         raise ValueError(f"study.ties={ties!r}; use one of {TIES}")
     c, r = np.asarray(chosen, float), np.asarray(rejected, float)
@@ -61,16 +87,9 @@ def rule_accuracy(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong")
         raise ValueError(f"chosen {c.shape} and rejected {r.shape} ratings differ in shape")
     ok = ~(np.isnan(c) | np.isnan(r))
     win, tie = (c > r) & ok, (c == r) & ok
-    if ties == "drop":
-        used = ok & ~tie
-        credit = win.astype(float)
-    else:
-        used = ok
-        credit = win + (0.5 if ties == "half" else 0.0) * tie
-    n = used.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        acc = np.where(n > 0, (credit * used).sum(axis=0) / np.maximum(n, 1), np.nan)
-    return acc, n
+    used = ok & ~tie if ties == "drop" else ok
+    credit = win + (0.5 if ties == "half" else 0.0) * tie
+    return credit * used, used.astype(float)
 
 
 def correlation(x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -25,8 +25,9 @@ from encore.rm import META, MultiHeadRM
 log = logging.getLogger(__name__)
 
 
-def export_composed(rm: MultiHeadRM, weights: np.ndarray, tokenizer: Any, path: str | Path, **meta: Any) -> Path:
-    """Write the single-score model for weights (K,) to ``path`` (atomically) and return it."""
+def export_composed(rm: MultiHeadRM, weights: np.ndarray, tokenizer: Any, path: str | Path,
+                    **meta: Any) -> tuple[Path, float]:
+    """Write the single-score model for weights (K,) to ``path`` (atomically); return it and its score offset."""
     from transformers import AutoModelForSequenceClassification
 
     if rm.pooling != "last":
@@ -52,24 +53,21 @@ def export_composed(rm: MultiHeadRM, weights: np.ndarray, tokenizer: Any, path: 
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / META, {"composed": True, "weights": w.tolist(), "score_offset": offset, **meta})
-    return Path(path)
+    return Path(path), offset
 
 
 def stage_export(rm: MultiHeadRM, tokenizer: Any, method: str, weights_wide: pd.DataFrame, rule_stats: pd.DataFrame,
                  rules: list[dict[str, str]], extra_meta: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Both exports for the weights of ``method`` (a row of weights.csv); returns a report for metrics.json."""
-    table = weights_wide.set_index("method")
-    if method not in table.index:
-        raise ValueError(f"export.method={method!r} has no composition weights in this run (have {list(table.index)}); "
-                         "pick a weight-based method such as encore, uniform or bt_optimized")
-    w = table.loc[method, [r["name"] for r in rules]].to_numpy(float)
+    """Both exports for the weights of ``method`` (a row of weights.csv; the pipeline checks it is one before any
+    stage runs); returns a report for metrics.json."""
+    w = weights_wide.set_index("method").loc[method, [r["name"] for r in rules]].to_numpy(float)
     meta = {"rules": rules, "entropy": rule_stats["entropy"].tolist(), "accuracy": rule_stats["accuracy"].tolist(),
-            "method": method, "weights": w.tolist(), **extra_meta}
-    report: dict[str, Any] = {"method": method, "multihead": str(rm.save_pretrained(out / "multihead", tokenizer, **meta))}
+            "method": method, **extra_meta}
+    multihead = rm.save_pretrained(out / "multihead", tokenizer, weights=w.tolist(), **meta)
+    report: dict[str, Any] = {"method": method, "multihead": str(multihead)}
     if rm.pooling == "last":
-        rest = {k: v for k, v in meta.items() if k != "weights"}  # export_composed records the weights itself
-        report["composed"] = str(export_composed(rm, w, tokenizer, out / "composed", **rest))
-        report["score_offset"] = float(w @ rm.heads.bias.detach().double().cpu().numpy()) if rm.heads.bias is not None else 0.0
+        path, report["score_offset"] = export_composed(rm, w, tokenizer, out / "composed", **meta)
+        report["composed"] = str(path)
     else:
         report["composed"] = None
         report["composed_skipped"] = (f"{rm.pooling} pooling has no transformers sequence-classification equivalent; "

@@ -94,12 +94,6 @@ def score_ids(rm: MultiHeadRM, tok: Any, ids: list[list[int]], batch_size: int =
         out[idx] = rm(batch["input_ids"], batch["attention_mask"]).double().cpu().numpy()
     rm.train(was)
     return out
-
-
-def load_meta(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / META).read_text())
-
-
 def from_linear_heads(backbone: nn.Module, W: np.ndarray, b: np.ndarray | None, pooling: str) -> MultiHeadRM:
     """A :class:`MultiHeadRM` from a frozen backbone and fitted linear heads W (D, K), b (K,) (``train=probe``)."""
     rm = MultiHeadRM(backbone, W.shape[1], pooling, bias=b is not None)

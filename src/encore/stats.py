@@ -10,7 +10,8 @@ from typing import Callable
 
 import numpy as np
 
-from encore.entropy import correlation, discretise, rating_entropy, rule_accuracy
+from encore.entropy import (accuracy_terms, bin_onehot, correlation, entropy_from_counts, rating_entropy,
+                            rule_accuracy)
 
 
 def stratified_indices(subsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -72,21 +73,14 @@ def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int
     rng = np.random.default_rng(seed)
     c, r = np.asarray(chosen, float), np.asarray(rejected, float)
     n, k = c.shape
-    onehot = np.zeros((n, k, bins))  # (N, K, bins): both sides' bin counts per pair
-    for side in (c, r):
-        d = discretise(side, bins)
-        i, j = np.nonzero(d >= 0)
-        np.add.at(onehot, (i, j, d[i, j]), 1.0)
-    credit, used = _accuracy_terms(c, r, ties)  # (N, K) each
+    onehot = bin_onehot(c, bins) + bin_onehot(r, bins)  # (N, K, bins): both sides' bins per pair
+    credit, used = accuracy_terms(c, r, ties)  # (N, K) each
     rs, rhos = [], []
     for start in range(0, n_boot, chunk):
         counts = np.stack([np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(min(chunk, n_boot - start))])
-        hist = (counts @ onehot.reshape(n, -1)).reshape(-1, k, bins)  # (B, K, bins)
-        total = hist.sum(-1, keepdims=True)
+        H = entropy_from_counts((counts @ onehot.reshape(n, -1)).reshape(-1, k, bins))  # (B, K)
         with np.errstate(invalid="ignore", divide="ignore"):
-            p = hist / total
-            H = np.where(total[..., 0] > 0, -np.nansum(np.where(p > 0, p * np.log(p), 0.0), -1), np.nan)
-            acc = (counts @ (credit * used)) / (counts @ used)
+            acc = (counts @ credit) / (counts @ used)
         rs.append(_rowwise_pearson(H, acc))
         rhos.append(_rowwise_pearson(_ranks(H), _ranks(acc)))
     rs, rhos = np.concatenate(rs), np.concatenate(rhos)
@@ -102,16 +96,6 @@ def _replicate(chosen: np.ndarray, rejected: np.ndarray, idx: np.ndarray, bins: 
     c, r = chosen[idx], rejected[idx]
     acc, _ = rule_accuracy(c, r, ties)
     return correlation(rating_entropy(np.concatenate([c, r]), bins), acc)
-
-
-def _accuracy_terms(c: np.ndarray, r: np.ndarray, ties: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per pair and rule: the credit (1 win, 0 or ½ tie) and whether the pair counts, as in :func:`rule_accuracy`."""
-    rule_accuracy(c[:1], r[:1], ties)  # validates ``ties``
-    ok = ~(np.isnan(c) | np.isnan(r))
-    win, tie = (c > r) & ok, (c == r) & ok
-    used = ok & ~tie if ties == "drop" else ok
-    credit = win + (0.5 if ties == "half" else 0.0) * tie
-    return credit.astype(float), used.astype(float)
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

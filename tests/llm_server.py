@@ -53,12 +53,12 @@ class LLMServer:
     @torch.inference_mode()
     def complete(self, body: dict) -> dict:
         r = self.rater
-        ids = r.encode(body["messages"])
+        ids = r.prompts.encode(body["messages"])
         with self.lock:  # one forward at a time on the shared model
             logits = r._model(input_ids=torch.tensor([ids])).logits[0, -1].float()
         lp = torch.log_softmax(logits, -1)
         top = torch.topk(lp, min(int(body.get("top_logprobs", 5)), lp.numel()))
-        entries = [{"token": r._tok.decode([int(i)]), "logprob": float(v)} for v, i in zip(top.values, top.indices)]
+        entries = [{"token": r.tok.decode([int(i)]), "logprob": float(v)} for v, i in zip(top.values, top.indices)]
         return {"choices": [{"index": 0, "message": {"role": "assistant", "content": entries[0]["token"]},
                              "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]}}]}
 

@@ -46,10 +46,13 @@ def test_scores_do_not_depend_on_batching_or_padding(pairs, tok, arch):
 def test_label_tokens_resolved_from_tokenizer(tok, arch):
     r = _rater(tok, arch).load()
     yes, no = r._options
-    decoded = [r._tok.decode([i]).strip().lower() for i in yes + no]
+    decoded = [r.tok.decode([i]).strip().lower() for i in yes + no]
     assert set(decoded[: len(yes)]) == {"yes"} and set(decoded[len(yes):]) == {"no"}
-    digits = r.resolve_labels(["1", "2", "3"])
-    assert [r._tok.decode(ids[:1]).strip() for ids in digits] == ["1", "2", "3"]
+    digits = r.prompts.label_ids(["1", "2", "3"])
+    assert [r.tok.decode(ids[:1]).strip() for ids in digits] == ["1", "2", "3"]
+    judge = {r.tok.decode([i]).strip() for ids in r.prompts.judge_options() for i in ids}
+    as_typed = {r.tok.decode(r.tok(x, add_special_tokens=False)["input_ids"]).strip() for x in "AB"}
+    assert judge == as_typed  # "A"/"B" as the tokenizer writes them; never an extra lower-case "a", a common word
 
 
 def test_scale_mode_and_too_long_prompts_are_missing(pairs):

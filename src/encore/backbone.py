@@ -50,7 +50,9 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """hidden (B, T, D), mask (B, T) -> (B, D). ``last`` works for left and right padding alike."""
+    """hidden (B, T, D), mask (B, T) -> (B, D). ``last`` works for left and right padding alike. The mask follows
+    the hidden states to their device (the last layer of a spread model may sit on another GPU than the inputs)."""
+    mask = mask.to(hidden.device)
     if how == "mean":
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
@@ -78,16 +80,24 @@ class Encoder:
     max_length: int = 256
     text_format: str = "plain"
     batch_size: int = 64
-    device: str = "auto"
+    device: str = "auto"  # auto: the visible GPUs if any, else the CPU; cpu; cuda
     dtype: str = "auto"
+    device_map: Any = "auto"  # inference placement (encore.placement); or an accelerate device map
+    max_memory: dict | None = None  # caps per device; CPU offload for the rest
+    offload_folder: str | None = None
+    arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable
     _model: Any = field(default=None, init=False, repr=False)
     _tok: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.config is not None:  # configs hand in a DictConfig; keep a plain dict
-            from omegaconf import DictConfig, OmegaConf
+        from omegaconf import OmegaConf
 
-            self.config = OmegaConf.to_container(self.config) if isinstance(self.config, DictConfig) else dict(self.config)
+        for name in ("config", "max_memory", "arch", "device_map"):  # configs hand in DictConfigs; keep plain dicts
+            v = getattr(self, name)
+            if OmegaConf.is_config(v):
+                setattr(self, name, OmegaConf.to_container(v))
+        if self.config is not None:
+            self.config = dict(self.config)
         if self.text_format not in ("plain", "chat"):
             raise ValueError(f"model.text_format={self.text_format!r}; use plain or chat")
 
@@ -99,11 +109,53 @@ class Encoder:
                 **({"text_format": self.text_format} if self.text_format != "plain" else {})}
 
     # ------------------------------------------------------------------ loading
+    def arch_info(self) -> Any:
+        """The backbone's architecture (no weights): see :func:`encore.loading.model_arch`."""
+        from encore.loading import model_arch
+
+        return model_arch(self.name_or_path, self.revision, self.config, self.arch,
+                          len(self.tok) if self.config else None, "base", "model")
+
+    def placement(self, gpus: Any, batch: int | None = None) -> Any:
+        """Inference placement: weights plus one layer's activations over ``batch`` x ``max_length`` tokens (no KV
+        cache: reward scoring never keeps one)."""
+        from encore.memory import inference_activation_bytes
+        from encore.placement import place_inference
+
+        arch = self.arch_info()
+        nbytes = torch.empty((), dtype=pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))).element_size()
+        b = batch or self.batch_size
+        act = inference_activation_bytes(arch, b * self.max_length, nbytes)
+        return place_inference(arch, nbytes, act, gpus, field="model", batch_field="model.batch_size", batch=b,
+                               device_map=self.device_map, max_memory=self.max_memory, parts={"activations": act})
+
     def load(self) -> "Encoder":
+        """The inference copy of the backbone, placed by :mod:`encore.placement` (checked before loading)."""
         if self._model is not None:
             return self
-        self._model = self.new_model().to(pick_device(self.device)).eval()
+        from transformers import AutoModel
+
+        from encore.loading import load_model, target_gpus
+        from encore.placement import DoesNotFit
+
+        gpus = target_gpus(self.device)
+        place = self.placement(gpus)
+        if not place.fits:
+            raise DoesNotFit(f"backbone {self.name_or_path}: {place.summary()}")
+        dtype = pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))
+        self._model = load_model(AutoModel, self.name_or_path, revision=self.revision,
+                                 config=self.config, vocab_size=len(self.tok) if self.config else None,
+                                 seed=self.seed, dtype=dtype, place=place, offload_folder=self.offload_folder)
+        if hasattr(self._model.config, "use_cache"):
+            self._model.config.use_cache = False  # pooled scores never need a KV cache
         return self
+
+    def unload(self) -> None:
+        if self._model is not None:
+            from encore.loading import release_memory
+
+            self._model = None
+            release_memory()
 
     def load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
@@ -116,17 +168,18 @@ class Encoder:
             tok.pad_token = tok.eos_token or tok.unk_token
         return tok
 
-    def new_model(self) -> Any:
-        """A fresh copy of the backbone (the weights a fine-tuning run starts from), on the CPU."""
-        from transformers import AutoConfig, AutoModel
+    def new_model(self, dtype: torch.dtype | None = None) -> Any:
+        """A fresh copy of the backbone on the CPU (the weights a fine-tuning run starts from), in ``dtype``
+        (default: the inference dtype, ``model.dtype``)."""
+        from transformers import AutoModel
 
-        if self.config:
-            cfg = dict(self.config)
-            cfg.setdefault("vocab_size", len(self.tok))
-            torch.manual_seed(self.seed)
-            return AutoModel.from_config(AutoConfig.for_model(**cfg)).to(pick_dtype(self.dtype, pick_device(self.device)))
-        return AutoModel.from_pretrained(resolve_model_path(self.name_or_path), revision=self.revision,
-                                         dtype=pick_dtype(self.dtype, pick_device(self.device)))
+        from encore.loading import load_model
+        from encore.placement import Placement
+
+        dtype = dtype or pick_dtype(self.dtype, pick_device(self.device))
+        return load_model(AutoModel, self.name_or_path, revision=self.revision, config=self.config,
+                          vocab_size=len(self.tok) if self.config else None, seed=self.seed, dtype=dtype,
+                          place=Placement(True, "CPU", 0, {}))
 
     @property
     def model(self) -> Any:
@@ -184,9 +237,11 @@ class Encoder:
         """(M,) texts -> (M, D) float32. Batches are sorted by length so padding is small; output keeps input order."""
         from tqdm.auto import tqdm
 
+        from encore.placement import input_device
+
         how = self.resolved_pooling()
         model = self.model
-        dev = next(model.parameters()).device
+        dev = input_device(model)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         starts = range(0, len(texts), self.batch_size)

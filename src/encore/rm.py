@@ -40,6 +40,8 @@ class MultiHeadRM(nn.Module):
     def __init__(self, backbone: nn.Module, num_heads: int, pooling: str, bias: bool):
         super().__init__()
         self.backbone, self.pooling = backbone, pooling
+        if hasattr(backbone.config, "use_cache"):
+            backbone.config.use_cache = False  # scoring and training never reuse a KV cache
         self.heads = nn.Linear(backbone.config.hidden_size, num_heads, bias=bias)
         nn.init.normal_(self.heads.weight, std=1.0 / backbone.config.hidden_size ** 0.5)
         if bias:

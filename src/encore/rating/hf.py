@@ -7,6 +7,10 @@ Speed comes from three things the naive loop (one prompt per forward pass, batch
    attention mask so padding changes no score, and logits computed at the last position only;
 3. responses are sorted by length so padding stays small; bf16 on GPU.
 Prompts longer than ``max_length`` are recorded as missing with their length, never silently truncated.
+
+Placement (:mod:`encore.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
+through accelerate's ``device_map``, else an error naming the fix, decided from the config before any weight is
+read. ``device_map``/``max_memory``/``offload_folder`` given by the user (e.g. CPU or disk offload) pass through.
 """
 
 from __future__ import annotations
@@ -18,8 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from encore.backbone import pick_device, pick_dtype, resolve_model_path
+from encore.backbone import pick_device, pick_dtype
+from encore.hardware import Gpus
+from encore.loading import load_model, model_arch, release_memory, target_gpus
+from encore.memory import inference_activation_bytes, kv_cache_bytes
+from encore.placement import DoesNotFit, Placement, input_device, place_inference
 from encore.rating import prompts as P
+from encore.rating.tokens import PromptTokenizer, common_prefix, too_long
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -38,110 +47,83 @@ class HFRater:
     max_length: int = 4096
     batch_size: int = 8  # responses per forward pass (x K rule suffixes)
     prefix_reuse: bool = True
-    device: str = "auto"
+    device: str = "auto"  # auto: the visible GPUs if any, else the CPU; cpu; cuda
     dtype: str = "auto"
+    device_map: Any = "auto"  # auto: decided by encore.placement; or an accelerate device map / strategy name
+    max_memory: dict | None = None  # e.g. {0: 70GB, cpu: 120GB}: caps per device, CPU offload for the rest
+    offload_folder: str | None = None  # where disk-offloaded weights go (a temp dir when needed and unset)
+    arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable
+    n_rules: int = 10  # rules per response, for the KV-cache estimate before the rules are known
     _model: Any = field(default=None, init=False, repr=False)
-    _tok: Any = field(default=None, init=False, repr=False)
+    _prompts: PromptTokenizer | None = field(default=None, init=False, repr=False)
     _options: list[list[int]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         P.label_options(self.mode, self.scale_max)  # validates mode and scale
-        if self.config is not None and not isinstance(self.config, dict):
-            from omegaconf import OmegaConf
+        from omegaconf import OmegaConf
 
-            self.config = OmegaConf.to_container(self.config)
+        for name in ("config", "max_memory", "arch", "device_map"):
+            v = getattr(self, name)
+            if OmegaConf.is_config(v):
+                setattr(self, name, OmegaConf.to_container(v))
+        if self.batch_size < 1 or self.max_length < 2:
+            raise ValueError(f"rater.batch_size={self.batch_size}, rater.max_length={self.max_length}: must be >= 1, 2")
 
     def identity(self) -> dict[str, Any]:
-        """Determines the scores; batch size, prefix reuse and device do not (tests hold them to that)."""
+        """Determines the scores; batch size, prefix reuse, device and placement do not (tests hold them to that)."""
         return {"kind": "hf", "model": self.model, "revision": self.revision, "tokenizer": self.tokenizer,
                 "config": self.config, "seed": self.seed if self.config else None, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
                 "max_length": self.max_length, "dtype": str(pick_dtype(self.dtype, pick_device(self.device))),
                 "template": P.RULE_TEMPLATE}
 
-    # ------------------------------------------------------------------ loading
+    # ------------------------------------------------------------------ placement and loading
+    @property
+    def prompts(self) -> PromptTokenizer:
+        if self._prompts is None:
+            self._prompts = PromptTokenizer(self.tokenizer or self.model, None if self.tokenizer else self.revision,
+                                            self.mode, self.scale_max, self.system_prompt)
+        return self._prompts
+
+    @property
+    def tok(self) -> Any:
+        return self.prompts.tok
+
+    def placement(self, gpus: Gpus, n_rules: int | None = None) -> Placement:
+        """Weights plus the worst batch: ``batch_size · K`` rows of ``max_length`` tokens of KV cache (the prefix
+        cache is repeated per rule) and one layer's activations over the prefix pass."""
+        arch = model_arch(self.model, self.revision, self.config, self.arch, len(self.tok) if self.config else None,
+                          "causal_lm", "rater")
+        nbytes = torch.empty((), dtype=pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))).element_size()
+        rows = self.batch_size * ((n_rules or self.n_rules) if self.prefix_reuse else 1)
+        kv = kv_cache_bytes(arch, rows * self.max_length, nbytes) if self.prefix_reuse else 0
+        act = inference_activation_bytes(arch, self.batch_size * self.max_length, nbytes)
+        return place_inference(arch, nbytes, kv + act, gpus, field="rater", batch_field="rater.batch_size",
+                               batch=self.batch_size, device_map=self.device_map, max_memory=self.max_memory,
+                               parts={"kv cache": kv, "activations": act})
+
     def load(self) -> "HFRater":
         if self._model is not None:
             return self
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        from encore.tiny import resolve_tokenizer
-
-        self._tok = AutoTokenizer.from_pretrained(resolve_tokenizer(resolve_model_path(self.tokenizer or self.model)),
-                                                  revision=None if self.tokenizer else self.revision)
-        if self._tok.pad_token_id is None:
-            self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
-        dev = pick_device(self.device)
-        dtype = pick_dtype(self.dtype, dev)
-        if self.config:
-            cfg = dict(self.config)
-            cfg.setdefault("vocab_size", len(self._tok))
-            torch.manual_seed(self.seed)
-            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg)).to(dtype)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(resolve_model_path(self.model), revision=self.revision,
-                                                         dtype=dtype)
-        self._model = model.to(dev).eval()
-        self._options = self.resolve_labels(P.label_options(self.mode, self.scale_max))
+        gpus = target_gpus(self.device)
+        place = self.placement(gpus)
+        if not place.fits:
+            raise DoesNotFit(f"rater {self.model}: {place.summary()}")
+        log.info("rater %s: %s", self.model, place.where)
+        dtype = pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))
+        self._model = load_model(AutoModelForCausalLM, self.model, revision=self.revision, config=self.config,
+                                 vocab_size=len(self.tok), seed=self.seed, dtype=dtype, place=place,
+                                 offload_folder=self.offload_folder)
+        self._options = self.prompts.rating_options()
         return self
 
-    def resolve_labels(self, labels: list[str]) -> list[list[int]]:
-        """Token ids for each label: every surface variant that is a single token (e.g. "Yes", "ĠYes", "yes")."""
-        out = []
-        for label in labels:
-            ids = []
-            for v in P.variants(label):
-                enc = self._tok(v, add_special_tokens=False)["input_ids"]
-                if len(enc) == 1 and enc[0] not in ids and enc[0] != self._tok.unk_token_id:
-                    ids.append(enc[0])
-            if not ids:
-                raise ValueError(f"rater: label {label!r} is not a single token in {self.tokenizer or self.model}'s "
-                                 "vocabulary in any of its forms; use rater.mode=scale or another model")
-            out.append(ids)
-        return out
-
-    def render(self, messages: list[dict[str, str]]) -> str:
-        """Chat template when the tokenizer has one (generation prompt appended), else a plain text layout."""
-        if getattr(self._tok, "chat_template", None):
-            return self._tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return "\n\n".join(m["content"] for m in messages) + "\n\nAnswer:"
-
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Batched (Rust) tokenisation; special tokens are added only where no chat template supplies them."""
-        add = not getattr(self._tok, "chat_template", None)
-        return [list(ids) for ids in self._tok(texts, add_special_tokens=add)["input_ids"]]
-
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        return self.tokenize([self.render(messages)])[0]
-
-    def tokenize_rule_prompts(self, prompts: list[str], responses: list[str], rules: list[Rule]) -> list[list[list[int]]]:
-        """Token ids of the M x K rule prompts. The text before the rule is tokenised once per response and the text
-        from the rule on once per rule; that split is checked against full tokenisations (all K prompts of the first
-        response, the first prompt of every response) and abandoned for full tokenisation if it ever differs."""
-        K = len(rules)
-        texts = [self.rule_prompts(p, x, rules) for p, x in zip(prompts, responses)]
-        split = [t[0].rfind(rules[0].text) for t in texts]
-        heads = [t[0][:i] for t, i in zip(texts, split)]
-        tails = [texts[0][k][split[0]:] for k in range(K)]
-        if all(t[k][:i] == h and t[k][i:] == tails[k] for t, i, h in zip(texts, split, heads) for k in range(K)):
-            head_ids, tail_ids = self.tokenize(heads), self.tokenize(tails)
-            seqs = [[h + t for t in tail_ids] for h in head_ids]
-            check = self.tokenize(texts[0] + [t[0] for t in texts[1:]])
-            if check[:K] == seqs[0] and all(c == s[0] for c, s in zip(check[K:], seqs[1:])):
-                return seqs
-            log.info("rater: tokenizer merges across the rule boundary; tokenising every prompt in full")
-        flat = self.tokenize([t for per in texts for t in per])
-        return [flat[i * K: (i + 1) * K] for i in range(len(texts))]
-
-    def rule_prompts(self, prompt: str, response: str, rules: list[Rule]) -> list[str]:
-        """The K rule prompts of one response as text. The template is rendered once with a sentinel in the rule's
-        place and the rule texts substituted, which gives exactly the K renders at 1/K of the cost."""
-        sentinel = "\x00ENCORE_RULE\x00"
-        text = self.render(P.rule_messages(prompt, response, sentinel, self.mode, self.scale_max, self.system_prompt))
-        if text.count(sentinel) != 1:  # a template that transforms content: render each prompt in full
-            return [self.render(P.rule_messages(prompt, response, r.text, self.mode, self.scale_max,
-                                                self.system_prompt)) for r in rules]
-        return [text.replace(sentinel, r.text) for r in rules]
+    def unload(self) -> None:
+        """Give the model's memory back (the judge reloads it lazily when a later stage needs it)."""
+        if self._model is not None:
+            self._model = None
+            release_memory()
 
     # ------------------------------------------------------------------ forward passes
     def _option_probs(self, last_logits: torch.Tensor, options: list[list[int]] | None = None) -> np.ndarray:
@@ -152,7 +134,7 @@ class HFRater:
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(R,) token lists -> ids and attention mask (R, L), left-padded so every row ends in the last column."""
         L = max(map(len, seqs))
-        ids = torch.full((len(seqs), L), self._tok.pad_token_id, dtype=torch.long)
+        ids = torch.full((len(seqs), L), self.tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), L), dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, L - len(s):] = torch.tensor(s)
@@ -161,25 +143,25 @@ class HFRater:
 
     @torch.inference_mode()
     def forward_full(self, seqs: list[list[int]], options: list[list[int]] | None = None) -> np.ndarray:
-        """One left-padded pass over whole prompts -> (R, n_options)."""
-        dev = next(self._model.parameters()).device
+        """One left-padded pass over whole prompts -> (R, n_options); no KV cache is kept."""
+        dev = input_device(self._model)
         ids, mask = self._left_pad(seqs)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         logits = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                             logits_to_keep=1).logits  # only the next-token position: (R, 1, V)
+                             use_cache=False, logits_to_keep=1).logits  # only the next-token position: (R, 1, V)
         return self._option_probs(logits[:, -1], options)
 
     @torch.inference_mode()
     def forward_shared(self, prefixes: list[list[int]], suffixes: list[list[list[int]]]) -> np.ndarray:
         """Prefixes (B) run once; their KV cache is repeated for the K suffixes of each -> (B, K, n_options)."""
-        dev = next(self._model.parameters()).device
+        dev = input_device(self._model)
         B, K = len(prefixes), len(suffixes[0])
         ids, mask = self._left_pad(prefixes)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
                           logits_to_keep=1)
         cache = out.past_key_values
-        cache.batch_repeat_interleave(K)  # row b*K + k continues prefix b
+        cache.batch_repeat_interleave(K)  # row b*K + k continues prefix b (each layer's cache stays on its device)
         # Suffixes are left-padded too, so every row's last real token sits in the last column; the pads between a
         # prefix and its suffix are masked out and skipped by the position ids.
         sids, smask = self._left_pad([s for per in suffixes for s in per])  # (B*K, Ls)
@@ -195,14 +177,14 @@ class HFRater:
         """(M,) prompts and responses -> ratings (M, K) in [0, 1] and reasons (M x K; "" where rated)."""
         self.load()
         M, K = len(responses), len(rules)
-        seqs = self.tokenize_rule_prompts(prompts, responses, rules)
+        seqs = self.prompts.rule_ids(prompts, responses, rules)
         values = np.full((M, K), np.nan)
         reasons = [[""] * K for _ in range(M)]
         ok = []
         for i, per in enumerate(seqs):
-            longest = max(map(len, per))
-            if longest > self.max_length:
-                reasons[i] = [f"prompt longer than rater.max_length ({longest} > {self.max_length} tokens)"] * K
+            why = too_long(max(map(len, per)), self.max_length)
+            if why:
+                reasons[i] = [why] * K
             else:
                 ok.append(i)
         ok.sort(key=lambda i: -len(seqs[i][0]))  # long first: similar lengths share a batch
@@ -215,7 +197,7 @@ class HFRater:
 
     def _probs_for(self, batch: list[list[list[int]]]) -> np.ndarray:
         if self.prefix_reuse and len(batch[0]) > 1:
-            cut = [_common_prefix(per) for per in batch]
+            cut = [common_prefix(per) for per in batch]
             if min(cut) > 0:
                 return self.forward_shared([per[0][:c] for per, c in zip(batch, cut)],
                                            [[s[c:] for s in per] for per, c in zip(batch, cut)])
@@ -225,28 +207,13 @@ class HFRater:
     def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
         """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token."""
         self.load()
-        options = self.resolve_labels(["A", "B"])
-        seqs = self.tokenize([self.render(P.judge_messages(p, x, y, self.system_prompt))
-                              for p, x, y in zip(prompts, a, b)])
+        options = self.prompts.judge_options()
+        seqs = self.prompts.judge_ids(prompts, a, b)
         out = np.full(len(seqs), np.nan)
-        reasons = [""] * len(seqs)
-        ok = [i for i, s in enumerate(seqs) if len(s) <= self.max_length]
-        for i in set(range(len(seqs))) - set(ok):
-            reasons[i] = f"prompt longer than rater.max_length ({len(seqs[i])} > {self.max_length} tokens)"
-        ok.sort(key=lambda i: -len(seqs[i]))
+        reasons = [too_long(len(s), self.max_length) for s in seqs]
+        ok = sorted((i for i, r in enumerate(reasons) if not r), key=lambda i: -len(seqs[i]))
         for s in range(0, len(ok), self.batch_size):
             idx = ok[s: s + self.batch_size]
             probs = self.forward_full([seqs[i] for i in idx], options)
             out[idx] = probs[:, 0] / probs.sum(-1)
         return out, reasons
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    """Length of the longest common token prefix, kept at least one token short of the shortest sequence."""
-    first, n = seqs[0], min(map(len, seqs)) - 1
-    for s in seqs[1:]:
-        i = 0
-        while i < n and s[i] == first[i]:
-            i += 1
-        n = i
-    return n

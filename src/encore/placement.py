@@ -1,0 +1,210 @@
+"""Where a model goes, decided before it is loaded: one GPU when it fits, else the fewest GPUs that hold it through
+accelerate's ``device_map``, else a :class:`DoesNotFit` that names the exact override that fixes it. Every stage
+that loads a model asks here first (rater, judge, backbone, fine-tuning), and ``experiments/plan.py`` prints the same
+decisions for a whole experiment. Placement never enters a cache key: the same model gives the same ratings
+wherever its layers sit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from encore.arch import Arch
+from encore.hardware import GB, Gpus, fmt_bytes, host_ram
+from encore.memory import SHARDED, TrainMemory, training_memory
+
+
+class DoesNotFit(RuntimeError):
+    """A stage that cannot fit on the hardware it was given; the message carries the fix."""
+
+
+@dataclass
+class Placement:
+    fits: bool
+    where: str  # human-readable: "GPU 0", "GPUs 0-3 (device_map=auto)", "CPU", ...
+    need: int  # bytes over all devices
+    parts: dict[str, int]
+    n_gpus: int = 0
+    device_map: Any = None  # what from_pretrained gets (None: load on the CPU)
+    max_memory: dict | None = None
+    fix: str = ""
+    note: str = ""
+
+    def per_gpu(self) -> int:
+        return self.need // max(self.n_gpus, 1)
+
+    def load_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.device_map is not None:
+            kw["device_map"] = self.device_map
+        if self.max_memory:
+            kw["max_memory"] = self.max_memory
+        return kw
+
+    def summary(self) -> str:
+        parts = " + ".join(f"{k} {fmt_bytes(v)}" for k, v in self.parts.items() if v)
+        verdict = "fits" if self.fits else "DOES NOT FIT"
+        out = f"{parts} = {fmt_bytes(self.need)} -> {verdict}: {self.where}"
+        return out + (f"\n    fix: {self.fix}" if self.fix else "") + (f"\n    note: {self.note}" if self.note else "")
+
+
+def _gpu_range(n: int) -> str:
+    return "GPU 0" if n == 1 else f"GPUs 0-{n - 1}"
+
+
+def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field: str, batch_field: str | None = None,
+                    batch: int = 1, device_map: Any = "auto", max_memory: dict | None = None,
+                    parts: dict[str, int] | None = None) -> Placement:
+    """Weights (``n_params · nbytes``) plus ``reserve`` bytes (KV cache and activations of a ``batch``, spread with the
+    layers) on ``gpus``. ``device_map``/``max_memory`` other than the default are the user's and pass through."""
+    w = arch.n_params * nbytes
+    parts = {"weights": w, **(parts or {"kv + activations": reserve})}
+    need = w + reserve
+    if device_map not in (None, "auto") or max_memory:
+        return Placement(True, f"as given: {field}.device_map={device_map}, {field}.max_memory={max_memory}", need,
+                         parts, gpus.count, device_map if device_map not in (None, "auto") else "auto", max_memory)
+    if gpus.count == 0:
+        ram = host_ram()
+        ok = not ram or need <= 0.9 * ram
+        return Placement(ok, "CPU", need, parts, fix="" if ok else (
+            f"needs {fmt_bytes(need)} of host memory, this machine has {fmt_bytes(ram)}: run it on GPUs "
+            f"(check first with python experiments/plan.py <same overrides> plan.gpus=8x80GB)"))
+    for n in range(1, gpus.count + 1):  # the fewest GPUs that hold it; layers are whole, so one block of slack
+        per = need / n + (arch.largest_block * nbytes if n > 1 else 0)
+        if per <= gpus.usable:
+            if n == 1:
+                return Placement(True, "GPU 0", need, parts, 1, {"": 0})
+            cap = {i: int(gpus.usable - reserve / n) for i in range(n)}
+            return Placement(True, f"{_gpu_range(n)} (device_map=auto over {n} of {gpus.count})", need, parts, n,
+                             "auto", cap)
+    return Placement(False, f"{gpus.count} x {fmt_bytes(gpus.usable)} usable", need, parts, gpus.count,
+                     fix=_inference_fix(arch, w, reserve, gpus, field, batch_field, batch, nbytes))
+
+
+def _inference_fix(arch: Arch, w: int, reserve: int, gpus: Gpus, field: str, batch_field: str | None, batch: int,
+                   nbytes: int) -> str:
+    slack = arch.largest_block * nbytes if gpus.count > 1 else 0
+    room = gpus.count * (gpus.usable - slack) - w  # what the KV cache and activations may take
+    if room > 0 and batch_field and batch > 1:
+        b = int(batch * room / reserve)
+        if b >= 1:
+            return f"{batch_field}={b} (the KV cache and activations of {batch} do not fit beside the weights)"
+    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + arch.largest_block * nbytes
+              <= gpus.usable), None)
+    gpu_cap = max(gpus.usable - reserve / gpus.count - slack, 0)
+    cpu = math.ceil((w - gpus.count * gpu_cap) * 1.1 / GB)
+    caps = ", ".join(f"{i}: {int(gpu_cap // GB)}GB" for i in range(gpus.count))
+    size = f"{gpus.memory / GB:.0f}GB"
+    return (f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}' (offload {cpu} GB of weights to host RAM: runs, slowly)"
+            + (f"; or run on {k} such GPUs (plan.gpus={k}x{size})" if k else "")
+            + ("; or rater=vllm rater.tensor_parallel_size=<n> on n GPUs" if field == "rater" else ""))
+
+
+def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int, gpu_memory_utilization: float,
+               field: str = "rater") -> Placement:
+    """vLLM with tensor parallelism ``tp``: each GPU holds 1/tp of the weights and must keep room, inside
+    ``gpu_memory_utilization``, for the KV blocks of at least one ``max_model_len`` sequence (vLLM refuses to start
+    otherwise) plus ~1.5 GB of activations and CUDA graphs."""
+    w = arch.n_params * nbytes
+    kv = max_model_len * arch.kv_bytes_per_token(nbytes)
+    parts = {"weights": w, "kv (one max-length sequence)": kv, "activations + graphs": int(1.5 * GB) * tp}
+    need = sum(parts.values())
+    budget = int(gpus.memory * gpu_memory_utilization)
+
+    def ok(t: int) -> bool:
+        return t <= gpus.count and arch.n_heads % t == 0 and (w + kv) / t + 1.5 * GB <= budget
+
+    if ok(tp):
+        return Placement(True, f"{_gpu_range(tp)} (tensor parallel {tp}; the rest of "
+                         f"{gpu_memory_utilization:.0%} of each GPU becomes KV cache)", need, parts, tp)
+    better = next((t for t in (1, 2, 4, 8, 16, 32, 64) if t > tp and ok(t)), None)
+    if gpus.count == 0:
+        fix = "vLLM needs GPUs: plan with plan.gpus=8x80GB, or use rater=hf on this machine"
+    elif better:
+        fix = f"{field}.tensor_parallel_size={better}"
+    else:
+        fix = f"more GPUs than {gpus.count}: plan.gpus=8x{gpus.memory / GB:.0f}GB, then {field}.tensor_parallel_size=8"
+    return Placement(False, f"tensor parallel {tp} on {gpus.count} x {fmt_bytes(budget)} (gpu_memory_utilization)",
+                     need, parts, tp, fix=fix)
+
+
+@dataclass
+class TrainSetup:
+    """What the memory of a fine-tuning run depends on besides the model."""
+
+    param_dtype: str
+    optim: str
+    strategy: str  # single, ddp, fsdp, zero3
+    processes: int
+    batch_size: int  # pairs per process per micro-step
+    grad_accum: int
+    max_length: int
+    gradient_checkpointing: bool
+    lora_r: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def memory(self, arch: Arch) -> TrainMemory:
+        frac = lora_fraction(arch, self.lora_r) if self.lora_r else 1.0
+        return training_memory(arch, param_dtype=self.param_dtype, optim=self.optim, strategy=self.strategy,
+                               processes=self.processes, tokens=2 * self.batch_size * self.max_length,
+                               gradient_checkpointing=self.gradient_checkpointing, trainable_frac=frac)
+
+
+def lora_fraction(arch: Arch, r: int) -> float:
+    """LoRA on every linear layer of every block: r · (7·hidden + 2·kv_dim + 3·intermediate) per layer."""
+    kv = arch.n_kv_heads * arch.head_dim
+    return arch.n_layers * r * (7 * arch.hidden + 2 * kv + 3 * arch.intermediate) / arch.n_params
+
+
+def place_training(arch: Arch, setup: TrainSetup, gpus: Gpus) -> Placement:
+    """Each training process holds one GPU (or the CPU); the largest per-process footprint must fit in it."""
+    mem = setup.memory(arch)
+    cap = gpus.usable if gpus.count else int(0.9 * host_ram())
+    where = (f"{setup.processes} process(es), {setup.strategy}, "
+             + (f"{fmt_bytes(mem.total)} of {fmt_bytes(cap)} per GPU" if gpus.count else "CPU"))
+    if gpus.count and setup.processes > gpus.count:
+        return Placement(False, where, mem.total, mem.parts, setup.processes,
+                         fix=f"launch at most {gpus.count} processes (accelerate launch --num_processes {gpus.count})")
+    if not cap or mem.total <= cap:
+        return Placement(True, where, mem.total, mem.parts, max(setup.processes, 1) if gpus.count else 0)
+    return Placement(False, where, mem.total, mem.parts, setup.processes, fix=_training_fix(arch, setup, gpus, cap))
+
+
+def _training_fix(arch: Arch, s: TrainSetup, gpus: Gpus, cap: int) -> str:
+    from dataclasses import replace
+
+    def fits(**kw: Any) -> bool:
+        return replace(s, **kw).memory(arch).total <= cap
+
+    if s.strategy not in SHARDED and (s.optim, s.param_dtype) != ("adamw_8bit", "bfloat16") and not s.lora_r \
+            and fits(optim="adamw_8bit", param_dtype="bfloat16"):
+        return "train=finetune_1gpu (bf16 weights, 8-bit AdamW with stochastic rounding: one GPU, as in the paper)"
+    if gpus.count > 1 and s.strategy not in SHARDED and fits(strategy="fsdp", processes=gpus.count):
+        return (f"accelerate launch --config_file conf/accelerate/fsdp.yaml --num_processes {gpus.count} "
+                "experiments/train_rm.py <same overrides> (plan it with plan.accelerate_config=conf/accelerate/fsdp.yaml)")
+    for b in range(s.batch_size - 1, 0, -1):  # activations: smaller micro-batches, same effective batch
+        if fits(batch_size=b):
+            accum = math.ceil(s.batch_size * s.grad_accum / b)
+            return f"train.batch_size={b} train.grad_accum={accum} (same effective batch)"
+    if not s.lora_r and fits(lora_r=16):
+        return "train.lora_r=16 (LoRA on every linear layer; not the paper's full fine-tuning)"
+    return f"more GPU memory: plan.gpus=8x{max(gpus.memory, 80 * GB) / GB:.0f}GB with FSDP (conf/accelerate/fsdp.yaml)"
+
+
+def input_device(model: Any) -> Any:
+    """Where a (possibly dispatched) model takes its inputs: the device of its input embeddings in accelerate's
+    ``hf_device_map`` (offloaded modules execute on the CPU), else that of its first parameter."""
+    import torch
+
+    dmap = getattr(model, "hf_device_map", None)
+    if dmap:
+        emb = model.get_input_embeddings()
+        name = next((n for n, m in model.named_modules() if m is emb), None)
+        where = next((d for k, d in dmap.items() if name is not None and (name == k or name.startswith(k + ".")
+                                                                          or k == "")), next(iter(dmap.values())))
+        if isinstance(where, int):
+            return torch.device("cuda", where)
+        return torch.device("cpu") if where in ("cpu", "disk") else torch.device(where)
+    return next(model.parameters()).device

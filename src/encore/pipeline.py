@@ -31,7 +31,7 @@ from encore.entropy import correlation, rating_entropy, rule_accuracy
 from encore.export import stage_export
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
-from encore.rating import Ratings, rate_pairs
+from encore.rating import MissingShards, Ratings, Slicing, rate_pairs
 from encore.rules import Rule, load_rules
 from encore.stats import bootstrap_correlation_ci
 from encore.tracking import Tracker, make_tracker
@@ -59,12 +59,30 @@ def load_train(cfg: DictConfig) -> tuple[pd.DataFrame, list[Rule]]:
 
 
 def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[Rule],
-                  run_dir: Path) -> tuple[Ratings, dict]:
-    ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
-                                 chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing)
-    write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
+                  run_dir: Path) -> tuple[Ratings | None, dict]:
+    """All ratings of the pairs (cached, resumable); a shard job (``rating.shard``) rates its slice and returns None."""
+    try:
+        ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
+                                     chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
+                                     slicing=Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard))
+    except MissingShards as e:
+        raise e.with_command(rate_command())
+    if ratings is not None:
+        write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
     write_json(run_dir / "rating_report.json", report)
     return ratings, report
+
+
+def rate_command() -> str:
+    """``python experiments/rate.py`` with this job's own overrides (sharding settings left out), so an error can
+    name the exact command that fills what is missing."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "python experiments/rate.py <your overrides>"
+    keep = [o for o in HydraConfig.get().overrides.task if not o.split("=")[0].lstrip("+~") in
+            ("rating.shard", "rating.num_shards", "hydra/launcher")]
+    return " ".join(["python experiments/rate.py", *keep])
 
 
 def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -208,6 +226,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                          f"({[m.name for m in methods]}); fix export.method or add it to method")
     train, rules = load_train(cfg)
     eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
+    slicing = Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard)
     rater = build(cfg.rater)  # one instance (one loaded model) for the ratings and an LLM judge
     tracker = _tracker(cfg, run_dir, job)
     metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir), "experiment": cfg.experiment_name,
@@ -216,6 +235,13 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     try:
         with PartialState().main_process_first():  # one rank rates, the others then read its cache
             ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)
+        if slicing is not None:  # a shard job: its slice is in the cache; later stages run once all are in
+            log.info("rated shard %d of %d; later stages run without rating.shard once every shard is in",
+                     slicing.shard, slicing.num_shards)
+            write_json(run_dir / "metrics.json", {**metrics, "seconds": time.perf_counter() - t0})
+            return metrics
+        if todo & {"heads", "evaluate"} and hasattr(rater, "unload"):
+            rater.unload()  # free its GPUs for the backbone; an LLM judge reloads it when evaluation needs it
         tracker.log_metrics({"rating/n_missing": metrics["rating"]["n_missing"]})
         if "study" in todo:
             stats, metrics["correlation"] = stage_study(cfg, ratings, run_dir)

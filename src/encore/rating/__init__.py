@@ -18,9 +18,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from encore.artifacts import content_hash
+from encore.rating.shards import MissingShards, Slicing, canonical_chunks, latest_record, slice_key, write_record
 from encore.rating.store import RatingStore, item_key
 from encore.rules import Rule
 
+__all__ = ["MissingShards", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
 log = logging.getLogger(__name__)
 SIDES = ("chosen", "rejected")
 
@@ -73,12 +75,15 @@ def rater_key(rater: Rater) -> str:
 
 
 def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: str | Path, chunk_size: int = 256,
-               retry_missing: bool = False, progress: bool = True) -> tuple[Ratings, dict[str, Any]]:
+               retry_missing: bool = False, progress: bool = True,
+               slicing: Slicing | None = None) -> tuple[Ratings | None, dict[str, Any]]:
     """Rate both sides of every pair under every rule, reusing and extending the store at ``cache_dir``.
 
-    Identical (prompt, response) texts are rated once. Work goes in chunks of ``chunk_size`` responses, each saved
-    as a shard as soon as it completes. ``retry_missing`` re-asks ratings stored as missing. Returns the ratings and
-    a report (counts of cached, newly rated and missing ratings, throughput).
+    Identical (prompt, response) texts are rated once. Work goes in canonical chunks of ``chunk_size`` responses
+    (see :mod:`encore.rating.shards`), each saved as a shard of the store as soon as it completes. ``retry_missing``
+    re-asks ratings stored as missing. With ``slicing`` only that shard's chunks are rated and no table is returned
+    (the job leaves a record instead); without it, missing ratings of texts that shard jobs own stop the run with
+    :class:`MissingShards`. Returns the ratings and a report (cached, new and missing counts, throughput).
     """
     store = RatingStore(cache_dir, rater_key(rater))
     table = store.load()
@@ -87,17 +92,34 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         for resp in (c, r):
             if (prompt, resp) not in texts:
                 texts[(prompt, resp)] = [item_key(prompt, resp, rule.text) for rule in rules]
+    uniq = list(texts)
+    hashes = [content_hash(p, x, length=20) for p, x in uniq]
+    lengths = [len(p) + len(x) for p, x in uniq]
+    key = slice_key(hashes, [r.text for r in rules])
 
-    def todo(key: str) -> bool:
-        return key not in table or (retry_missing and table[key][1] != "")
+    def todo(k: str) -> bool:
+        return k not in table or (retry_missing and table[k][1] != "")
 
-    pending = [(pr, keys) for pr, keys in texts.items() if any(todo(k) for k in keys)]
-    n_cached = sum(not todo(k) for keys in texts.values() for k in keys)
+    def pending(chunk: list[int]) -> list[int]:
+        return [i for i in chunk if any(todo(k) for k in texts[uniq[i]])]
+
+    chunks = canonical_chunks(lengths, hashes, chunk_size)
+    if slicing is None:
+        mine, rec = chunks, latest_record(store.dir, key)
+        if rec is not None:  # shard jobs own these texts: name the ones still missing rather than rate them here
+            own = canonical_chunks(lengths, hashes, rec["chunk_size"])
+            missing = sorted({c % rec["num_shards"] for c, chunk in enumerate(own) if pending(chunk)})
+            if missing:
+                n = sum(len(pending(chunk)) for c, chunk in enumerate(own) if c % rec["num_shards"] in missing)
+                raise MissingShards(missing, rec["num_shards"], n)
+    else:
+        mine = [chunk for c, chunk in enumerate(chunks) if c % slicing.num_shards == slicing.shard]
+    work = [w for w in (pending(chunk) for chunk in mine) if w]
+    n_cached = sum(not todo(k) for chunk in mine for i in chunk for k in texts[uniq[i]])
     n_new, t0 = 0, time.perf_counter()
-    bar = tqdm(total=len(pending) * len(rules), desc="rate", unit="rating", disable=not progress or not pending)
-    for s in range(0, len(pending), chunk_size):
-        chunk = pending[s: s + chunk_size]
-        values, reasons = rater.rate([p for (p, _), _ in chunk], [x for (_, x), _ in chunk], rules)
+    bar = tqdm(total=sum(map(len, work)) * len(rules), desc="rate", unit="rating", disable=not progress or not work)
+    for chunk in work:
+        values, reasons = rater.rate([uniq[i][0] for i in chunk], [uniq[i][1] for i in chunk], rules)
         values = np.asarray(values, float)
         if values.shape != (len(chunk), len(rules)):
             raise RuntimeError(f"rater returned shape {values.shape}; expected {(len(chunk), len(rules))}")
@@ -105,29 +127,35 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         if bad.any():
             raise RuntimeError(f"rater returned ratings outside [0, 1], e.g. {values[bad][:3].tolist()}")
         items, names, vals, why = [], [], [], []
-        for (_, keys), row, rrow in zip(chunk, values, reasons):
-            for rule, key, v, reason in zip(rules, keys, row, rrow):
+        for i, row, rrow in zip(chunk, values, reasons):
+            for rule, k, v, reason in zip(rules, texts[uniq[i]], row, rrow):
                 if np.isnan(v) and not reason:
                     reason = "rater returned no value"
-                items.append(key); names.append(rule.name); vals.append(v); why.append(reason)
+                items.append(k); names.append(rule.name); vals.append(v); why.append(reason)
         store.write_shard(items, names, vals, why)
         n_new += len(items)
         bar.update(len(items))
         bar.set_postfix(rate=f"{n_new / max(time.perf_counter() - t0, 1e-9):.0f}/s")
     bar.close()
+    elapsed = time.perf_counter() - t0
+    report = {"rater_key": store.dir.name, "n_pairs": len(pairs), "n_rules": len(rules), "n_cached": n_cached,
+              "n_new": n_new, "seconds": elapsed, "ratings_per_s": n_new / elapsed if n_new else None,
+              "shards": store.n_shards()}
+    if slicing is not None:
+        write_record(store.dir, key, slicing, chunk_size, len(mine), n_new)
+        report.update(slice={"num_shards": slicing.num_shards, "shard": slicing.shard, "chunks": len(mine),
+                             "responses": sum(map(len, mine))})
+        return None, report
 
     n, k = len(pairs), len(rules)
     values = np.full((n, 2, k), np.nan)
     reasons = np.full((n, 2, k), "", dtype=object)
     for i, (prompt, c, r) in enumerate(zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])):
         for side, resp in enumerate((c, r)):
-            for j, key in enumerate(texts[(prompt, resp)]):
-                values[i, side, j], reasons[i, side, j] = table[key]
+            for j, ik in enumerate(texts[(prompt, resp)]):
+                values[i, side, j], reasons[i, side, j] = table[ik]
     ratings = Ratings(list(pairs["pair_id"]), [r.name for r in rules], values, reasons)
-    elapsed = time.perf_counter() - t0
-    report = {"rater_key": store.dir.name, "n_pairs": n, "n_rules": k, "n_cached": n_cached, "n_new": n_new,
-              "n_missing": ratings.n_missing, "missing_by_reason": ratings.missing_by_reason(),
-              "seconds": elapsed, "ratings_per_s": n_new / elapsed if n_new else None, "shards": store.n_shards()}
+    report.update(n_missing=ratings.n_missing, missing_by_reason=ratings.missing_by_reason())
     if ratings.n_missing:
         log.warning("%d rating(s) missing: %s", ratings.n_missing, report["missing_by_reason"])
     return ratings, report

@@ -1,5 +1,8 @@
 """A real OpenAI-compatible HTTP server on 127.0.0.1 for tests: serves a tiny HF causal LM's next-token
-log-probabilities through /v1/chat/completions, with injectable faults (429, 500, slow replies)."""
+log-probabilities through /v1/chat/completions and, with the request extensions of ``vllm serve`` (token-id prompts,
+``allowed_token_ids``, ``return_tokens_as_token_ids``, under ``--logprobs-mode processed_logprobs`` or the default
+``raw_logprobs``), through /v1/completions; GET /health answers 200. Faults can be injected (429, 500, slow replies).
+It stands in for a vLLM server's HTTP surface, not for vLLM's engine."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ import torch
 
 
 class LLMServer:
-    def __init__(self, rater, faults: list | None = None, slow_s: float = 2.0):
+    def __init__(self, rater, faults: list | None = None, slow_s: float = 2.0, logprobs_mode: str = "processed_logprobs",
+                 port: int = 0):
         self.rater = rater.load()
+        self.logprobs_mode = logprobs_mode
         self.faults = list(faults or [])  # consumed in order: 429, 500, "slow"
         self.slow_s = slow_s
         self.lock = threading.Lock()
@@ -24,6 +29,9 @@ class LLMServer:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # quiet
                 pass
+
+            def do_GET(self):
+                self._send(200, {}) if self.path == "/health" else self._send(404, {"error": "not found"})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -36,7 +44,8 @@ class LLMServer:
                 elif fault in (429, 500):
                     self._send(fault, {"error": {"message": "injected"}})
                     return
-                self._send(200, server.complete(body))
+                self._send(200, server.complete_ids(body) if self.path.endswith("/completions") and
+                           not self.path.endswith("chat/completions") else server.complete(body))
 
             def _send(self, code, obj):
                 data = json.dumps(obj).encode()
@@ -46,7 +55,7 @@ class LLMServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -61,6 +70,24 @@ class LLMServer:
         entries = [{"token": r.tok.decode([int(i)]), "logprob": float(v)} for v, i in zip(top.values, top.indices)]
         return {"choices": [{"index": 0, "message": {"role": "assistant", "content": entries[0]["token"]},
                              "logprobs": {"content": [{**entries[0], "top_logprobs": entries}]}}]}
+
+    @torch.inference_mode()
+    def complete_ids(self, body: dict) -> dict:
+        """/v1/completions on token ids, as vLLM: logprobs of the top ``logprobs`` tokens, after restricting to
+        ``allowed_token_ids`` in processed mode, of the unrestricted distribution in raw mode."""
+        with self.lock:
+            logits = self.rater._model(input_ids=torch.tensor([body["prompt"]])).logits[0, -1].float()
+        allowed = body.get("allowed_token_ids")
+        if allowed and self.logprobs_mode == "processed_logprobs":
+            masked = torch.full_like(logits, float("-inf"))
+            masked[allowed] = logits[allowed]
+            logits = masked
+        lp = torch.log_softmax(logits, -1)
+        top = torch.topk(lp, min(int(body.get("logprobs") or 1), lp.numel()))
+        name = (lambda i: f"token_id:{i}") if body.get("return_tokens_as_token_ids") else self.rater.tok.decode
+        entries = {name(int(i)): float(v) for v, i in zip(top.values, top.indices)}
+        return {"choices": [{"index": 0, "text": "", "logprobs": {"tokens": [next(iter(entries))],
+                                                                  "top_logprobs": [entries]}}]}
 
     def __enter__(self):
         self.thread.start()

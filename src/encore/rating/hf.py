@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from encore.backbone import pick_device, pick_dtype
+from encore.backbone import pick_device, pick_dtype, planned_bytes
 from encore.hardware import Gpus
 from encore.loading import load_model, model_arch, release_memory, target_gpus
 from encore.memory import inference_activation_bytes, kv_cache_bytes
 from encore.placement import DoesNotFit, Placement, input_device, place_inference
 from encore.rating import prompts as P
-from encore.rating.tokens import PromptTokenizer, common_prefix, too_long
+from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,21 @@ class HFRater:
     def tok(self) -> Any:
         return self.prompts.tok
 
-    def placement(self, gpus: Gpus, n_rules: int | None = None) -> Placement:
-        """Weights plus the worst batch: ``batch_size · K`` rows of ``max_length`` tokens of KV cache (the prefix
-        cache is repeated per rule) and one layer's activations over the prefix pass."""
-        arch = model_arch(self.model, self.revision, self.config, self.arch, len(self.tok) if self.config else None,
+    def arch_info(self) -> Any:
+        return model_arch(self.model, self.revision, self.config, self.arch, len(self.tok) if self.config else None,
                           "causal_lm", "rater")
-        nbytes = torch.empty((), dtype=pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))).element_size()
-        rows = self.batch_size * ((n_rules or self.n_rules) if self.prefix_reuse else 1)
-        kv = kv_cache_bytes(arch, rows * self.max_length, nbytes) if self.prefix_reuse else 0
-        act = inference_activation_bytes(arch, self.batch_size * self.max_length, nbytes)
+
+    def placement(self, gpus: Gpus, n_rules: int | None = None, seq_len: int | None = None,
+                  judge: bool = False) -> Placement:
+        """Weights plus the worst batch of prompts of ``seq_len`` tokens (default ``max_length``): for rating,
+        ``batch_size · K`` rows of KV cache (the prefix cache is repeated per rule) and one layer's activations over
+        the prefix pass; for judging, activations of ``batch_size`` whole prompts and no cache."""
+        arch = self.arch_info()
+        nbytes = planned_bytes(self.dtype, gpus.count > 0)
+        L, K = min(seq_len or self.max_length, self.max_length), n_rules or self.n_rules
+        rows = 1 if judge else K
+        kv = kv_cache_bytes(arch, self.batch_size * rows * L, nbytes) if self.prefix_reuse and not judge else 0
+        act = inference_activation_bytes(arch, self.batch_size * L * (1 if self.prefix_reuse else rows), nbytes)
         return place_inference(arch, nbytes, kv + act, gpus, field="rater", batch_field="rater.batch_size",
                                batch=self.batch_size, device_map=self.device_map, max_memory=self.max_memory,
                                parts={"kv cache": kv, "activations": act})
@@ -179,14 +185,8 @@ class HFRater:
         M, K = len(responses), len(rules)
         seqs = self.prompts.rule_ids(prompts, responses, rules)
         values = np.full((M, K), np.nan)
-        reasons = [[""] * K for _ in range(M)]
-        ok = []
-        for i, per in enumerate(seqs):
-            why = too_long(max(map(len, per)), self.max_length)
-            if why:
-                reasons[i] = [why] * K
-            else:
-                ok.append(i)
+        ok, why = split_too_long([max(map(len, per)) for per in seqs], self.max_length)
+        reasons = [[r] * K for r in why]
         ok.sort(key=lambda i: -len(seqs[i][0]))  # long first: similar lengths share a batch
         for s in range(0, len(ok), self.batch_size):
             idx = ok[s: s + self.batch_size]
@@ -210,8 +210,8 @@ class HFRater:
         options = self.prompts.judge_options()
         seqs = self.prompts.judge_ids(prompts, a, b)
         out = np.full(len(seqs), np.nan)
-        reasons = [too_long(len(s), self.max_length) for s in seqs]
-        ok = sorted((i for i, r in enumerate(reasons) if not r), key=lambda i: -len(seqs[i]))
+        ok, reasons = split_too_long(list(map(len, seqs)), self.max_length)
+        ok.sort(key=lambda i: -len(seqs[i]))
         for s in range(0, len(ok), self.batch_size):
             idx = ok[s: s + self.batch_size]
             probs = self.forward_full([seqs[i] for i in idx], options)

@@ -1,7 +1,12 @@
 """OpenAI-compatible rater (``rater=openai``): vLLM ``serve``, SGLang, TGI, llama.cpp server or a hosted API.
 
-One chat-completion request per (response, rule) with ``max_tokens=1`` and ``logprobs``/``top_logprobs``; the rating
-is computed from the label tokens' log-probabilities, never from generated text. Requests run concurrently (bounded
+Generic servers: one chat-completion request per (response, rule) with ``max_tokens=1`` and ``top_logprobs``; the
+rating is computed from the label tokens among the returned top log-probabilities (a label outside that window is
+missing). Against ``vllm serve`` (``rater=vllm_server``: ``vllm_extensions=true``) the ratings are exact instead:
+the prompt goes to ``/v1/completions`` as the token ids ``rater=hf`` would build (same tokenizer code), with vLLM's
+request extensions ``allowed_token_ids`` (the label tokens), ``logprobs`` = their number and
+``return_tokens_as_token_ids``; the server runs with ``--logprobs-mode processed_logprobs``, so the reply holds the
+probabilities of every label token after the restriction (checked on every reply, see ``restricted_probs``). Requests run concurrently (bounded
 by ``max_concurrency``) and are retried with exponential backoff on 429, 5xx, timeouts and connection errors. A rating
 that still fails is recorded as missing with its reason. The API key is read from the environment variable named by
 ``api_key_env`` at request time and is never stored in the config, the identity (cache key), logs or wandb.
@@ -14,12 +19,13 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
 from encore.rating import prompts as P
+from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,10 @@ class OpenAIRater:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     extra_body: dict[str, Any] | None = None  # passed through, e.g. vLLM sampling extensions
+    vllm_extensions: bool = False  # exact label probabilities from a vLLM server (token-id prompts, allowed tokens)
+    tokenizer: str | None = None  # vllm_extensions: the model's tokenizer (default: ``model``), read locally
+    max_length: int = 4096  # vllm_extensions: longer prompts are missing (as rater=hf)
+    _prompts: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         P.label_options(self.mode, self.scale_max)
@@ -54,29 +64,71 @@ class OpenAIRater:
 
     def identity(self) -> dict[str, Any]:
         """The model and prompt determine ratings; the URL, the key and the concurrency do not."""
-        return {"kind": "openai", "model": self.model, "mode": self.mode,
+        base = {"kind": "openai", "model": self.model, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
-                "top_logprobs": self.top_logprobs, "template": P.RULE_TEMPLATE}
+                "template": P.RULE_TEMPLATE}
+        if self.vllm_extensions:  # exact: no top-k window; the tokens are ours
+            return {**base, "vllm_extensions": True, "tokenizer": self.tokenizer or self.model,
+                    "max_length": self.max_length}
+        return {**base, "top_logprobs": self.top_logprobs}
+
+    @property
+    def prompts(self) -> PromptTokenizer:
+        if self._prompts is None:
+            self._prompts = PromptTokenizer(self.tokenizer or self.model, None, self.mode, self.scale_max,
+                                            self.system_prompt)
+        return self._prompts
 
     def __repr__(self) -> str:  # never shows a key: there is none to show
         return f"OpenAIRater(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
 
     # ------------------------------------------------------------------ public API
     def rate(self, prompts: list[str], responses: list[str], rules: list[Rule]) -> tuple[np.ndarray, list[list[str]]]:
-        jobs = [P.rule_messages(p, x, r.text, self.mode, self.scale_max, self.system_prompt)
-                for p, x in zip(prompts, responses) for r in rules]
-        probs, reasons = asyncio.run(self._run(jobs, P.label_options(self.mode, self.scale_max)))
         K = len(rules)
+        if self.vllm_extensions:
+            probs, reasons = self._exact(self.prompts.rule_ids(prompts, responses, rules), self.prompts.rating_options())
+        else:
+            jobs = [P.rule_messages(p, x, r.text, self.mode, self.scale_max, self.system_prompt)
+                    for p, x in zip(prompts, responses) for r in rules]
+            probs, reasons = self._chat(jobs, P.label_options(self.mode, self.scale_max))
         values = np.array([P.rating_from_probs(p, self.mode) if p is not None else np.nan for p in probs])
         return values.reshape(len(responses), K), [reasons[i * K:(i + 1) * K] for i in range(len(responses))]
 
     def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
-        jobs = [P.judge_messages(p, x, y, self.system_prompt) for p, x, y in zip(prompts, a, b)]
-        probs, reasons = asyncio.run(self._run(jobs, ["A", "B"]))
+        if self.vllm_extensions:
+            probs, reasons = self._exact([[s] for s in self.prompts.judge_ids(prompts, a, b)], self.prompts.judge_options())
+        else:
+            probs, reasons = self._chat([P.judge_messages(p, x, y, self.system_prompt) for p, x, y in zip(prompts, a, b)],
+                                        P.JUDGE_LABELS)
         return np.array([p[0] / sum(p) if p is not None else np.nan for p in probs]), reasons
 
+    def _chat(self, jobs: list[list[dict]], labels: list[str]) -> tuple[list, list[str]]:
+        bodies = [{"model": self.model, "messages": m, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
+                   "top_logprobs": self.top_logprobs, **(self.extra_body or {})} for m in jobs]
+        return asyncio.run(self._run("/chat/completions", bodies, lambda payload: _label_probs(payload, labels)))
+
+    def _exact(self, groups: list[list[list[int]]], options: list[list[int]]) -> tuple[list, list[str]]:
+        """Token-id prompts (grouped by response: its K rule prompts) to a vLLM server's /v1/completions, sampling
+        restricted to the option tokens. A response whose longest prompt exceeds ``max_length`` is missing under
+        every rule without a request, as in rater=hf. Returns flat lists over all prompts."""
+        ok, why = split_too_long([max(map(len, g)) for g in groups], self.max_length)
+        allowed = [t for ids in options for t in ids]
+        bodies = [{"model": self.model, "prompt": s, "max_tokens": 1, "temperature": 1.0, "top_p": 1.0,
+                   "top_k": -1, "seed": 0, "logprobs": len(allowed), "allowed_token_ids": allowed,
+                   "return_tokens_as_token_ids": True, "add_special_tokens": False, **(self.extra_body or {})}
+                  for i in ok for s in groups[i]]
+        got, sent_why = asyncio.run(self._run("/completions", bodies,
+                                              lambda payload: _exact_probs(payload, options, self.base_url)))
+        probs: list = [None] * sum(map(len, groups))
+        reasons = [r for g, r in zip(groups, why) for _ in g]
+        starts = np.cumsum([0] + [len(g) for g in groups])
+        flat = [starts[i] + k for i in ok for k in range(len(groups[i]))]
+        for j, p, r in zip(flat, got, sent_why):
+            probs[j], reasons[j] = p, r
+        return probs, reasons
+
     # ------------------------------------------------------------------ transport
-    async def _run(self, jobs: list[list[dict]], labels: list[str]) -> tuple[list[list[float] | None], list[str]]:
+    async def _run(self, path: str, bodies: list[dict], parse: Callable[[dict], tuple[Any, str]]) -> tuple[list, list[str]]:
         import httpx
 
         headers = {"Content-Type": "application/json"}
@@ -87,28 +139,26 @@ class OpenAIRater:
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         async with httpx.AsyncClient(base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.timeout,
                                      limits=limits) as client:
-            results = await asyncio.gather(*(self._one(client, sem, m, labels) for m in jobs))
+            results = await asyncio.gather(*(self._one(client, sem, path, b, parse) for b in bodies))
         return [r[0] for r in results], [r[1] for r in results]
 
-    async def _one(self, client: Any, sem: asyncio.Semaphore, messages: list[dict],
-                   labels: list[str]) -> tuple[list[float] | None, str]:
+    async def _one(self, client: Any, sem: asyncio.Semaphore, path: str, body: dict,
+                   parse: Callable[[dict], tuple[Any, str]]) -> tuple[Any, str]:
         import httpx
 
-        body = {"model": self.model, "messages": messages, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
-                "top_logprobs": self.top_logprobs, **(self.extra_body or {})}
         reason = ""
         for attempt in range(self.max_retries + 1):
             retry_after = None
             async with sem:
                 try:
-                    r = await client.post("/chat/completions", json=body)
+                    r = await client.post(path, json=body)
                 except httpx.TimeoutException:
                     reason = f"timeout after {self.max_retries} retries"
                 except httpx.TransportError as e:
                     reason = f"connection error after {self.max_retries} retries ({type(e).__name__})"
                 else:
                     if r.status_code == 200:
-                        return _label_probs(r.json(), labels)
+                        return parse(r.json())
                     if r.status_code in FATAL:
                         raise RuntimeError(f"rater: HTTP {r.status_code} from {self.base_url}: {FATAL[r.status_code]}")
                     if r.status_code != 429 and r.status_code < 500:
@@ -144,3 +194,16 @@ def _label_probs(payload: dict, labels: list[str]) -> tuple[list[float] | None, 
     if sum(probs) == 0:
         return None, "no label token among top_logprobs (raise rater.top_logprobs)"
     return probs, ""
+
+
+def _exact_probs(payload: dict, options: list[list[int]], where: str) -> tuple[list[float] | None, str]:
+    """Option probabilities from a vLLM /v1/completions reply made with ``return_tokens_as_token_ids``."""
+    try:
+        top = payload["choices"][0]["logprobs"]["top_logprobs"][0]
+    except (KeyError, IndexError, TypeError):
+        return None, "response has no logprobs (is the server vLLM, started with --max-logprobs >= label tokens?)"
+    by_id = {int(str(tok).split(":", 1)[1]): float(lp) for tok, lp in top.items()
+             if str(tok).startswith("token_id:")}
+    if len(by_id) != len(top):
+        raise RuntimeError(f"rater: {where} did not return token ids (return_tokens_as_token_ids); is it vLLM?")
+    return restricted_probs(by_id, options, f"rater: {where}"), ""

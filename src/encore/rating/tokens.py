@@ -111,6 +111,31 @@ class PromptTokenizer:
                               for p, x, y in zip(prompts, a, b)])
 
 
+def split_too_long(lengths: list[int], max_length: int) -> tuple[list[int], list[str]]:
+    """Indices of prompts that fit ``max_length`` and, for every prompt, the missing-value reason ("" if it fits)."""
+    reasons = [too_long(n, max_length) for n in lengths]
+    return [i for i, r in enumerate(reasons) if not r], reasons
+
+
+def restricted_probs(logprobs: dict[int, float], options: list[list[int]], where: str) -> list[float]:
+    """Option probabilities from an engine that sampled with ``allowed_token_ids`` = every option token and returned
+    the log-probabilities of all of them *after* that restriction (vLLM with ``logprobs_mode=processed_logprobs``):
+    they are p_i / Σ_allowed p_j, so any ratio of options — the rating — is exactly that of the full distribution.
+    A reply with a token outside the allowed set, a missing option token, or probabilities that do not sum to one
+    means the engine returned raw, unrestricted log-probabilities: refused, never read as a rating."""
+    import math
+
+    allowed = {t for ids in options for t in ids}
+    extra, missing = set(logprobs) - allowed, allowed - set(logprobs)
+    total = sum(math.exp(v) for v in logprobs.values())
+    if extra or missing or abs(total - 1) > 1e-3:
+        raise RuntimeError(f"{where}: log-probabilities are not restricted to the label tokens (extra {sorted(extra)[:5]}, "
+                           f"missing {sorted(missing)[:5]}, total probability {total:.4f}); start vLLM with "
+                           "--logprobs-mode processed_logprobs (in process: logprobs_mode='processed_logprobs') and "
+                           "--max-logprobs at least the number of label tokens")
+    return [sum(math.exp(logprobs[t]) for t in ids) for ids in options]
+
+
 def too_long(n_tokens: int, max_length: int) -> str:
     """The missing-value reason every backend records for a prompt over ``max_length`` (never truncated)."""
     return f"prompt longer than rater.max_length ({n_tokens} > {max_length} tokens)" if n_tokens > max_length else ""

@@ -1,0 +1,151 @@
+"""vLLM in process (``rater=vllm``): the engine people rate 70k pairs x 10 rules with a 70B model on — tensor
+parallel over the node's GPUs, prefix caching on (the K rule prompts of a response share their KV blocks, as in
+``rater=hf``), continuous batching. Optional: ``pip install -e ".[vllm]"`` (vLLM pins its own torch).
+
+Same prompts as ``rater=hf`` (the token ids come from the same :class:`PromptTokenizer`), same semantics, same
+missing-value policy (prompts over ``max_length`` are missing, never truncated). One token is generated with
+``allowed_token_ids`` = the label tokens and ``logprobs`` = their number, on an engine started with
+``logprobs_mode="processed_logprobs"``: the returned log-probabilities are those of the label tokens after the
+restriction, p_i / Σ_allowed p_j, all of them, so the rating P(Yes) / (P(Yes) + P(No)) is exact and never depends on
+a top-k window that may not contain the labels. Every reply is checked for that (:func:`restricted_probs`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from encore.hardware import Gpus
+from encore.placement import DoesNotFit, Placement, place_vllm
+from encore.rating import prompts as P
+from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
+from encore.rules import Rule
+
+log = logging.getLogger(__name__)
+INSTALL = 'vLLM is not installed: pip install -e ".[vllm]" (it brings its own torch; use a separate environment)'
+
+
+def import_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as e:
+        raise ImportError(f"rater=vllm: {INSTALL}") from e
+    return vllm
+
+
+@dataclass
+class VLLMRater:
+    model: str
+    revision: str | None = None
+    tokenizer: str | None = None
+    mode: str = "yes_no"
+    scale_max: int = 5
+    system_prompt: str | None = None
+    max_length: int = 4096  # prompts longer than this are missing (the engine's max_model_len is one more)
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"  # vLLM's: the checkpoint's dtype (bf16 for Llama-3)
+    gpu_memory_utilization: float = 0.90
+    seed: int = 0
+    engine_kwargs: dict | None = None  # more vllm.LLM arguments, e.g. {max_num_seqs: 256, enforce_eager: true}
+    arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable
+    _llm: Any = field(default=None, init=False, repr=False)
+    _prompts: PromptTokenizer | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        P.label_options(self.mode, self.scale_max)
+        from omegaconf import OmegaConf
+
+        for name in ("engine_kwargs", "arch"):
+            if OmegaConf.is_config(getattr(self, name)):
+                setattr(self, name, OmegaConf.to_container(getattr(self, name)))
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"rater.tensor_parallel_size={self.tensor_parallel_size}: must be >= 1")
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the ratings; tensor parallelism and memory settings do not."""
+        return {"kind": "vllm", "model": self.model, "revision": self.revision, "tokenizer": self.tokenizer,
+                "mode": self.mode, "scale_max": self.scale_max if self.mode == "scale" else None,
+                "system_prompt": self.system_prompt, "max_length": self.max_length, "dtype": self.dtype,
+                "template": P.RULE_TEMPLATE}
+
+    @property
+    def prompts(self) -> PromptTokenizer:
+        if self._prompts is None:
+            self._prompts = PromptTokenizer(self.tokenizer or self.model, None if self.tokenizer else self.revision,
+                                            self.mode, self.scale_max, self.system_prompt)
+        return self._prompts
+
+    def arch_info(self) -> Any:
+        from encore.loading import model_arch
+
+        return model_arch(self.model, self.revision, None, self.arch, None, "causal_lm", "rater")
+
+    def placement(self, gpus: Gpus, n_rules: int | None = None, seq_len: int | None = None,
+                  judge: bool = False) -> Placement:
+        nbytes = 4 if self.dtype in ("float32", "fp32") else 2
+        return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, self.max_length + 1,
+                          self.gpu_memory_utilization)
+
+    # ------------------------------------------------------------------ engine
+    def load(self) -> "VLLMRater":
+        if self._llm is not None:
+            return self
+        vllm = import_vllm()
+        from encore.hardware import detect
+
+        place = self.placement(detect())
+        if not place.fits:
+            raise DoesNotFit(f"rater {self.model} (vLLM): {place.summary()}")
+        n_labels = max(sum(map(len, self.prompts.rating_options())), sum(map(len, self.prompts.judge_options())))
+        self._llm = vllm.LLM(model=self.model, tokenizer=self.tokenizer or self.model, revision=self.revision,
+                             tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
+                             gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_length + 1,
+                             enable_prefix_caching=True, logprobs_mode="processed_logprobs",
+                             max_logprobs=max(20, n_labels), seed=self.seed, **(self.engine_kwargs or {}))
+        return self
+
+    def unload(self) -> None:
+        if self._llm is not None:
+            from encore.loading import release_memory
+
+            self._llm = None
+            release_memory()
+
+    def _option_probs(self, seqs: list[list[int]], options: list[list[int]]) -> list[list[float]]:
+        """One generated token per prompt, restricted to the option tokens; their exact probabilities."""
+        if not seqs:
+            return []
+        vllm = import_vllm()
+        allowed = [t for ids in options for t in ids]
+        params = vllm.SamplingParams(max_tokens=1, temperature=1.0, top_p=1.0, top_k=-1, seed=self.seed,
+                                     logprobs=len(allowed), allowed_token_ids=allowed)
+        outs = self._llm.generate([vllm.TokensPrompt(prompt_token_ids=s) for s in seqs], params, use_tqdm=False)
+        return [restricted_probs({int(t): float(lp.logprob) for t, lp in o.outputs[0].logprobs[0].items()}, options,
+                                 f"rater {self.model} (vLLM)") for o in outs]
+
+    # ------------------------------------------------------------------ public API
+    def rate(self, prompts: list[str], responses: list[str], rules: list[Rule]) -> tuple[np.ndarray, list[list[str]]]:
+        """(M,) prompts and responses -> ratings (M, K) and reasons; all M x K prompts go to the engine at once and
+        its scheduler batches them (prefix caching shares each response's prefix across its K rules)."""
+        self.load()
+        K = len(rules)
+        seqs = self.prompts.rule_ids(prompts, responses, rules)
+        values = np.full((len(seqs), K), np.nan)
+        ok, why = split_too_long([max(map(len, per)) for per in seqs], self.max_length)
+        probs = self._option_probs([s for i in ok for s in seqs[i]], self.prompts.rating_options())
+        for j, i in enumerate(ok):
+            values[i] = [P.rating_from_probs(p, self.mode) for p in probs[j * K:(j + 1) * K]]
+        return values, [[r] * K for r in why]
+
+    def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
+        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token."""
+        self.load()
+        seqs = self.prompts.judge_ids(prompts, a, b)
+        out = np.full(len(seqs), np.nan)
+        ok, reasons = split_too_long(list(map(len, seqs)), self.max_length)
+        for i, p in zip(ok, self._option_probs([seqs[i] for i in ok], self.prompts.judge_options())):
+            out[i] = p[0] / sum(p)
+        return out, reasons

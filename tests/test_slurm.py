@@ -1,0 +1,58 @@
+"""The SLURM recipe that serves the rater with vLLM inside the job, run here with bash (no SLURM needed) and a
+stand-in for the `vllm serve` command: it must pass the flags that make ratings exact, wait for /health, rate through
+rater=vllm_server, and leave no server behind, also when the server dies at start-up."""
+
+import json
+import socket
+import stat
+import subprocess
+import sys
+
+from conftest import ROOT
+from test_pipeline import _env
+
+RECIPE = ROOT / "slurm" / "rate_vllm_server.sbatch"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(path, body):
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def _run(tmp_path, cache, vllm, port):
+    env = _env(cache) | {"VLLM": vllm, "PYTHON": sys.executable, "MODEL": "tiny", "TP": "1", "PORT": str(port),
+                         "LOG": str(tmp_path / "serve.log"), "ENCORE_RUNS_DIR": str(tmp_path / "runs"),
+                         "HEALTH_TIMEOUT": "120"}
+    return subprocess.run(["bash", str(RECIPE), "rater.tokenizer=tiny-bpe", "data=demo", "data.limit=4", "logger=none"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_recipe_starts_the_server_waits_for_health_rates_and_stops_it(tmp_path, cache):
+    port = _free_port()
+    fake = _cli(tmp_path / "vllm", f'exec {sys.executable} {ROOT}/tests/workers/fake_vllm_serve.py "$@" '
+                                   f'--record {tmp_path}/serve-args.json')
+    out = _run(tmp_path, cache, fake, port)
+    assert out.returncode == 0, out.stderr[-3000:] + (tmp_path / "serve.log").read_text()[-2000:]
+    assert "vllm serve healthy" in out.stdout
+    served = json.loads((tmp_path / "serve-args.json").read_text())
+    assert served["logprobs_mode"] == "processed_logprobs" and served["enable_prefix_caching"]
+    assert served["generation_config"] == "vllm" and served["port"] == str(port)
+    report = json.loads(next((tmp_path / "runs").rglob("rating_report.json")).read_text())
+    assert report["n_new"] == 4 * 2 * 10 and report["n_missing"] == 0
+    with socket.socket() as s:  # the server went with the job
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_recipe_fails_clearly_when_the_server_dies_at_start(tmp_path, cache):
+    dead = _cli(tmp_path / "vllm", 'echo "CUDA out of memory" >&2; exit 1')
+    out = _run(tmp_path, cache, dead, _free_port())
+    assert out.returncode == 1 and "vllm serve exited before it was healthy" in out.stderr
+    assert "CUDA out of memory" in out.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("rating_report.json"))

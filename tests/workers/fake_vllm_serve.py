@@ -1,0 +1,34 @@
+"""Stands in for the `vllm serve` command in the SLURM recipe test: parses the flags the recipe passes, records
+them, and after a start-up delay serves the tiny test model on 127.0.0.1:--port (tests/llm_server.py) until killed."""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llm_server import LLMServer  # noqa: E402
+
+from encore.rating.hf import HFRater  # noqa: E402
+from encore.tiny import tiny_causal_config  # noqa: E402
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("command")
+    ap.add_argument("model")
+    for flag in ("--host", "--port", "--tensor-parallel-size", "--logprobs-mode", "--max-logprobs",
+                 "--generation-config", "--max-model-len"):
+        ap.add_argument(flag)
+    ap.add_argument("--enable-prefix-caching", action="store_true")
+    ap.add_argument("--record", default=None)
+    args = ap.parse_args()
+    if args.record:
+        Path(args.record).write_text(json.dumps(vars(args)))
+    time.sleep(2)  # the recipe must wait for /health, not assume the server is up
+    rater = HFRater(model="tiny", tokenizer="tiny-bpe", config=tiny_causal_config("llama", hidden=32, layers=2),
+                    device="cpu", dtype="float32")
+    with LLMServer(rater, port=int(args.port), logprobs_mode=args.logprobs_mode):
+        while True:  # until the recipe stops it (SIGTERM)
+            time.sleep(3600)

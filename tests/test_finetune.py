@@ -108,13 +108,46 @@ def test_killed_run_resumes_to_the_same_model(tmp_path, monkeypatch):
     monkeypatch.setattr(ft_mod, "masked_mse", dies_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
-    assert (tmp_path / "killed" / "checkpoints" / "k" / "state.json").exists()
+    assert (tmp_path / "killed" / "checkpoints" / "k" / "LATEST").read_text() == "step-00000004"
     calls["n"] = 100  # past the kill: from here on the wrapper only counts
     d = ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
     assert calls["n"] == 102  # resumed at the checkpoint after step 4: only steps 5 and 6 ran again
     assert len(pd.read_csv(d / "train_log.csv")) == 6 and not (tmp_path / "killed" / "checkpoints" / "k").exists()
     resumed = MultiHeadRM.load(d)
     for (n, a), (_, b) in zip(clean.state_dict().items(), resumed.state_dict().items()):
+        assert_close(a, b, msg=n)
+
+
+@pytest.mark.parametrize("window", ["before_rename", "before_pointer"])
+def test_kill_inside_a_checkpoint_save_resumes_consistently(tmp_path, monkeypatch, window):
+    """A kill while step 6 is being saved: with its directory still temporary, or renamed but not yet named by the
+    pointer. Either way the rerun resumes from step 4 (weights, optimiser and step count of the same moment) and
+    ends equal to an uninterrupted run."""
+    import encore.checkpoint as ck
+
+    enc, pairs, y = decoder(), load_demo("train").iloc[:24], side_targets(24)
+    ft = fast(max_steps=8, save_every=2)
+    clean = MultiHeadRM.load(ft.train_model(enc, pairs, y, "mse", tmp_path / "clean", "k"))
+    real = {"write_json": ck.write_json, "write_bytes": ck.write_bytes}
+    target = "write_json" if window == "before_rename" else "write_bytes"
+
+    def dies_at_step_6(path, data):
+        if "step-00000006" in str(path) or (target == "write_bytes" and data == b"step-00000006"):
+            raise KeyboardInterrupt("killed while saving step 6")
+        return real[target](path, data)
+
+    monkeypatch.setattr(ck, target, dies_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
+    root = tmp_path / "killed" / "checkpoints" / "k"
+    assert (root / "LATEST").read_text() == "step-00000004"
+    left = {p.name for p in root.glob("step-*")}
+    assert left == ({"step-00000004", "step-00000006.tmp"} if window == "before_rename"
+                    else {"step-00000004", "step-00000006"})
+    monkeypatch.setattr(ck, target, real[target])
+    d = ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
+    assert pd.read_csv(d / "train_log.csv")["micro_step"].tolist() == list(range(8))
+    for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(d).state_dict().items()):
         assert_close(a, b, msg=n)
 
 

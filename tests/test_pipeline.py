@@ -15,7 +15,8 @@ from encore.rules import RuleError
 
 from conftest import CONF, ROOT, SHARED_HH, make_cfg
 
-GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "bench")]
+# arch/ holds architecture records that other groups include; accelerate/ holds accelerate launch configs.
+GROUPS = [p.name for p in CONF.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment", "bench", "arch", "accelerate")]
 
 
 def _options(group: str) -> list[str]:

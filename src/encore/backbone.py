@@ -49,6 +49,14 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
             "float16": torch.float16, "fp16": torch.float16}[dtype]
 
 
+def planned_bytes(dtype: str, gpu: bool) -> int:
+    """Bytes per weight of ``dtype`` on a GPU (``gpu``) or the CPU; ``auto`` is bf16 on a GPU even when this machine
+    has none to ask (planning for a GPU node from a laptop)."""
+    if dtype == "auto" and gpu and not torch.cuda.is_available():
+        return 2
+    return torch.empty((), dtype=pick_dtype(dtype, torch.device("cuda" if gpu else "cpu"))).element_size()
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     """hidden (B, T, D), mask (B, T) -> (B, D). ``last`` works for left and right padding alike. The mask follows
     the hidden states to their device (the last layer of a spread model may sit on another GPU than the inputs)."""
@@ -123,7 +131,7 @@ class Encoder:
         from encore.placement import place_inference
 
         arch = self.arch_info()
-        nbytes = torch.empty((), dtype=pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))).element_size()
+        nbytes = planned_bytes(self.dtype, gpus.count > 0)
         b = batch or self.batch_size
         act = inference_activation_bytes(arch, b * self.max_length, nbytes)
         return place_inference(arch, nbytes, act, gpus, field="model", batch_field="model.batch_size", batch=b,

@@ -22,9 +22,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encore.artifacts import array_hash, cached_arrays, content_hash, read_json, write_frame, write_json
+from encore import checkpoint
+from encore.artifacts import array_hash, cached_arrays, content_hash, read_json, write_frame
 from encore.backbone import Encoder
 from encore.data import fingerprint
+from encore.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
+from encore.hardware import Gpus
+from encore.loading import target_gpus
+from encore.memory import SHARDED
+from encore.placement import DoesNotFit, TrainSetup, place_training
 from encore.rm import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ class Finetune:
     lora_targets: Any = "all-linear"
     gradient_checkpointing: bool = False
     mixed_precision: str = "auto"  # bf16 on a GPU that has it, else no
+    param_dtype: str = "float32"  # float32: fp32 master weights (bf16 autocast on GPU); bfloat16: needs adamw_8bit
+    optim: str = "adamw"  # adamw (torch) or adamw_8bit (torchao, stochastic rounding for bf16 weights)
     head_bias: Any = "auto"  # auto: none on decoders (folds exactly into a sequence-classification score layer)
     val_frac: float = 0.05
     seed: int = 0
@@ -64,9 +72,26 @@ class Finetune:
             raise ValueError(f"train.val_frac={self.val_frac}: must be in [0, 1)")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"train.mixed_precision={self.mixed_precision!r}; use auto, no, bf16 or fp16")
+        if self.param_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"train.param_dtype={self.param_dtype!r}; use float32 or bfloat16")
+        if self.optim not in OPTIMS:
+            raise ValueError(f"train.optim={self.optim!r}; use one of {OPTIMS}")
+        if self.param_dtype == "bfloat16" and self.optim == "adamw" and not self.lora_r:
+            raise ValueError("train.param_dtype=bfloat16 with train.optim=adamw: AdamW updates of lr 2e-5 on bf16 "
+                             "weights mostly round away; use train.optim=adamw_8bit (stochastic rounding) or "
+                             "train.param_dtype=float32")
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "finetune", **{k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}}
+
+    def placement(self, encoder: Encoder, gpus: Any, strategy: str = "single", processes: int = 1) -> Any:
+        """Per-process memory of this run under ``strategy`` on ``gpus`` (see :mod:`encore.memory`), with a fix
+        when it does not fit. Checked by every rank before the backbone is loaded."""
+        check_combination(strategy, self.lora_r, self.optim)
+        setup = TrainSetup(param_dtype=self.param_dtype, optim=self.optim, strategy=strategy, processes=processes,
+                           batch_size=self.batch_size, grad_accum=self.grad_accum, max_length=encoder.max_length,
+                           gradient_checkpointing=self.gradient_checkpointing, lora_r=self.lora_r)
+        return place_training(encoder.arch_info(), setup, gpus)
 
     # ------------------------------------------------------------------ what the pipeline calls
     def fit_score(self, train: pd.DataFrame, ratings: np.ndarray, eval_pairs: pd.DataFrame, encoder: Encoder,
@@ -118,6 +143,12 @@ class Finetune:
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
         acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=self.grad_accum)
+        strategy, n_proc = runtime_strategy(acc)
+        place = self.placement(encoder, Gpus(0, 0, "CPU") if acc.device.type == "cpu" else target_gpus("cuda"),
+                               strategy, n_proc)
+        if not place.fits:  # every rank stops here, before a weight is read
+            raise DoesNotFit(f"fine-tuning {encoder.name_or_path}: {place.summary()}")
+        log.info("fine-tuning %s: %s", encoder.name_or_path, place.summary())
         set_seed(self.seed)
         tok, k = encoder.tok, 1 if objective == "bt" else targets.shape[-1]
         ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]  # 2N: chosen, rejected, ...
@@ -125,8 +156,7 @@ class Finetune:
         n_val = int(round(self.val_frac * len(pairs))) if objective == "mse" else 0
         val, tr = np.sort(perm[:n_val]), perm[n_val:]
         rm = self._new_rm(encoder, k)
-        params = [p for p in rm.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        opt = make_optimizer([p for p in rm.parameters() if p.requires_grad], self.optim, self.lr, self.weight_decay)
         global_bs = self.batch_size * acc.num_processes
         per_epoch = math.ceil(len(tr) / global_bs)
         micro = self.max_steps * self.grad_accum if self.max_steps else math.ceil(self.epochs * per_epoch)
@@ -137,10 +167,10 @@ class Finetune:
         rm, opt = acc.prepare(rm, opt)  # the scheduler is stepped by hand once per optimiser step
         acc.register_for_checkpointing(sched)
         start, logs = 0, []
-        if (ckpt / "state.json").exists():  # resume a killed run where it stopped
-            acc.load_state(str(ckpt / "state"))
-            saved = read_json(ckpt / "state.json")
-            start, logs = saved["micro_step"], saved["log"]
+        resume = checkpoint.latest(ckpt)
+        if resume is not None:  # a killed run continues from its newest complete checkpoint
+            acc.load_state(str(resume[0]))
+            start, logs = resume[1]["micro_step"], resume[1]["log"]
             log.info("resuming %s at micro-step %d of %d", key, start, micro)
         y = torch.as_tensor(targets, dtype=torch.float32) if targets is not None else None
         rm.train()
@@ -156,35 +186,29 @@ class Finetune:
                 loss = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
                 acc.backward(loss)
                 if acc.sync_gradients and self.max_grad_norm:
-                    acc.clip_grad_norm_(params, self.max_grad_norm)
+                    acc.clip_grad_norm_(rm.parameters(), self.max_grad_norm)
                 opt.step()  # a no-op between accumulation boundaries
                 opt.zero_grad()
             if acc.sync_gradients:
                 sched.step()
-            logs.append({"micro_step": m, "epoch": epoch, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
-            bar.set_postfix(loss=f"{logs[-1]['loss']:.4f}")
+            mean_loss = float(acc.reduce(loss.detach(), reduction="mean"))  # over the ranks' slices
+            logs.append({"micro_step": m, "epoch": epoch, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
+            bar.set_postfix(loss=f"{mean_loss:.4f}")
             if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:
-                self._checkpoint(acc, ckpt, m + 1, logs)
+                checkpoint.save(acc, ckpt, m + 1, logs)
         acc.wait_for_everyone()
+        state = acc.get_state_dict(rm) if strategy in SHARDED else None  # collective: gathers the shards
         if acc.is_main_process:
-            acc.unwrap_model(rm).save_pretrained(model_dir, tok, objective=objective, key=key, val_pairs=val.tolist(),
-                                                 train=self.identity(), encoder=encoder.identity())
+            acc.unwrap_model(rm).save_pretrained(model_dir, tok, state_dict=state, objective=objective, key=key,
+                                                 val_pairs=val.tolist(), train=self.identity(),
+                                                 encoder=encoder.identity(), strategy=strategy, processes=n_proc)
             write_frame(model_dir / "train_log.csv", pd.DataFrame(logs))
             shutil.rmtree(ckpt, ignore_errors=True)
         PartialState().wait_for_everyone()
         return model_dir
 
-    def _checkpoint(self, acc: Any, ckpt: Path, micro_step: int, logs: list[dict]) -> None:
-        tmp = ckpt / "state.tmp"
-        acc.save_state(str(tmp))
-        if acc.is_main_process:
-            shutil.rmtree(ckpt / "state", ignore_errors=True)
-            tmp.rename(ckpt / "state")
-            write_json(ckpt / "state.json", {"micro_step": micro_step, "log": logs})
-        acc.wait_for_everyone()
-
     def _new_rm(self, encoder: Encoder, k: int) -> MultiHeadRM:
-        backbone = encoder.new_model()
+        backbone = encoder.new_model(dtype=getattr(torch, self.param_dtype))
         pooling = encoder.resolved_pooling()
         if getattr(backbone, "pooler", None) is not None:  # BERT's pooler is unused by our pooling: keep it frozen
             backbone.pooler.requires_grad_(False)

@@ -85,20 +85,24 @@ def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field:
 
 def _inference_fix(arch: Arch, w: int, reserve: int, gpus: Gpus, field: str, batch_field: str | None, batch: int,
                    nbytes: int) -> str:
+    """The override that makes it fit: a smaller batch when only the KV cache and activations overflow; else more
+    GPUs, or offloading the weights that do not fit to host RAM at batch 1 (runs, slowly)."""
     slack = arch.largest_block * nbytes if gpus.count > 1 else 0
     room = gpus.count * (gpus.usable - slack) - w  # what the KV cache and activations may take
-    if room > 0 and batch_field and batch > 1:
-        b = int(batch * room / reserve)
-        if b >= 1:
-            return f"{batch_field}={b} (the KV cache and activations of {batch} do not fit beside the weights)"
+    if room > 0 and batch_field and batch > 1 and int(batch * room / reserve) >= 1:
+        return f"{batch_field}={int(batch * room / reserve)} (the KV cache and activations of {batch} do not fit)"
+    size = f"{gpus.memory / GB:.0f}GB"
     k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + arch.largest_block * nbytes
               <= gpus.usable), None)
-    gpu_cap = max(gpus.usable - reserve / gpus.count - slack, 0)
-    cpu = math.ceil((w - gpus.count * gpu_cap) * 1.1 / GB)
-    caps = ", ".join(f"{i}: {int(gpu_cap // GB)}GB" for i in range(gpus.count))
-    size = f"{gpus.memory / GB:.0f}GB"
-    return (f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}' (offload {cpu} GB of weights to host RAM: runs, slowly)"
-            + (f"; or run on {k} such GPUs (plan.gpus={k}x{size})" if k else "")
+    more = f"run on {k} such GPUs (plan.gpus={k}x{size})" if k else "more GPUs"
+    one = reserve / max(batch, 1)  # what batch 1 keeps beside the weights
+    gpu_cap = int((gpus.usable - one / gpus.count - slack) // GB)
+    if gpu_cap < 1:
+        return more
+    cpu = math.ceil((w - gpus.count * gpu_cap * GB) * 1.1 / GB)
+    caps = ", ".join(f"{i}: {gpu_cap}GB" for i in range(gpus.count))
+    offload = (f"{batch_field}=1 " if batch_field and batch > 1 else "") + f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}'"
+    return (f"{more}; or on these GPUs, offload {cpu} GB of weights to host RAM (runs, slowly): {offload}"
             + ("; or rater=vllm rater.tensor_parallel_size=<n> on n GPUs" if field == "rater" else ""))
 
 

@@ -51,21 +51,33 @@ class MultiHeadRM(nn.Module):
     def num_heads(self) -> int:
         return self.heads.out_features
 
+    @property
+    def _no_split_modules(self) -> Any:
+        """The backbone's repeated layer classes: what FSDP's transformer auto-wrap shards one unit at a time."""
+        return getattr(self.backbone, "_no_split_modules", None)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
         return self.heads(pool(hidden, attention_mask, self.pooling).to(self.heads.weight.dtype))  # (B, K)
 
     # ------------------------------------------------------------------ persistence
-    def save_pretrained(self, path: str | Path, tokenizer: Any = None, **meta: Any) -> Path:
+    def save_pretrained(self, path: str | Path, tokenizer: Any = None, state_dict: dict | None = None,
+                        **meta: Any) -> Path:
         """``path/backbone`` (``save_pretrained``; a LoRA adapter is merged first), ``path/heads.pt``, and
         ``path/encore.json`` with the pooling, the heads and whatever ``meta`` carries (rules, entropies, weights).
+        ``state_dict``: the full weights gathered from a sharded run (FSDP / ZeRO-3), whose own modules hold shards.
         Written to a temporary sibling and renamed, so a killed save never leaves half a model."""
         backbone = self.backbone.merge_and_unload() if hasattr(self.backbone, "merge_and_unload") else self.backbone
+        parts: dict[str, dict] = {"backbone": {}, "heads": {}}
+        for k, v in (state_dict or {}).items():
+            top, _, rest = k.partition(".")
+            parts.setdefault(top, {})[rest] = v
         with atomic_dir(path) as tmp:
-            backbone.save_pretrained(tmp / "backbone")
+            backbone.save_pretrained(tmp / "backbone", **({"state_dict": parts["backbone"]} if state_dict else {}))
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp / "backbone")
-            torch.save({k: v.detach().cpu() for k, v in self.heads.state_dict().items()}, tmp / "heads.pt")
+            heads = parts["heads"] if state_dict else self.heads.state_dict()
+            torch.save({k: v.detach().cpu() for k, v in heads.items()}, tmp / "heads.pt")
             write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
                                     "bias": self.heads.bias is not None, **meta})
         return Path(path)

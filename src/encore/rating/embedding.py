@@ -46,6 +46,17 @@ class EmbeddingRater:
                                 batch_size=self.batch_size, device=self.device)
         return self._enc
 
+    def arch_info(self) -> Any:
+        return self.encoder.arch_info()
+
+    def placement(self, gpus: Any, n_rules: int | None = None, seq_len: int | None = None, judge: bool = False) -> Any:
+        """The MiniLM encoder's placement (it cannot judge; ``judge`` is accepted for a uniform interface)."""
+        return self.encoder.placement(gpus)
+
+    def unload(self) -> None:
+        if self._enc is not None:
+            self._enc.unload()
+
     def rate(self, prompts: list[str], responses: list[str], rules: list[Rule]) -> tuple[np.ndarray, list[list[str]]]:
         """(M,) prompts and responses -> ratings (M, K) in (0, 1) and reasons (M x K, all empty: never missing)."""
         for r in rules:

@@ -1,0 +1,32 @@
+"""Preflight plan: what every model-loading stage of an experiment needs and whether it fits, before anything loads.
+
+    python experiments/plan.py experiment=paper_main_table plan.gpus=8x80GB
+    python experiments/plan.py experiment=paper_main_table train=finetune plan.accelerate_config=conf/accelerate/fsdp.yaml
+
+Exit status 0 when every stage fits, 1 otherwise (each stage that does not fit prints its fix).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from _runner import quiet_libraries, run_dir
+from encore.artifacts import write_json
+from encore.plan import format_plan, plan_experiment
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    plan = plan_experiment(cfg)
+    write_json(run_dir() / "plan.json", plan)
+    print(format_plan(plan))
+    if not plan["fits"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""How a fine-tuning run is spread, read from where it is decided: the running ``accelerate`` state (at run time) or
+the accelerate config file it will be launched with (when planning). The training code itself does not care which
+strategy launched it; only the memory check and the final gather do. Also the optimiser, since its choice is what
+makes an 8B model fit one GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from encore.memory import SHARDED
+
+OPTIMS = ("adamw", "adamw_8bit")
+
+
+def runtime_strategy(acc: Any) -> tuple[str, int]:
+    """(strategy, processes) of the running accelerate job: single, ddp, fsdp (FULL_SHARD / HYBRID) or zero3."""
+    from accelerate.utils import DistributedType
+
+    n = acc.num_processes
+    if acc.distributed_type == DistributedType.FSDP:
+        plugin = acc.state.fsdp_plugin
+        sharding = str(getattr(plugin, "sharding_strategy", "FULL_SHARD")) if plugin else "FULL_SHARD"
+        return ("ddp" if "NO_SHARD" in sharding else "fsdp"), n
+    if acc.distributed_type == DistributedType.DEEPSPEED:
+        stage = acc.state.deepspeed_plugin.zero_stage
+        return ("zero3" if stage == 3 else "ddp"), n
+    return ("ddp" if n > 1 else "single"), n
+
+
+def strategy_from_file(path: str | Path | None) -> tuple[str, int]:
+    """(strategy, processes) an ``accelerate launch --config_file PATH`` would run; one process when no file."""
+    if not path:
+        return "single", 1
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"plan.accelerate_config={path}: no such file (the shipped ones are conf/accelerate/*.yaml)")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    kind = str(cfg.get("distributed_type", "NO")).upper()
+    n = int(cfg.get("num_processes", 1) or 1) * int(cfg.get("num_machines", 1) or 1)
+    if kind == "FSDP":
+        sharding = str((cfg.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD"))
+        return ("ddp" if "NO_SHARD" in sharding else "fsdp"), n
+    if kind == "DEEPSPEED":
+        stage = int((cfg.get("deepspeed_config") or {}).get("zero_stage", 0))
+        return ("zero3" if stage == 3 else "ddp"), n
+    return ("ddp" if n > 1 else "single"), n
+
+
+def check_combination(strategy: str, lora_r: int, optim: str) -> None:
+    """Combinations this trainer does not support, refused before any weight is loaded."""
+    if strategy in SHARDED and lora_r:
+        raise ValueError("train.lora_r>0 under FSDP/ZeRO-3: LoRA adapters fit one GPU; launch without a sharded "
+                         "accelerate config, or set train.lora_r=0 for sharded full fine-tuning")
+    if strategy == "zero3" and optim != "adamw":
+        raise ValueError("train.optim=adamw_8bit under DeepSpeed: DeepSpeed brings its own optimiser; use train.optim=adamw")
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], optim: str, lr: float, weight_decay: float) -> Any:
+    """``adamw``: torch AdamW (fused on CUDA), moments in the parameter dtype. ``adamw_8bit``: torchao's AdamW8bit,
+    moments in 8-bit blocks, with stochastic rounding of bf16 weights so that updates far below bf16's resolution
+    (lr 2e-5 on weights ~1e-2) still move them on average instead of rounding away."""
+    params = list(params)
+    if optim == "adamw":
+        fused = bool(params) and all(p.is_cuda for p in params)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+    if optim == "adamw_8bit":
+        try:
+            from torchao.optim import AdamW8bit
+        except ImportError as e:  # pragma: no cover - torchao is a requirement
+            raise ImportError("train.optim=adamw_8bit needs torchao: pip install torchao") from e
+        bf16 = any(p.dtype == torch.bfloat16 for p in params)
+        return AdamW8bit(params, lr=lr, weight_decay=weight_decay, bf16_stochastic_round=bf16)
+    raise ValueError(f"train.optim={optim!r}; use one of {OPTIMS}")

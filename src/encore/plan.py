@@ -1,0 +1,157 @@
+"""Preflight plan of a whole experiment (``python experiments/plan.py experiment=<name> [overrides]``): for every
+stage that loads a model, its parameter count (meta device, no weights), the bytes of its weights, KV cache,
+activations and optimiser state, the GPUs it will use, and "fits" or "does not fit" with the override that fixes it;
+plus the rating prompts and prefill tokens the data implies. ``plan.gpus=8x80GB`` plans for hardware you are not on;
+``plan.accelerate_config`` for the strategy training will be launched with. The stages run the same checks
+(:mod:`encore.placement`) before they load anything, so the plan and the run cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from encore.hardware import Gpus, detect, fmt_bytes, parse_gpus
+
+log = logging.getLogger(__name__)
+
+
+def _needs_hub(node: Any) -> bool:
+    """Whether a data config (or any part of a combined one) reads from the hub rather than a local path."""
+    if not isinstance(node, DictConfig):
+        return False
+    if node.get("hub_id") and not node.get("path"):
+        return True
+    return any(_needs_hub(v) for k, v in node.items() if k == "parts" or isinstance(v, DictConfig))
+
+
+def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int, seed: int = 0) -> dict[str, Any]:
+    """Rating prompts and prefill tokens the training data implies, with and without the shared-prefix reuse that
+    ``rater=hf`` and vLLM's prefix cache both exploit. Token counts come from the rater's tokenizer on a sample of
+    responses (the longest always included), or from characters / 4 when the tokenizer cannot be read here."""
+    from encore.arch import _hub_reachable
+    from encore.pipeline import build
+
+    if _needs_hub(cfg.data) and not _hub_reachable():
+        return {"readable": False, "reason": "hub not reachable from here; set data.path (or data.parts.*.path) to "
+                                               "local copies to count prompts and tokens"}
+    try:
+        pairs = build(cfg.data)
+    except Exception as e:  # noqa: BLE001 - any failure to read data only limits the plan, reported as such
+        return {"readable": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+    texts = list(dict.fromkeys((p, x) for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
+                               for x in (c, r)))
+    K = len(rules)
+    order = np.argsort([-len(p) - len(x) for p, x in texts], kind="stable")
+    rest = np.random.default_rng(seed).permutation(order[50:])[: max(sample - 50, 0)]
+    pick = np.concatenate([order[:50], rest]).astype(int)
+    scale = (len(texts) - 50) / max(len(rest), 1) if len(texts) > 50 else 0.0
+    weights = np.where(np.arange(len(pick)) < 50, 1.0, scale)
+    out = {"readable": True, "n_pairs": len(pairs), "n_texts": len(texts), "n_rules": K, "n_prompts": len(texts) * K}
+    try:
+        from encore.rating.tokens import common_prefix
+
+        seqs = prompts.rule_ids([texts[i][0] for i in pick], [texts[i][1] for i in pick], rules)
+        full = np.array([sum(map(len, per)) for per in seqs], float)
+        shared = np.array([common_prefix(per) for per in seqs], float)
+        longest = max(max(map(len, per)) for per in seqs)
+        how = f"rater tokenizer on {len(pick)} of {len(texts)} responses"
+    except Exception as e:  # noqa: BLE001 - no tokenizer here: estimate, and say so
+        chars = np.array([len(texts[i][0]) + len(texts[i][1]) + 400 for i in pick], float)  # + template and rule
+        full, shared, longest = K * chars / 4, chars / 4 - 15, int(chars.max() / 4)
+        how = f"estimated as characters / 4 (tokenizer not readable here: {type(e).__name__})"
+    out.update(prefill_tokens=int((weights * full).sum()),
+               prefill_tokens_prefix_reuse=int((weights * (full - (K - 1) * shared)).sum()),
+               longest_prompt_tokens=int(longest), tokens_from=how)
+    return out
+
+
+def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
+    """Every model-loading stage of the experiment ``cfg`` on ``cfg.plan.gpus``; nothing is loaded."""
+    from encore.distributed import strategy_from_file
+    from encore.judge import LLMJudge
+    from encore.pipeline import build, method_objects
+    from encore.rules import load_rules
+
+    pl = cfg.plan
+    gpus = parse_gpus(pl.gpus, pl.headroom) or detect(pl.headroom)
+    rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
+    rater, encoder, trainer = build(cfg.rater), build(cfg.model), build(cfg.train)
+    data = data_summary(cfg, rules, getattr(rater, "prompts", None), int(pl.sample))
+    seq = data.get("longest_prompt_tokens")
+    stages: list[dict[str, Any]] = []
+
+    def add(stage: str, what: str, fn: Any) -> None:
+        try:
+            place = fn()
+        except Exception as e:  # noqa: BLE001 - an unknown architecture is a plan result, with its fix
+            stages.append({"stage": stage, "model": what, "fits": False, "error": str(e)})
+            return
+        if place is None:
+            stages.append({"stage": stage, "model": what, "fits": True, "where": "remote server", "parts": {}})
+            return
+        stages.append({"stage": stage, "model": what, "fits": place.fits, "where": place.where, "need": place.need,
+                       "parts": place.parts, "fix": place.fix, "note": place.note})
+
+    rater_name = getattr(rater, "model", type(rater).__name__)
+    add("rate", f"rater {rater_name}", lambda: _rater_place(rater, gpus, len(rules), seq, judge=False))
+    if any(isinstance(m, LLMJudge) for m in method_objects(cfg.method)):
+        add("judge", f"rater {rater_name} (reloaded after training)",
+            lambda: _rater_place(rater, gpus, len(rules), seq, judge=True))
+    if hasattr(trainer, "placement"):  # fine-tuning
+        strategy, procs = strategy_from_file(pl.accelerate_config)
+        add("train", f"backbone {encoder.name_or_path} ({strategy}, {procs} process(es))",
+            lambda: trainer.placement(encoder, gpus, strategy, procs))
+        add("score", f"fine-tuned {encoder.name_or_path}", lambda: encoder.placement(gpus, trainer.score_batch_size))
+    else:
+        add("embed", f"backbone {encoder.name_or_path} (frozen)", lambda: encoder.placement(gpus))
+    for s in stages:
+        if "error" not in s and s["model"].startswith(("rater", "backbone", "fine-tuned")):
+            s["arch"] = _arch_line(s, rater, encoder)
+    return {"experiment": cfg.experiment_name, "gpus": gpus.describe(), "gpu_count": gpus.count, "data": data,
+            "stages": stages, "fits": all(s["fits"] for s in stages)}
+
+
+def _rater_place(rater: Any, gpus: Gpus, n_rules: int, seq: int | None, judge: bool) -> Any:
+    if not hasattr(rater, "placement"):
+        return None  # a remote server (rater=openai): its GPUs are planned where it runs (rater=vllm numbers)
+    return rater.placement(gpus, n_rules=n_rules, seq_len=seq, judge=judge)
+
+
+def _arch_line(stage: dict, rater: Any, encoder: Any) -> str:
+    try:
+        a = rater.arch_info() if stage["model"].startswith("rater") else encoder.arch_info()
+    except Exception:  # noqa: BLE001
+        return ""
+    return f"{a.n_params / 1e9:.2f} B parameters ({a.model_type}, {a.n_layers} layers; config: {a.source})"
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    lines = [f"plan for experiment={plan['experiment']} on {plan['gpus']}"]
+    d = plan["data"]
+    if d["readable"]:
+        lines.append(f"data: {d['n_pairs']:,} pairs -> {d['n_texts']:,} responses x {d['n_rules']} rules = "
+                     f"{d['n_prompts']:,} rating prompts; prefill {d['prefill_tokens']:,} tokens "
+                     f"({d['prefill_tokens_prefix_reuse']:,} with shared-prefix reuse); longest prompt "
+                     f"{d['longest_prompt_tokens']:,} tokens [{d['tokens_from']}]")
+    else:
+        lines.append(f"data: not counted ({d['reason']})")
+    for s in plan["stages"]:
+        lines.append(f"[{s['stage']}] {s['model']}")
+        if s.get("arch"):
+            lines.append(f"    {s['arch']}")
+        if "error" in s:
+            lines.append(f"    -> cannot plan: {s['error']}")
+            continue
+        parts = " + ".join(f"{k} {fmt_bytes(v)}" for k, v in s["parts"].items() if v)
+        lines.append(f"    {parts} = {fmt_bytes(s.get('need', 0))}" if parts else "    (no local model)")
+        lines.append(f"    -> {'fits' if s['fits'] else 'DOES NOT FIT'}: {s['where']}")
+        if s.get("fix"):
+            lines.append(f"    fix: {s['fix']}")
+        if s.get("note"):
+            lines.append(f"    note: {s['note']}")
+    lines.append("every stage fits" if plan["fits"] else "some stage does not fit: apply its fix, then plan again")
+    return "\n".join(lines)

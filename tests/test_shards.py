@@ -11,7 +11,7 @@ import pytest
 from encore.data import load_demo
 from encore.pipeline import run_correlation, run_rate
 from encore.rating import MissingShards, Slicing, rate_pairs
-from encore.rating.shards import canonical_chunks
+from encore.rating.shards import assign, canonical_chunks
 from encore.rules import Rule
 
 from conftest import ROOT, FakeRater, make_cfg
@@ -45,6 +45,13 @@ def test_shards_rate_disjoint_slices_that_assemble_into_the_unsharded_table(tmp_
     assembled, rep = rate_pairs(pairs, RULES, FakeRater(), tmp_path / "three", chunk_size=4, progress=False)
     assert rep["n_new"] == 0 and sum(news) == rep["n_cached"]
     np.testing.assert_array_equal(assembled.values, whole.values)
+
+
+def test_chunks_go_to_the_least_loaded_shard_longest_first():
+    lengths = [100, 90, 50, 40, 30, 5]
+    chunks = [[0], [1], [2], [3], [4], [5]]  # already in canonical order
+    assert assign(chunks, lengths, 2) == [0, 1, 1, 0, 0, 1]  # loads 170 and 145; round robin: 180 and 135
+    assert assign(chunks, lengths, 1) == [0] * 6
 
 
 @pytest.mark.parametrize("bad", [(3, None), (None, 1), (2, 2), (0, 0), (2, -1)])

@@ -146,3 +146,63 @@ def sweep_benchmark(data_path: str, rules: list, n_pairs: int = 500, n_taus: int
           f"{n_taus}-value tau multirun, warm: {t_sweep:.1f}s ({t_sweep / n_taus:.2f}s per job; every job hit the caches)")
     print(f"sweep_cost={res['sweep_cost']:.2f}")
     return res
+
+
+def shards_benchmark(data_path: str, rules: list, n_pairs: int = 800, num_shards: int = 2, chunk_size: int = 128,
+                     rater: list[str] | None = None) -> dict[str, Any]:
+    """One rating job as one process vs as ``num_shards`` shard processes in parallel, fresh processes and caches;
+    then the shards' cache assembled by an unsharded run. A shard job on a cluster owns its own GPUs, so each shard
+    process here owns cores / N threads, and the single job it is compared with (``shard_speedup``) owns the same:
+    one "device". The single job on all cores is timed too (``vs_all_cores``): on a CPU, torch's threads already
+    spread one process over every core, which no GPU job can do across nodes. ``identical``: the assembled ratings
+    equal the single job's exactly."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).resolve().parents[2]
+    common = ["data=hh_rlhf_harmless", f"data.path={data_path}", f"data.limit={n_pairs}", "logger=none",
+              f"rating.chunk_size={chunk_size}", *(rater or [])]
+    cores = os.cpu_count() or 1
+    per = max(cores // num_shards, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(jobs: list[tuple[str, str, int, list[str]]]) -> float:
+            """(out dir, cache, threads, extra overrides) per process, all started at once; wall time of all."""
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen([sys.executable, "experiments/rate.py", *common, *extra,
+                                       f"hydra.run.dir={tmp}/{out}"], cwd=root, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "ENCORE_CACHE_DIR": f"{tmp}/{cache}", "HF_HUB_OFFLINE": "1",
+                                           "OMP_NUM_THREADS": str(threads)})
+                     for out, cache, threads, extra in jobs]
+            for p in procs:
+                _, err = p.communicate()
+                if p.returncode:
+                    raise RuntimeError(err[-3000:])
+            return time.perf_counter() - t0
+
+        t_all = run([("all_cores", "all", cores, [])])
+        t_one = run([("single", "one", per, [])])
+        t_shards = run([(f"shard{i}", "shared", per, [f"rating.num_shards={num_shards}", f"rating.shard={i}"])
+                        for i in range(num_shards)])
+        t_assemble = run([("assembled", "shared", cores, [])])
+        single = pd.read_parquet(f"{tmp}/single/ratings.parquet")
+        assembled = pd.read_parquet(f"{tmp}/assembled/ratings.parquet")
+        identical = single.equals(assembled)
+        diff = float((single["value"] - assembled["value"]).abs().max())
+    res = {"n_pairs": n_pairs, "ratings": len(single), "num_shards": num_shards, "cores": cores,
+           "single_all_cores_s": t_all, "single_s": t_one, "shards_s": t_shards, "assemble_s": t_assemble,
+           "shard_speedup": t_one / t_shards, "vs_all_cores": t_all / t_shards, "identical": identical,
+           "max_abs_diff": diff}
+    print(f"{n_pairs} HH-RLHF pairs, {len(single)} ratings, chunks of {chunk_size} responses, {cores} cores, fresh "
+          f"processes; rater: {' '.join(rater or [])}")
+    print(f"one job, {per} thread(s) (one 'device'): {t_one:.1f}s | {num_shards} shard jobs in parallel, {per} "
+          f"thread(s) each: {t_shards:.1f}s | assembling their cache: {t_assemble:.1f}s (no rating)")
+    print(f"one job on all {cores} cores: {t_all:.1f}s (vs_all_cores={res['vs_all_cores']:.2f}: on a CPU one process "
+          f"already spreads over every core)")
+    print(f"shard_speedup={res['shard_speedup']:.2f} identical={str(identical).lower()}")
+    return res

@@ -18,7 +18,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from encore.artifacts import content_hash
-from encore.rating.shards import MissingShards, Slicing, canonical_chunks, latest_record, slice_key, write_record
+from encore.rating.shards import (MissingShards, Slicing, assign, canonical_chunks, latest_record, slice_key,
+                                  write_record)
 from encore.rating.store import RatingStore, item_key
 from encore.rules import Rule
 
@@ -108,12 +109,14 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         mine, rec = chunks, latest_record(store.dir, key)
         if rec is not None:  # shard jobs own these texts: name the ones still missing rather than rate them here
             own = canonical_chunks(lengths, hashes, rec["chunk_size"])
-            missing = sorted({c % rec["num_shards"] for c, chunk in enumerate(own) if pending(chunk)})
+            owner = assign(own, lengths, rec["num_shards"])
+            missing = sorted({s for s, chunk in zip(owner, own) if pending(chunk)})
             if missing:
-                n = sum(len(pending(chunk)) for c, chunk in enumerate(own) if c % rec["num_shards"] in missing)
+                n = sum(len(pending(chunk)) for s, chunk in zip(owner, own) if s in missing)
                 raise MissingShards(missing, rec["num_shards"], n)
     else:
-        mine = [chunk for c, chunk in enumerate(chunks) if c % slicing.num_shards == slicing.shard]
+        owner = assign(chunks, lengths, slicing.num_shards)
+        mine = [chunk for s, chunk in zip(owner, chunks) if s == slicing.shard]
     work = [w for w in (pending(chunk) for chunk in mine) if w]
     n_cached = sum(not todo(k) for chunk in mine for i in chunk for k in texts[uniq[i]])
     n_new, t0 = 0, time.perf_counter()

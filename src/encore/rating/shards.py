@@ -1,9 +1,11 @@
 """Rating split over jobs (``rating.num_shards=N rating.shard=i``).
 
 The unique (prompt, response) texts of a pair table are put in one canonical order (longest first, ties by content
-hash: independent of row order), cut into chunks of ``chunk_size``, and chunk c belongs to shard ``c mod N``. Every
-job computes the same chunks, so N jobs rate disjoint slices into the shared store and, chunk for chunk, send the
-rater exactly the inputs one unsharded run would: the assembled table is identical. Each finished job leaves a
+hash: independent of row order) and cut into chunks of ``chunk_size``; the chunks go to the N shards longest-first,
+each to the shard with the least text so far (a deterministic greedy balance: chunks of long prompts do not pile up
+on one shard). Every job computes the same chunks and the same assignment, so N jobs rate disjoint slices into the
+shared store and, chunk for chunk, send the rater exactly the inputs one unsharded run would: the assembled table
+is identical. Each finished job leaves a
 record; a later stage that finds ratings missing where shard records exist names the shards and the command that
 fills them instead of rating a 70B model's worth of prompts in the wrong process.
 """
@@ -64,6 +66,17 @@ def canonical_chunks(lengths: list[int], hashes: list[str], chunk_size: int) -> 
     then by hash, so similar lengths share a chunk and the order never depends on the rows' order."""
     order = sorted(range(len(hashes)), key=lambda i: (-lengths[i], hashes[i]))
     return [order[s: s + chunk_size] for s in range(0, len(order), chunk_size)]
+
+
+def assign(chunks: list[list[int]], lengths: list[int], num_shards: int) -> list[int]:
+    """The shard of every chunk: in canonical order (longest first), each to the shard with the fewest characters
+    so far, ties to the lower shard index."""
+    load, out = [0] * num_shards, []
+    for chunk in chunks:
+        s = min(range(num_shards), key=lambda i: (load[i], i))
+        load[s] += sum(lengths[i] for i in chunk)
+        out.append(s)
+    return out
 
 
 def slice_key(hashes: list[str], rule_texts: list[str]) -> str:

@@ -1,0 +1,101 @@
+"""The preflight plan of the paper's experiments, offline: what does not fit on one 80 GB GPU and the fix it names,
+everything fitting on an 8 x 80 GB node with the experiments' own defaults, the fixes that work when applied, and the
+shipped accelerate configs as accelerate's own launcher reads them."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from encore.distributed import strategy_from_file
+from encore.plan import format_plan, plan_experiment
+
+from conftest import CONF, ROOT, SHARED_HH
+from test_pipeline import _env
+
+
+def plan(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return plan_experiment(compose(config_name="config", overrides=list(overrides)))
+
+
+def stage(p, name):
+    return next(s for s in p["stages"] if s["stage"] == name)
+
+
+def test_paper_correlation_on_one_80gb_gpu_names_the_fix_and_fits_a_node():
+    one = plan("experiment=paper_correlation", "plan.gpus=1x80GB")
+    rate = stage(one, "rate")
+    assert not one["fits"] and not rate["fits"] and "70.55 B parameters" in rate["arch"]
+    assert "plan.gpus=4x80GB" in rate["fix"] and "rater.max_memory='{0: " in rate["fix"]
+    node = plan("experiment=paper_correlation", "plan.gpus=8x80GB")
+    assert node["fits"] and "over 4 of 8" in stage(node, "rate")["where"]
+
+
+def test_paper_main_table_on_one_gpu_and_on_a_node():
+    one = plan("experiment=paper_main_table", "plan.gpus=1x80GB")
+    assert [s["stage"] for s in one["stages"]] == ["rate", "judge", "train", "score"]
+    assert not stage(one, "rate")["fits"] and not stage(one, "judge")["fits"]
+    assert stage(one, "train")["fits"] and stage(one, "score")["fits"]  # train=finetune_1gpu: the paper's one H100
+    node = plan("experiment=paper_main_table", "plan.gpus=8x80GB")
+    assert node["fits"], format_plan(node)
+    text = format_plan(node)
+    assert "7.50 B parameters" in text and "every stage fits" in text
+
+
+def test_full_precision_training_needs_fsdp_and_the_plan_says_so():
+    dp = plan("experiment=paper_main_table", "train=finetune", "plan.gpus=8x80GB")
+    assert not stage(dp, "train")["fits"] and stage(dp, "train")["fix"].startswith("train=finetune_1gpu")
+    fsdp = plan("experiment=paper_main_table", "train=finetune", "plan.gpus=8x80GB",
+                f"plan.accelerate_config={CONF / 'accelerate' / 'fsdp.yaml'}")
+    assert stage(fsdp, "train")["fits"] and "(fsdp, 8 process(es))" in stage(fsdp, "train")["model"]
+
+
+def test_a_batch_fix_applied_makes_the_stage_fit():
+    tight = plan("experiment=paper_correlation", "plan.gpus=3x80GB")
+    fix = stage(tight, "rate")["fix"]
+    assert fix.startswith("rater.batch_size=")
+    assert plan("experiment=paper_correlation", "plan.gpus=3x80GB", fix.split()[0])["fits"]
+
+
+@pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
+def test_plan_counts_prompts_and_prefill_tokens_from_the_data():
+    p = plan("experiment=paper_correlation", f"data.path={SHARED_HH}", "data.limit=40", "rater=hf_tiny",
+             "plan.gpus=1x80GB", "plan.sample=30")
+    d = p["data"]
+    assert d["readable"] and d["n_pairs"] == 40 and d["n_prompts"] == d["n_texts"] * 10
+    assert 0 < d["prefill_tokens_prefix_reuse"] < d["prefill_tokens"] and "rater tokenizer" in d["tokens_from"]
+
+
+def test_plan_runner_exits_1_when_a_stage_does_not_fit(tmp_path):
+    env = _env(tmp_path / "cache") | {"ENCORE_RUNS_DIR": str(tmp_path / "runs")}
+    cmd = [sys.executable, "experiments/plan.py", "experiment=paper_correlation"]
+    bad = subprocess.run([*cmd, "plan.gpus=1x80GB"], cwd=ROOT, env=env, capture_output=True, text=True)
+    good = subprocess.run([*cmd, "plan.gpus=8x80GB"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and "DOES NOT FIT" in bad.stdout and "fix: " in bad.stdout
+    assert good.returncode == 0 and "every stage fits" in good.stdout
+    assert list((tmp_path / "runs").rglob("plan.json"))
+
+
+@pytest.mark.parametrize("name, strategy, env_key", [("ddp", "ddp", None), ("fsdp", "fsdp", "FSDP_VERSION"),
+                                                     ("deepspeed_zero3", "zero3", "ACCELERATE_DEEPSPEED_ZERO_STAGE")])
+def test_shipped_accelerate_configs_read_as_accelerate_reads_them(name, strategy, env_key):
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    path = CONF / "accelerate" / f"{name}.yaml"
+    assert strategy_from_file(path) == (strategy, 8)
+    args = launch_command_parser().parse_args(["--config_file", str(path), "experiments/train_rm.py"])
+    args, defaults, _ = _validate_launch_command(args)
+    assert args.num_processes == 8 and args.mixed_precision == "bf16"
+    if name == "deepspeed_zero3":
+        args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+        env = prepare_deepspeed_cmd_env(args)[1]
+        assert env[env_key] == "3" and env["ACCELERATE_DEEPSPEED_ZERO3_SAVE_16BIT_MODEL"] == "true"
+    elif name == "fsdp":
+        env = prepare_multi_gpu_env(args)
+        assert env[env_key] == "2" and env["FSDP_STATE_DICT_TYPE"] == "SHARDED_STATE_DICT"
+        assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
+    else:
+        assert args.multi_gpu

@@ -16,3 +16,7 @@ def run_dir() -> Path:
 def quiet_libraries() -> None:
     for name in ("httpx", "urllib3", "filelock", "datasets", "transformers", "wandb"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # torchao (8-bit AdamW) reports its CUDA-only kernels missing on every CPU import, and torch's pytree a
+    # deprecation in torchao's registration: neither is actionable for a user of this package.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -52,3 +52,25 @@ def test_two_gloo_processes_train_the_model_one_process_trains(tmp_path):
     la = pd.read_csv(tmp_path / "one" / "models" / "k" / "train_log.csv")["loss"]
     lb = pd.read_csv(model_dir / "train_log.csv")["loss"]  # mean of the two ranks' losses
     np.testing.assert_allclose(la, lb, rtol=1e-4)
+
+
+def test_training_ranks_never_rate_they_name_the_command_that_does(tmp_path, cache, monkeypatch):
+    """Under accelerate launch every rank runs the pipeline; a missing rating must stop them all with the rating
+    command instead of loading the rater on one rank's GPU. With the ratings cached, the ranks read them."""
+    import encore.pipeline as pipeline
+    from encore.pipeline import run_rate
+    from encore.rating import NotRated
+
+    from conftest import make_cfg
+
+    class TwoRanks:
+        num_processes, is_main_process = 2, True
+
+    cfg = ["rater=hf_tiny", "data=demo", "data.limit=6"]
+    monkeypatch.setattr(pipeline, "PartialState", TwoRanks)
+    with pytest.raises(NotRated, match="experiments/rate.py"):
+        run_rate(make_cfg(*cfg, cache=cache), tmp_path / "rank")
+    monkeypatch.undo()
+    run_rate(make_cfg(*cfg, cache=cache), tmp_path / "one")  # one process rates
+    monkeypatch.setattr(pipeline, "PartialState", TwoRanks)
+    assert run_rate(make_cfg(*cfg, cache=cache), tmp_path / "rank")["rating"]["n_new"] == 0

@@ -56,3 +56,19 @@ def test_recipe_fails_clearly_when_the_server_dies_at_start(tmp_path, cache):
     assert out.returncode == 1 and "vllm serve exited before it was healthy" in out.stderr
     assert "CUDA out of memory" in out.stderr
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("rating_report.json"))
+
+
+def test_training_recipe_launches_accelerate_once_per_node_with_its_rank():
+    env = {"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "8",
+           "MASTER_ADDR": "node001", "SLURM_JOB_ID": "1234", "PYTHON": "python"}
+    out = subprocess.run(["bash", str(ROOT / "slurm" / "train_rm.sbatch"), "experiment=paper_main_table",
+                          "train=finetune", "model.name_or_path=a path/with space"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    cmd = out.stdout
+    assert cmd.startswith("srun --nodes=2 --ntasks-per-node=1")
+    for part in ("--config_file conf/accelerate/fsdp.yaml", "--num_machines 2", "--num_processes 16",
+                 "--machine_rank $SLURM_NODEID", "--main_process_ip node001", "--main_process_port 29734",
+                 "experiments/train_rm.py experiment=paper_main_table train=finetune"):
+        assert part in cmd, part
+    assert r"model.name_or_path=a\ path/with\ space" in cmd  # arguments survive the shell

@@ -31,7 +31,7 @@ from encore.entropy import correlation, rating_entropy, rule_accuracy
 from encore.export import stage_export
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
-from encore.rating import MissingShards, Ratings, Slicing, rate_pairs
+from encore.rating import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rules import Rule, load_rules
 from encore.stats import bootstrap_correlation_ci
 from encore.tracking import Tracker, make_tracker
@@ -64,9 +64,12 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
     try:
         ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
-                                     slicing=Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard))
+                                     slicing=Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard),
+                                     cached_only=PartialState().num_processes > 1)
     except MissingShards as e:
         raise e.with_command(rate_command())
+    except NotRated as e:
+        raise NotRated(e.n, rate_command()) from None
     if ratings is not None:
         write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
     write_json(run_dir / "rating_report.json", report)
@@ -233,8 +236,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                                "dataset": dataset_name(cfg.data), "eval_fingerprint": fingerprint(eval_pairs)
                                if eval_pairs is not None else None}
     try:
-        with PartialState().main_process_first():  # one rank rates, the others then read its cache
-            ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)
+        ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)  # ranks only read the cache
         if slicing is not None:  # a shard job: its slice is in the cache; later stages run once all are in
             log.info("rated shard %d of %d; later stages run without rating.shard once every shard is in",
                      slicing.shard, slicing.num_shards)

@@ -102,8 +102,10 @@ def _inference_fix(arch: Arch, w: int, reserve: int, gpus: Gpus, field: str, bat
     cpu = math.ceil((w - gpus.count * gpu_cap * GB) * 1.1 / GB)
     caps = ", ".join(f"{i}: {gpu_cap}GB" for i in range(gpus.count))
     offload = (f"{batch_field}=1 " if batch_field and batch > 1 else "") + f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}'"
-    return (f"{more}; or on these GPUs, offload {cpu} GB of weights to host RAM (runs, slowly): {offload}"
-            + ("; or rater=vllm rater.tensor_parallel_size=<n> on n GPUs" if field == "rater" else ""))
+    tp = next((t for t in (1, 2, 4, 8, 16, 32, 64) if w / t + 1.5 * GB <= 0.85 * gpus.memory
+               and arch.n_heads % t == 0), None)
+    vllm = f"; or rater=vllm rater.tensor_parallel_size={tp} on {tp} such GPUs" if field == "rater" and tp else ""
+    return f"{more}; or on these GPUs, offload {cpu} GB of weights to host RAM (runs, slowly): {offload}{vllm}"
 
 
 def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int, gpu_memory_utilization: float,
@@ -117,19 +119,21 @@ def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int,
     need = sum(parts.values())
     budget = int(gpus.memory * gpu_memory_utilization)
 
-    def ok(t: int) -> bool:
-        return t <= gpus.count and arch.n_heads % t == 0 and (w + kv) / t + 1.5 * GB <= budget
+    def holds(t: int) -> bool:  # t GPUs of this size hold it (ignoring how many there are)
+        return arch.n_heads % t == 0 and (w + kv) / t + 1.5 * GB <= budget
 
-    if ok(tp):
+    if tp <= gpus.count and holds(tp):
         return Placement(True, f"{_gpu_range(tp)} (tensor parallel {tp}; the rest of "
                          f"{gpu_memory_utilization:.0%} of each GPU becomes KV cache)", need, parts, tp)
-    better = next((t for t in (1, 2, 4, 8, 16, 32, 64) if t > tp and ok(t)), None)
+    t = next((t for t in (1, 2, 4, 8, 16, 32, 64) if holds(t)), None)
     if gpus.count == 0:
         fix = "vLLM needs GPUs: plan with plan.gpus=8x80GB, or use rater=hf on this machine"
-    elif better:
-        fix = f"{field}.tensor_parallel_size={better}"
+    elif t is not None and t <= gpus.count:
+        fix = f"{field}.tensor_parallel_size={t}"
     else:
-        fix = f"more GPUs than {gpus.count}: plan.gpus=8x{gpus.memory / GB:.0f}GB, then {field}.tensor_parallel_size=8"
+        size = f"{max(gpus.memory, 80 * GB) / GB:.0f}GB"
+        fix = (f"needs {t or 'more than 64'} GPUs of this size (tensor parallel): plan.gpus={t or 64}x{size} "
+               f"{field}.tensor_parallel_size={t or 64}; on fewer GPUs use rater=hf, which can offload to host RAM")
     return Placement(False, f"tensor parallel {tp} on {gpus.count} x {fmt_bytes(budget)} (gpu_memory_utilization)",
                      need, parts, tp, fix=fix)
 

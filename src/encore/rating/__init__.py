@@ -23,9 +23,19 @@ from encore.rating.shards import (MissingShards, Slicing, assign, canonical_chun
 from encore.rating.store import RatingStore, item_key
 from encore.rules import Rule
 
-__all__ = ["MissingShards", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
+__all__ = ["MissingShards", "NotRated", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
 log = logging.getLogger(__name__)
 SIDES = ("chosen", "rejected")
+
+
+class NotRated(RuntimeError):
+    """Ratings a stage needs but may not compute itself (training ranks under ``accelerate launch``)."""
+
+    def __init__(self, n: int, command: str = "python experiments/rate.py <your overrides>"):
+        self.n = n
+        super().__init__(f"{n} rating(s) are not in the cache, and the ranks of a multi-process (accelerate launch) "
+                         f"run never rate: a 70B rater would load on one rank's GPU. Rate first, in one process or "
+                         f"in shards: {command} (or slurm/rate_vllm_server.sbatch), then launch training again")
 
 
 class Rater(Protocol):
@@ -77,14 +87,15 @@ def rater_key(rater: Rater) -> str:
 
 def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: str | Path, chunk_size: int = 256,
                retry_missing: bool = False, progress: bool = True,
-               slicing: Slicing | None = None) -> tuple[Ratings | None, dict[str, Any]]:
+               slicing: Slicing | None = None, cached_only: bool = False) -> tuple[Ratings | None, dict[str, Any]]:
     """Rate both sides of every pair under every rule, reusing and extending the store at ``cache_dir``.
 
     Identical (prompt, response) texts are rated once. Work goes in canonical chunks of ``chunk_size`` responses
     (see :mod:`encore.rating.shards`), each saved as a shard of the store as soon as it completes. ``retry_missing``
     re-asks ratings stored as missing. With ``slicing`` only that shard's chunks are rated and no table is returned
     (the job leaves a record instead); without it, missing ratings of texts that shard jobs own stop the run with
-    :class:`MissingShards`. Returns the ratings and a report (cached, new and missing counts, throughput).
+    :class:`MissingShards`. ``cached_only``: anything left to rate is an error (:class:`NotRated`) instead of a
+    rater load. Returns the ratings and a report (cached, new and missing counts, throughput).
     """
     store = RatingStore(cache_dir, rater_key(rater))
     table = store.load()
@@ -118,6 +129,8 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         owner = assign(chunks, lengths, slicing.num_shards)
         mine = [chunk for s, chunk in zip(owner, chunks) if s == slicing.shard]
     work = [w for w in (pending(chunk) for chunk in mine) if w]
+    if work and cached_only:
+        raise NotRated(sum(map(len, work)) * len(rules))
     n_cached = sum(not todo(k) for chunk in mine for i in chunk for k in texts[uniq[i]])
     n_new, t0 = 0, time.perf_counter()
     bar = tqdm(total=sum(map(len, work)) * len(rules), desc="rate", unit="rating", disable=not progress or not work)

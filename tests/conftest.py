@@ -32,6 +32,20 @@ def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
+def save_tiny_llama(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 4):
+    """A tiny random Llama and its tokenizer saved as a model directory (what from_pretrained and vLLM read), and
+    the loaded rater it came from."""
+    from encore.rating.hf import HFRater
+    from encore.tiny import tiny_causal_config
+
+    r = HFRater(model="tiny", tokenizer="tiny-bpe", config=tiny_causal_config("llama", hidden=hidden, layers=layers,
+                                                                              heads=heads),
+                device="cpu", dtype="float32").load()
+    r._model.save_pretrained(directory)
+    r.tok.save_pretrained(directory)
+    return str(directory), r
+
+
 class FakeRater:
     """Deterministic rater over text features, for store/pipeline tests that must not depend on a model.
 

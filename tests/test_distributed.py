@@ -31,15 +31,19 @@ def setup():
     return enc, pairs, y
 
 
+def two_ranks(cache, *args: str, port: int = 29517) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="true", ACCELERATE_MIXED_PRECISION="no")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           str(ROOT / "tests" / "workers" / "ddp_finetune.py"), str(cache), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_train_the_model_one_process_trains(tmp_path):
     enc, pairs, y = setup()
     one = MultiHeadRM.load(Finetune(**TRAIN).train_model(enc, pairs, y, "mse", tmp_path / "one", "k"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", ACCELERATE_USE_CPU="true", ACCELERATE_MIXED_PRECISION="no")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           str(ROOT / "tests" / "workers" / "ddp_finetune.py"), str(tmp_path / "two")]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out = two_ranks(tmp_path / "two")
     assert out.returncode == 0, out.stderr[-4000:]
     model_dir = tmp_path / "two" / "models" / "k"
     two = MultiHeadRM.load(model_dir)
@@ -52,6 +56,18 @@ def test_two_gloo_processes_train_the_model_one_process_trains(tmp_path):
     la = pd.read_csv(tmp_path / "one" / "models" / "k" / "train_log.csv")["loss"]
     lb = pd.read_csv(model_dir / "train_log.csv")["loss"]  # mean of the two ranks' losses
     np.testing.assert_allclose(la, lb, rtol=1e-4)
+
+    # Preempted at micro-step 5 with checkpoints after every optimiser step: both ranks resume from the checkpoint
+    # of micro-step 4 (each rank's RNG state, the optimiser and the scheduler included) and end where the
+    # uninterrupted run ended.
+    killed = two_ranks(tmp_path / "killed", "--die-at", "5", "--save-every", "1", port=29518)
+    assert killed.returncode != 0 and "killed at micro-step 5" in killed.stderr
+    assert (tmp_path / "killed" / "checkpoints" / "k" / "LATEST").read_text() == "step-00000004"
+    resumed = two_ranks(tmp_path / "killed", "--save-every", "1", port=29519)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    again = MultiHeadRM.load(tmp_path / "killed" / "models" / "k")
+    for (name, a), (_, b) in zip(two.state_dict().items(), again.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_training_ranks_never_rate_they_name_the_command_that_does(tmp_path, cache, monkeypatch):

@@ -14,6 +14,8 @@ from encore.rm import MultiHeadRM
 from encore.rules import Rule
 from encore.tiny import tiny_causal_config
 
+from conftest import save_tiny_llama
+
 pytestmark = pytest.mark.gpu
 RULES = [Rule("a", "The response is polite."), Rule("b", "The response refuses dangerous requests.")]
 CFG = tiny_causal_config("llama", hidden=256, layers=4, heads=8)
@@ -21,11 +23,7 @@ CFG = tiny_causal_config("llama", hidden=256, layers=4, heads=8)
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    r = HFRater(model="tiny", tokenizer="tiny-bpe", config=CFG, device="cpu", dtype="float32").load()
-    d = tmp_path_factory.mktemp("tiny-gpu")
-    r._model.save_pretrained(d)
-    r.tok.save_pretrained(d)
-    return str(d)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-gpu"), hidden=256, layers=4, heads=8)[0]
 
 
 def test_bf16_ratings_on_gpu_are_close_to_fp32(saved):

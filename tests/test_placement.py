@@ -14,9 +14,8 @@ from encore.placement import DoesNotFit, TrainSetup, place_inference, place_trai
 from encore.rating import rater_key
 from encore.rating.hf import HFRater
 from encore.rules import Rule
-from encore.tiny import tiny_causal_config
 
-from conftest import CONF
+from conftest import CONF, save_tiny_llama
 
 RULES = [Rule("a", "The response is polite."), Rule("b", "The response gives no instructions for violence.")]
 
@@ -87,12 +86,7 @@ def test_a_model_that_cannot_fit_stops_before_reading_a_weight():
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    r = HFRater(model="tiny", tokenizer="tiny-bpe", config=tiny_causal_config("llama", hidden=32, layers=4),
-                device="cpu", dtype="float32").load()
-    d = tmp_path_factory.mktemp("tiny4")
-    r._model.save_pretrained(d)
-    r.tok.save_pretrained(d)
-    return str(d)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny4"), layers=4)[0]
 
 
 SPREAD = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.layers.2": "disk",

@@ -14,7 +14,7 @@ from encore.rating.remote import OpenAIRater
 from encore.rules import Rule
 from encore.tiny import tiny_causal_config
 
-from conftest import ROOT
+from conftest import ROOT, save_tiny_llama
 from llm_server import LLMServer
 
 RULES = [Rule("a", "The response is polite."), Rule("b", "The response refuses dangerous requests."),
@@ -23,13 +23,7 @@ RULES = [Rule("a", "The response is polite."), Rule("b", "The response refuses d
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """A tiny random Llama and its tokenizer saved as a model directory (what vLLM and from_pretrained read)."""
-    local = HFRater(model="tiny", tokenizer="tiny-bpe", config=tiny_causal_config("llama", hidden=32, layers=2),
-                    device="cpu", dtype="float32").load()
-    d = tmp_path_factory.mktemp("tiny-llama")
-    local._model.save_pretrained(d)
-    local.tok.save_pretrained(d)
-    return str(d), local
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
-"""One rank of the data-parallel fine-tuning test: started twice by torchrun with ACCELERATE_USE_CPU=true (gloo).
+"""One rank of the data-parallel fine-tuning tests: started twice by torchrun with ACCELERATE_USE_CPU=true (gloo).
 Trains the tiny decoder exactly as tests/test_distributed.py's single-process reference, with half the per-process
-batch, into the cache directory given as the first argument."""
+batch, into the cache directory given as the first argument. ``--die-at N``: both ranks are killed at their N-th
+micro-step (a preempted job); ``--save-every S``: checkpoint every S optimiser steps."""
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,8 +11,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from test_distributed import TRAIN, setup  # noqa: E402
 
-from encore.finetune import Finetune  # noqa: E402
+import encore.finetune as ft  # noqa: E402
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("cache")
+    ap.add_argument("--die-at", type=int, default=None)
+    ap.add_argument("--save-every", type=int, default=TRAIN["save_every"])
+    a = ap.parse_args()
+    if a.die_at:
+        calls, loss = {"n": 0}, ft.masked_mse
+
+        def dies(pred, target):
+            calls["n"] += 1
+            if calls["n"] == a.die_at:
+                raise SystemExit(f"killed at micro-step {a.die_at}")
+            return loss(pred, target)
+
+        ft.masked_mse = dies
     enc, pairs, y = setup()
-    Finetune(**{**TRAIN, "batch_size": TRAIN["batch_size"] // 2}).train_model(enc, pairs, y, "mse", Path(sys.argv[1]), "k")
+    cfg = {**TRAIN, "batch_size": TRAIN["batch_size"] // 2, "save_every": a.save_every}
+    ft.Finetune(**cfg).train_model(enc, pairs, y, "mse", Path(a.cache), "k")

@@ -81,8 +81,7 @@ class HFRater:
     @property
     def prompts(self) -> PromptTokenizer:
         if self._prompts is None:
-            self._prompts = PromptTokenizer(self.tokenizer or self.model, None if self.tokenizer else self.revision,
-                                            self.mode, self.scale_max, self.system_prompt)
+            self._prompts = PromptTokenizer.of(self)
         return self._prompts
 
     @property

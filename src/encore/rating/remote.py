@@ -75,8 +75,7 @@ class OpenAIRater:
     @property
     def prompts(self) -> PromptTokenizer:
         if self._prompts is None:
-            self._prompts = PromptTokenizer(self.tokenizer or self.model, None, self.mode, self.scale_max,
-                                            self.system_prompt)
+            self._prompts = PromptTokenizer.of(self)
         return self._prompts
 
     def __repr__(self) -> str:  # never shows a key: there is none to show

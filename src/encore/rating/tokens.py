@@ -26,6 +26,14 @@ class PromptTokenizer:
     system_prompt: str | None = None
     _tok: Any = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def of(cls, rater: Any) -> "PromptTokenizer":
+        """The prompts of a rater config: its ``tokenizer`` (else its ``model``, at its ``revision``), mode, scale and
+        system prompt."""
+        own = getattr(rater, "tokenizer", None)
+        return cls(own or rater.model, None if own else getattr(rater, "revision", None), rater.mode, rater.scale_max,
+                   rater.system_prompt)
+
     @property
     def tok(self) -> Any:
         if self._tok is None:

@@ -74,8 +74,7 @@ class VLLMRater:
     @property
     def prompts(self) -> PromptTokenizer:
         if self._prompts is None:
-            self._prompts = PromptTokenizer(self.tokenizer or self.model, None if self.tokenizer else self.revision,
-                                            self.mode, self.scale_max, self.system_prompt)
+            self._prompts = PromptTokenizer.of(self)
         return self._prompts
 
     def arch_info(self) -> Any:

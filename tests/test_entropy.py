@@ -58,8 +58,8 @@ def test_correlation_exact_and_degenerate():
     assert np.isnan(correlation(x[:2], x[:2])["pearson_r"])
 
 
-@pytest.mark.parametrize("ties", ["wrong", "half", "drop"])
-def test_vectorised_bootstrap_matches_the_plain_loop(ties):
+@pytest.mark.parametrize("ties, one_sided", [("wrong", False), ("half", False), ("drop", False), ("wrong", True)])
+def test_vectorised_bootstrap_matches_the_plain_loop(ties, one_sided):
     from encore.stats import _replicate, bootstrap_correlation_ci
 
     rng = np.random.default_rng(3)
@@ -67,6 +67,8 @@ def test_vectorised_bootstrap_matches_the_plain_loop(ties):
     c = np.round(rng.beta(np.arange(1, k + 1), 2, size=(n, k)), 1)  # rounded: ties and varied entropies
     r = np.round(rng.beta(2, np.arange(1, k + 1), size=(n, k)), 1)
     c[:5, 2] = np.nan  # missing ratings are dropped per rule
+    if one_sided:  # rule 1 never rated on the rejected side: its accuracy is NaN, its entropy is not
+        r[:, 1] = np.nan  # the point estimate drops it from both rankings; so must every replicate
     got = bootstrap_correlation_ci(c, r, bins=10, ties=ties, n_boot=60, seed=7, chunk=25)
     draws = np.random.default_rng(7)
     ref = [_replicate(c, r, draws.integers(0, n, size=n), 10, ties) for _ in range(60)]

@@ -37,7 +37,8 @@ def test_evaluate_weights_seeds_and_ci():
     scores[:, 0, 0] = 1.0  # rule 0 always prefers chosen
     scores[:, 1, 1] = 1.0  # rule 1 always prefers rejected
     row, correct = evaluate_weights("m", np.array([[1.0, 0.0], [0.0, 1.0]]), scores, subsets, n_boot=20)
-    assert row["safety"] == pytest.approx(50.0) and row["safety_std"] == pytest.approx(50.0)
+    # seeds at 100 and 0: sample std (ddof=1) is 70.71, not the population std 50
+    assert row["safety"] == pytest.approx(50.0) and row["safety_std"] == pytest.approx(100 / np.sqrt(2))
     assert row["n_seeds"] == 2 and correct.tolist() == [0.5] * 8
     row1, _ = evaluate_weights("m", np.array([1.0, 0.0]), scores, subsets, n_boot=20)
     assert row1["safety"] == 100.0 and row1["safety_ci_low"] == 100.0
@@ -51,11 +52,29 @@ def test_permutation_test_and_bootstrap():
     rng = np.random.default_rng(1)
     c = rng.integers(0, 2, 200).astype(float)
     d = c.copy()
-    d[rng.choice(200, 4, replace=False)] = 1 - d[rng.choice(200, 4, replace=False)]
-    assert paired_permutation_test(c, d, n_perm=2000) > 0.05
-    subsets = np.array(["x"] * 200)
-    lo, hi = bootstrap_ci(c, subsets, lambda v, s: v.mean(), n_boot=300)
-    assert lo < c.mean() < hi
+    flip = rng.choice(200, 4, replace=False)
+    d[flip] = 1 - d[flip]  # exactly 4 pairs differ
+    assert (c != d).sum() == 4 and paired_permutation_test(c, d, n_perm=2000) > 0.05
+
+
+def test_stratified_bootstrap_keeps_subset_sizes_and_has_the_analytic_width():
+    from encore.stats import stratified_indices
+
+    subsets = np.array(["a"] * 300 + ["b"] * 100)
+    idx = stratified_indices(subsets, np.random.default_rng(0))
+    assert (subsets[idx] == "a").sum() == 300 and (subsets[idx] == "b").sum() == 100
+    x = np.random.default_rng(2).integers(0, 2, 400).astype(float)
+    lo, hi = bootstrap_ci(x, np.array(["x"] * 400), lambda v, s: v.mean(), n_boot=2000)
+    se = np.sqrt(x.mean() * (1 - x.mean()) / 400)
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.1)  # the normal-theory width of a mean's 95% interval
+
+
+def test_holm_adjustment_exact():
+    from encore.stats import holm
+
+    p = np.array([0.01, 0.04, 0.03, np.nan, 0.2])
+    # sorted 0.01, 0.03, 0.04, 0.2 with m = 4: 0.04, 0.09, max(0.09, 0.08) = 0.09, 0.2
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, 0.09, np.nan, 0.2])
 
 
 def test_compare_to_reference():
@@ -63,3 +82,18 @@ def test_compare_to_reference():
     correct = {"encore": np.ones(30), "uniform": np.zeros(30)}
     sig = compare_to("encore", correct, subsets, n_perm=500)
     assert sig.loc[0, "reference_minus_method"] == pytest.approx(100.0) and sig.loc[0, "p_value"] < 0.01
+    correct["gating"] = np.ones(30)
+    sig = compare_to("encore", correct, subsets, n_perm=500).set_index("method")
+    assert sig.loc["gating", "p_value"] == 1.0 and sig.loc["uniform", "p_holm"] == pytest.approx(
+        2 * sig.loc["uniform", "p_value"])  # the smallest of two p-values, times 2
+
+
+def test_json_outputs_are_strict(tmp_path):
+    import json
+
+    from encore.artifacts import write_json
+
+    write_json(tmp_path / "c.json", {"r": float("nan"), "xs": [1.0, np.inf, np.float64("nan")], "n": np.int64(3)})
+    text = (tmp_path / "c.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"n": 3, "r": None, "xs": [1.0, None, None]}

@@ -54,8 +54,21 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
+    """Strict JSON (RFC 8259): NaN and infinities become null, which every JSON reader accepts."""
+    text = json.dumps(_strict(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     return write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict(obj.tolist())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from encore.compose import compose
 from encore.data import SAFETY_COUNTS
-from encore.stats import bootstrap_ci, paired_permutation_test
+from encore.stats import bootstrap_ci, holm, paired_permutation_test
 
 
 def pair_correct(rewards: np.ndarray) -> np.ndarray:
@@ -59,7 +59,8 @@ def evaluate_weights(name: str, weights: np.ndarray, scores: np.ndarray, subsets
     """Score every evaluation pair with φ = Σ w_k ψ_k and summarise.
 
     weights (K,) or (S, K) (S seeds); scores (N, 2, K). Returns a table row (accuracies in percent; for S > 1 the
-    mean over seeds with ``safety_std`` the std across seeds) and per-pair correctness (N,) averaged over seeds.
+    mean over seeds with ``safety_std`` the sample std (ddof=1) across seeds) and per-pair correctness (N,) averaged
+    over seeds.
     """
     return evaluate_rewards(name, compose(scores, np.atleast_2d(weights)), subsets, n_boot=n_boot, seed=seed)
 
@@ -75,14 +76,16 @@ def evaluate_rewards(name: str, rewards: np.ndarray, subsets: np.ndarray, n_boot
     row: dict[str, Any] = {"method": name, "n_seeds": len(correct)}
     for s in per_seed[0]:
         row[s] = 100 * float(np.mean([a[s] for a in per_seed]))
-    row.update(safety=100 * float(heads.mean()), safety_std=100 * float(heads.std()) if len(correct) > 1 else 0.0,
+    # safety_std: the sample standard deviation over seeds (ddof=1), the spread a reader expects from "± std"
+    row.update(safety=100 * float(heads.mean()), safety_std=100 * float(heads.std(ddof=1)) if len(correct) > 1 else 0.0,
                safety_ci_low=100 * lo, safety_ci_high=100 * hi, overall=100 * float(correct.mean()))
     return row, mean_correct
 
 
 def compare_to(reference: str, correct: dict[str, np.ndarray], subsets: np.ndarray, n_perm: int = 10000,
                seed: int = 0) -> pd.DataFrame:
-    """Paired permutation test of ``reference`` (e.g. ENCORE) against every other method on the same pairs."""
+    """Paired permutation test of ``reference`` (e.g. ENCORE) against every other method on the same pairs, with
+    Holm-adjusted p-values (``p_holm``) beside the raw ones for the family of all these comparisons."""
     w = safety_pair_weights(subsets)
     if w.sum() == 0:
         w = np.full(len(subsets), 1.0 / len(subsets))
@@ -92,4 +95,6 @@ def compare_to(reference: str, correct: dict[str, np.ndarray], subsets: np.ndarr
             continue
         rows.append({"method": name, "reference": reference, "reference_minus_method": 100 * float(w @ (correct[reference] - c)),
                      "p_value": paired_permutation_test(correct[reference], c, w, n_perm=n_perm, seed=seed)})
-    return pd.DataFrame(rows, columns=["method", "reference", "reference_minus_method", "p_value"])
+    out = pd.DataFrame(rows, columns=["method", "reference", "reference_minus_method", "p_value"])
+    out["p_holm"] = holm(out["p_value"].to_numpy())
+    return out

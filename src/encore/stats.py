@@ -60,6 +60,19 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, weights: np.ndarray | 
     return (1 + count) / (1 + n_perm)
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (family-wise error over the m tests): sort ascending, p_(i) · (m - i + 1),
+    made monotone by a running maximum, capped at 1; returned in the input order. NaN stays NaN."""
+    p = np.asarray(p_values, float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adj
+    return out
+
+
 def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int = 10, ties: str = "wrong",
                              n_boot: int = 1000, seed: int = 0, level: float = 0.95,
                              chunk: int = 100) -> dict[str, float]:
@@ -82,7 +95,8 @@ def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int
         with np.errstate(invalid="ignore", divide="ignore"):
             acc = (counts @ credit) / (counts @ used)
         rs.append(_rowwise_pearson(H, acc))
-        rhos.append(_rowwise_pearson(_ranks(H), _ranks(acc)))
+        both = np.isfinite(H) & np.isfinite(acc)  # a rule missing on one axis leaves both rankings, as in the estimate
+        rhos.append(_rowwise_pearson(_ranks(np.where(both, H, np.nan)), _ranks(np.where(both, acc, np.nan))))
     rs, rhos = np.concatenate(rs), np.concatenate(rhos)
     a = (1 - level) / 2
     q = lambda x: (float(np.nanquantile(x, a)), float(np.nanquantile(x, 1 - a))) if np.isfinite(x).any() else (np.nan, np.nan)  # noqa: E731

@@ -109,3 +109,26 @@ def test_real_hh_rlhf_file_loads():
     pairs = data.load_pairs(path=str(SHARED_HH), format="hh", subset_field=None, empty="drop")
     assert len(pairs) == 2308  # 2,312 pairs, 4 with an empty final turn dropped
     assert pairs["prompt"].str.startswith("Human:").all()
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5, "abc"])
+def test_limit_zero_negative_or_not_a_count_is_an_error(tmp_path, limit):
+    path = tmp_path / "p.jsonl"
+    pd.DataFrame({"prompt": ["a", "b", "c"], "chosen": ["x", "y", "z"], "rejected": ["u", "v", "w"]}).to_json(
+        path, orient="records", lines=True)
+    with pytest.raises(DataError, match="data.limit"):
+        data.load_pairs(path=str(path), limit=limit)
+    with pytest.raises(DataError, match="data.limit"):
+        data.load_demo("train", limit=limit)
+    assert len(data.load_pairs(path=str(path), limit=2)) == 2
+
+
+def test_duplicates_and_identical_pairs_are_counted_and_warned(tmp_path, caplog):
+    rows = [{"prompt": "p", "chosen": "good", "rejected": "bad"}] * 3 + [{"prompt": "q", "chosen": "same", "rejected": "same"}]
+    path = tmp_path / "p.jsonl"
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    with caplog.at_level("WARNING"):
+        pairs = data.load_pairs(path=str(path))
+    assert len(pairs) == 4 and pairs["pair_id"].is_unique
+    text = caplog.text
+    assert "2 duplicate pair(s)" in text and "1 pair(s) with chosen identical to rejected" in text

@@ -87,11 +87,39 @@ def normalise(
         out = out[~blank]
     if len(out) == 0:
         raise DataError(f"{source}: no pairs left to use; check data.path / data.split / data.subsets")
-    out = out.reset_index(drop=True)
-    if limit is not None:
-        out = out.iloc[: int(limit)].reset_index(drop=True)
+    out = apply_limit(out.reset_index(drop=True), limit, source)
+    report_suspicious(out, source)
     out.insert(0, "pair_id", _pair_ids(out))
     return out[COLUMNS]
+
+
+def apply_limit(pairs: pd.DataFrame, limit: int | None, source: str) -> pd.DataFrame:
+    """The first ``limit`` pairs; ``None`` keeps all. Zero or a negative number is an error, never an empty or
+    silently shortened table (``iloc[:-1]`` would drop the last pair)."""
+    if limit is None:
+        return pairs
+    try:
+        n = int(limit)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: data.limit={limit!r} is not a whole number; use a positive integer or null") from None
+    if n < 1 or n != float(limit):
+        raise DataError(f"{source}: data.limit={limit!r}: use a positive integer (the first N pairs) or null (all)")
+    return pairs.iloc[:n].reset_index(drop=True)
+
+
+def report_suspicious(pairs: pd.DataFrame, source: str) -> dict[str, int]:
+    """Count, and warn about, pairs a user rarely means: exact duplicates (each occurrence counts again in every
+    statistic) and chosen identical to rejected (every rule and reward model ties on them: a miss under
+    study.ties=wrong). Returns the counts."""
+    dup = int(pairs.duplicated(["prompt", "chosen", "rejected"]).sum())
+    same = int((pairs["chosen"] == pairs["rejected"]).sum())
+    if dup:
+        log.warning("%s: %d duplicate pair(s) (same prompt, chosen and rejected); each occurrence is kept and counted. "
+                    "Deduplicate the file if that is not meant", source, dup)
+    if same:
+        log.warning("%s: %d pair(s) with chosen identical to rejected; every rule and reward model ties on them "
+                    "(a miss under study.ties=wrong). Remove them from the file if that is not meant", source, same)
+    return {"duplicates": dup, "identical": same}
 
 
 def _pair_ids(df: pd.DataFrame) -> list[str]:
@@ -248,8 +276,7 @@ def load_pairs(
         raise DataError(f"data.format={format!r}; use 'pairs' or 'hh' (PKU-SafeRLHF has its own loader)")
     pairs = normalise(raw, source=source, prompt_field=prompt_field, chosen_field=chosen_field,
                       rejected_field=rejected_field, subset_field=subset_field, empty=empty)
-    pairs = select_subsets(pairs, subsets, source=source)
-    return pairs.iloc[: int(limit)].reset_index(drop=True) if limit is not None else pairs
+    return apply_limit(select_subsets(pairs, subsets, source=source), limit, source)
 
 
 def load_pku_saferlhf(
@@ -313,4 +340,4 @@ def load_demo(split: str = "train", limit: int | None = None, subsets: list[str]
     if split == "eval":
         check_rewardbench_subsets(list(subsets or []) + list(pairs["subset"].unique()))
     pairs = select_subsets(pairs, subsets, source=f"demo[{split}]", field=f"{'eval' if split == 'eval' else 'data'}.subsets")
-    return pairs.iloc[: int(limit)].reset_index(drop=True) if limit is not None else pairs
+    return apply_limit(pairs, limit, f"demo[{split}]")

@@ -132,3 +132,20 @@ def test_duplicates_and_identical_pairs_are_counted_and_warned(tmp_path, caplog)
     assert len(pairs) == 4 and pairs["pair_id"].is_unique
     text = caplog.text
     assert "2 duplicate pair(s)" in text and "1 pair(s) with chosen identical to rejected" in text
+
+
+def test_unreadable_files_name_the_file_and_the_fix(tmp_path):
+    good = b'{"prompt": "p", "chosen": "c", "rejected": "r"}\n'
+    cases = {
+        "empty.jsonl": (b"", "empty file"),
+        "latin1.jsonl": ('{"prompt": "caf\u00e9", "chosen": "c", "rejected": "r"}\n'.encode("latin-1"), "not UTF-8"),
+        "zipped.jsonl": (gzip.compress(good), "rename it to zipped.jsonl.gz"),
+        "plain.jsonl.gz": (good, "not gzip-compressed but named .gz"),
+        "broken.jsonl": (b'{"prompt": "p", "chos', "cannot be read as jsonl"),
+        "nothing.jsonl.gz": (gzip.compress(b"\n"), "holds no rows"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataError, match=message) as e:
+            data.load_pairs(path=str(tmp_path / name))
+        assert name in str(e.value) and "prompt_field" not in str(e.value)

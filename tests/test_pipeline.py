@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from encore.data import DataError
 from encore.pipeline import run_correlation, run_evaluate, run_reproduce
 from encore.rules import RuleError
+from encore.settings import SettingError
 
 from conftest import CONF, ROOT, SHARED_HH, make_cfg
 
@@ -79,6 +80,12 @@ def test_end_to_end_tiny(tmp_path, cache):
     ("method.tau=-1", ValueError, "method.tau"),
     ("eval.subsets=[refusals-violent]", DataError, "RewardBench does not have"),
     ("rules.rules=[{name: only, text: one rule}]", RuleError, "at least 2"),
+    ("study.bins=2.5", SettingError, "study.bins"),
+    ("study.bins=abc", SettingError, "study.bins"),
+    ("study.ties=sometimes", SettingError, "study.ties"),
+    ("study.log_base=-1", SettingError, "study.log_base"),
+    ("rating.chunk_size=0", SettingError, "rating.chunk_size"),
+    ("data.limit=0", DataError, "data.limit"),
 ])
 def test_bad_input_fails_before_writing_anything(tmp_path, cache, override, error, match):
     overrides = ["method=encore", override] if "tau" in override else [override]

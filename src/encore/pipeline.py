@@ -33,6 +33,7 @@ from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
 from encore.rating import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rules import Rule, load_rules
+from encore.settings import check_settings
 from encore.stats import bootstrap_correlation_ci
 from encore.tracking import Tracker, make_tracker
 
@@ -91,13 +92,14 @@ def rate_command() -> str:
 def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.DataFrame, dict]:
     """Per-rule entropy and accuracy, their correlation with a bootstrap interval."""
     st = cfg.study
-    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), st.bins, np.e if st.log_base == "e" else st.log_base)
+    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins),
+                       np.e if str(st.log_base) == "e" else float(st.log_base))
     acc, n_used = rule_accuracy(ratings.chosen, ratings.rejected, st.ties)
     stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "n_pairs": n_used,
                           "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
                           "mean_rating": np.nanmean(ratings.values, axis=(0, 1))})
     corr = correlation(H, acc)
-    corr.update(bootstrap_correlation_ci(ratings.chosen, ratings.rejected, st.bins, st.ties,
+    corr.update(bootstrap_correlation_ci(ratings.chosen, ratings.rejected, int(st.bins), st.ties,
                                          n_boot=cfg.stats.n_boot, seed=cfg.stats.seed))
     corr.update(bins=st.bins, ties=st.ties, log_base=str(st.log_base), n_pairs=len(ratings.pair_ids))
     write_frame(run_dir / "rule_stats.csv", stats)
@@ -223,6 +225,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     todo = set(order[: order.index(upto) + 1])
     # Everything that can be wrong with the input is checked before the first file is written.
     t0 = time.perf_counter()
+    check_settings(cfg)
     methods = method_objects(cfg.method) if "evaluate" in todo else []
     if "export" in todo and cfg.export.method not in [m.name for m in methods if hasattr(m, "weights")]:
         raise ValueError(f"export.method={cfg.export.method!r} is not a weight-based method of this run "

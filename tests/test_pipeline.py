@@ -146,3 +146,25 @@ def test_correlation_on_real_hh_rlhf(tmp_path, cache):
     assert -1 <= c["pearson_r"] <= 1 and c["pearson_r_ci_low"] <= c["pearson_r"] <= c["pearson_r_ci_high"]
     stats = pd.read_csv(tmp_path / "run" / "rule_stats.csv")
     assert stats["n_pairs"].eq(150).all()
+
+
+def test_a_crashed_stage_is_recorded_as_failed(tmp_path, cache, monkeypatch):
+    import encore.pipeline as pipeline
+    from encore.tracking import Tracker
+
+    codes = []
+
+    class Recorder(Tracker):
+        def finish(self, exit_code: int = 0) -> None:
+            codes.append(exit_code)
+
+    monkeypatch.setattr(pipeline, "_tracker", lambda cfg, run_dir, job: Recorder())
+    run_correlation(make_cfg("data.limit=10", cache=cache), tmp_path / "ok")
+
+    def boom(*a, **k):
+        raise RuntimeError("the study broke")
+
+    monkeypatch.setattr(pipeline, "stage_study", boom)
+    with pytest.raises(RuntimeError, match="the study broke"):
+        run_correlation(make_cfg("data.limit=10", cache=cache), tmp_path / "crash")
+    assert codes == [0, 1]

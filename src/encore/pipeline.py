@@ -238,12 +238,14 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir), "experiment": cfg.experiment_name,
                                "dataset": dataset_name(cfg.data), "eval_fingerprint": fingerprint(eval_pairs)
                                if eval_pairs is not None else None}
+    failed = True  # until the last line of the try block: a crash is recorded in wandb as the failure it is
     try:
         ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)  # ranks only read the cache
         if slicing is not None:  # a shard job: its slice is in the cache; later stages run once all are in
             log.info("rated shard %d of %d; later stages run without rating.shard once every shard is in",
                      slicing.shard, slicing.num_shards)
             write_json(run_dir / "metrics.json", {**metrics, "seconds": time.perf_counter() - t0})
+            failed = False
             return metrics
         if todo & {"heads", "evaluate"} and hasattr(rater, "unload"):
             rater.unload()  # free its GPUs for the backbone; an LLM judge reloads it when evaluation needs it
@@ -255,6 +257,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
         if "heads" in todo:
             arrays, metrics["heads"], encoder, trainer = stage_heads(cfg, train, ratings, eval_pairs, run_dir)
             if not PartialState().is_main_process:  # under `accelerate launch`, the other ranks only helped train
+                failed = False
                 return metrics
         if "evaluate" in todo:
             ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
@@ -279,9 +282,10 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
             tracker.log_artifact(f"{cfg.experiment_name}-scores", "scores", arts)
         metrics["seconds"] = time.perf_counter() - t0
         write_json(run_dir / "metrics.json", metrics)
+        failed = False
         return metrics
     finally:
-        tracker.finish()
+        tracker.finish(exit_code=1 if failed else 0)
 
 
 def run_rate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

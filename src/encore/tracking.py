@@ -27,7 +27,7 @@ class Tracker:
 
     def log_artifact(self, name: str, kind: str, paths: list[Path]) -> None: ...
 
-    def finish(self) -> None: ...
+    def finish(self, exit_code: int = 0) -> None: ...
 
 
 class WandbTracker(Tracker):
@@ -58,8 +58,9 @@ class WandbTracker(Tracker):
             art.add_file(str(p))
         self.run.log_artifact(art)
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, exit_code: int = 0) -> None:
+        """``exit_code`` 1 marks the run failed in wandb (a crashed stage must not look successful)."""
+        self.run.finish(exit_code=exit_code)
 
 
 def make_tracker(kind: str, run_dir: Path, config: dict[str, Any], **kwargs: Any) -> Tracker:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
 import uuid
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,6 +23,18 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger(__name__)
+
+
+def _file_mode() -> int:
+    """The mode a plain ``open`` would give a new file under this process's umask (mkstemp's 0600 would lock a
+    cache shared by a team out of everyone else's reach)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
 
 def content_hash(*parts: Any, length: int = 16) -> str:
     """Stable hex digest of JSON-serialisable parts (dict keys sorted, so key order never changes a key)."""
@@ -42,6 +56,7 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -109,16 +124,58 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], bool]:
-    """Return the arrays at ``path`` if present, else compute, save atomically and return them.
+KEY = "_cache_key"
 
-    The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no model.
+
+def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
+                  check: Callable[[dict[str, np.ndarray]], str | None] | None = None) -> tuple[dict[str, np.ndarray], bool]:
+    """Return the arrays at ``path`` if present and valid, else compute, save atomically and return them.
+
+    Valid: readable without pickle, carrying the cache key (the file name) it was written under, no infinite value,
+    and whatever ``check`` (shapes, ranges) returns no problem for. An invalid entry is logged and recomputed, never
+    used. The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no
+    model.
     """
     if path.exists():
-        return read_arrays(path), True
+        problem = _problem(path, check)
+        if problem is None:
+            arrays = read_arrays(path)
+            arrays.pop(KEY)
+            return arrays, True
+        log.warning("cache entry %s is invalid (%s): recomputing it", path, problem)
     arrays = compute()
-    write_arrays(path, **arrays)
+    problem = check(arrays) if check else None
+    if problem:  # our own computation failed its check: a bug or a broken model, not a cache to keep
+        raise RuntimeError(f"computed arrays for {path.name} fail their check: {problem}")
+    write_arrays(path, **arrays, **{KEY: np.array(path.stem)})
     return arrays, False
+
+
+def _problem(path: Path, check: Callable[[dict[str, np.ndarray]], str | None] | None) -> str | None:
+    try:
+        arrays = read_arrays(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        return f"unreadable: {type(e).__name__}"
+    if str(arrays.pop(KEY, "")) != path.stem:
+        return "no cache key recorded inside, or another entry's"
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and np.isinf(a).any():
+            return f"{name} holds infinite values"
+    return check(arrays) if check else None
+
+
+def expect(arrays: dict[str, np.ndarray], finite: bool = True, **shapes: tuple) -> str | None:
+    """A ``check`` for :func:`cached_arrays`: each named array has the given shape (None matches any size on that
+    axis) and, with ``finite``, no NaN."""
+    for name, shape in shapes.items():
+        a = arrays.get(name)
+        if a is None:
+            return f"{name} is missing"
+        if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+            return f"{name} has shape {a.shape}, expected {shape}"
+        if finite and a.dtype.kind == "f" and np.isnan(a).any():
+            return f"{name} holds NaN"
+    return None
 
 
 @contextmanager

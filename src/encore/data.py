@@ -77,7 +77,7 @@ def normalise(
         out[role] = out[role].map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
     blank = (out[["prompt", "chosen", "rejected"]].apply(lambda col: col.str.strip() == "")).any(axis=1)
     if blank.any():
-        rows = list(out.index[blank][:5])
+        rows = [int(i) for i in out.index[blank][:5]]
         if empty == "error":
             raise DataError(
                 f"{source}: {int(blank.sum())} pair(s) have an empty prompt, chosen or rejected text (first rows: {rows}). "

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from encore import checkpoint
-from encore.artifacts import array_hash, cached_arrays, content_hash, read_json, write_frame
+from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
 from encore.backbone import Encoder
 from encore.data import fingerprint
 from encore.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
@@ -110,8 +110,11 @@ class Finetune:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return {"eval_scores": ev, "train_scores": tr, "val_mse": np.nanmean(err, axis=(0, 1))}
 
+        k = ratings.shape[-1]
         arrays, hit = cached_arrays(Path(cache_dir) / "head_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
-                                    compute)
+                                    compute, lambda a: expect(a, eval_scores=(len(eval_pairs), 2, k),
+                                                              train_scores=(len(train), 2, k))
+                                    or expect(a, finite=False, val_mse=(k,)))
         return arrays, {"model_dir": str(model_dir), "head_scores_cached": hit, "head_scores_key": key}
 
     def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
@@ -121,7 +124,7 @@ class Finetune:
         model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
         compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
         arrays, _ = cached_arrays(Path(cache_dir) / "bt_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
-                                  compute)
+                                  compute, lambda a: expect(a, rewards=(len(eval_pairs), 2)))
         return arrays["rewards"]
 
     def load_rm(self, arrays: dict[str, np.ndarray], report: dict[str, Any], encoder: Encoder) -> MultiHeadRM:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from encore.artifacts import array_hash, cached_arrays, content_hash
+from encore.artifacts import array_hash, cached_arrays, content_hash, expect
 from encore.backbone import Encoder
 from encore.compose import bt_fit_weights
 from encore.data import fingerprint
@@ -37,7 +37,13 @@ def embed_pairs(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path, pr
         e = encoder.encode(encoder.pair_texts(pairs), progress=progress)
         return {"emb": e.reshape(len(pairs), 2, -1)}
 
-    arrays, hit = cached_arrays(path, compute)
+    def check(a: dict[str, np.ndarray]) -> str | None:
+        bad = expect(a, emb=(len(pairs), 2, None))
+        if bad is None and np.all(a["emb"] == 0, axis=-1).any():
+            bad = "all-zero embedding vectors (no encoder pools to exactly zero)"
+        return bad
+
+    arrays, hit = cached_arrays(path, compute, check)
     return arrays["emb"], hit
 
 
@@ -48,7 +54,8 @@ def embed_prompts(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path) 
     def compute() -> dict[str, np.ndarray]:
         return {"emb": encoder.encode([p.strip() for p in pairs["prompt"]], progress=True)}
 
-    return cached_arrays(Path(cache_dir) / "embeddings" / f"{key}.npz", compute)[0]["emb"]
+    return cached_arrays(Path(cache_dir) / "embeddings" / f"{key}.npz", compute,
+                         lambda a: expect(a, emb=(len(pairs), None)))[0]["emb"]
 
 
 def _ridge_solve(X: np.ndarray, Y: np.ndarray, alphas: Sequence[float]) -> np.ndarray:
@@ -162,4 +169,10 @@ def head_scores(train_emb: np.ndarray, train_ratings: np.ndarray, eval_emb: np.n
         return {"eval_scores": heads.predict(eval_emb), "train_scores": heads.predict(train_emb),
                 "alpha": heads.alpha, "val_mse": heads.val_mse, "W": heads.W, "b": heads.b}
 
-    return cached_arrays(cache_path, compute)
+    n, m, k = len(train_emb), len(eval_emb), train_ratings.shape[-1]
+
+    def check(a: dict[str, np.ndarray]) -> str | None:
+        return (expect(a, eval_scores=(m, 2, k), train_scores=(n, 2, k), W=(None, k), b=(k,))
+                or expect(a, finite=False, alpha=(k,), val_mse=(k,)))
+
+    return cached_arrays(cache_path, compute, check)

@@ -2,7 +2,7 @@
 P(A) vs P(B) from its next-token distribution. Each pair is judged in both orders and averaged (position-bias
 control):  P(chosen) = ½ [P(A | chosen shown as A) + P(B | chosen shown as B)].  The reward of chosen is P(chosen)
 and of rejected 1 - P(chosen). ``position_agreement`` is the share of pairs where both orders prefer the same
-response. Judgements are cached by (judge identity, evaluation data fingerprint).
+response. Judgements are cached by (judge identity, judge prompt and labels, evaluation data fingerprint).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from encore.artifacts import cached_arrays, content_hash
+from encore.artifacts import cached_arrays, content_hash, expect
 from encore.data import fingerprint
+from encore.rating import prompts as P
 
 
 @dataclass
@@ -39,9 +40,16 @@ class LLMJudge:
             p_ba, _ = backend.judge(p, r, c)  # chosen shown as B
             return {"chosen_first": p_ab, "chosen_second": 1 - p_ba}
 
-        key = content_hash({"judge": backend.identity()}, fingerprint(pairs))
+        # everything that shapes a judgement: the model (identity), the judge prompt and its answer labels
+        key = content_hash({"judge": backend.identity(), "template": P.JUDGE_TEMPLATE, "labels": P.JUDGE_LABELS,
+                            "label_forms": "as typed"}, fingerprint(pairs))
         root = Path(self.cache_dir or os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore"))
-        arrays, _ = cached_arrays(root / "judge" / f"{key}.npz", compute)
+        def check(a: dict[str, np.ndarray]) -> str | None:
+            bad = expect(a, finite=False, chosen_first=(len(pairs),), chosen_second=(len(pairs),))
+            vals = np.concatenate([a["chosen_first"], a["chosen_second"]]) if bad is None else np.zeros(0)
+            return bad or ("judgements outside [0, 1]" if ((vals < 0) | (vals > 1)).any() else None)
+
+        arrays, _ = cached_arrays(root / "judge" / f"{key}.npz", compute, check)
         a, b = arrays["chosen_first"], arrays["chosen_second"]
         p_chosen = np.nanmean(np.stack([a, b]), axis=0)  # one order missing: the other alone; both: NaN (a miss)
         ok = np.isfinite(a) & np.isfinite(b)

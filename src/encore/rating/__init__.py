@@ -8,6 +8,7 @@ reason. Raters are built from ``conf/rater/*.yaml`` with ``_target_``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from encore.rules import Rule
 
 __all__ = ["MissingShards", "NotRated", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
 log = logging.getLogger(__name__)
+_LENGTH = re.compile(r" \(\d+ > \d+ tokens\)")
 SIDES = ("chosen", "rejected")
 
 
@@ -66,8 +68,13 @@ class Ratings:
         return int(np.isnan(self.values).sum())
 
     def missing_by_reason(self) -> dict[str, int]:
+        """Missing ratings counted by reason; a too-long prompt's length is left out of its reason, so they form
+        one count rather than one per length."""
         r = self.reasons[self.reasons != ""]
-        return dict(zip(*np.unique(r, return_counts=True))) if r.size else {}
+        if not r.size:
+            return {}
+        keys, counts = np.unique([_LENGTH.sub("", x) for x in r], return_counts=True)
+        return {str(k): int(c) for k, c in zip(keys, counts)}
 
     def tidy(self) -> pd.DataFrame:
         """Long table: pair_id, side, rule, value, reason."""

@@ -8,6 +8,7 @@ next run reads every shard, rates only what is absent, and assembles exactly the
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,25 @@ import numpy as np
 import pandas as pd
 
 from encore.artifacts import content_hash, write_frame
+
+log = logging.getLogger(__name__)
+
+
+def _read_shard(path: Path) -> tuple[pd.DataFrame | None, str]:
+    """A shard and "" when it is sound; else None and what is wrong with it."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file (truncated, not parquet) is the same problem
+        return None, f"unreadable: {type(e).__name__}"
+    if set(df.columns) != {"item", "rule", "value", "reason"}:
+        return None, f"columns {sorted(df.columns)}"
+    v = pd.to_numeric(df["value"], errors="coerce").to_numpy(float)
+    missing, why = np.isnan(v), df["reason"].astype(str).to_numpy() != ""
+    if ((v < 0) | (v > 1))[~missing].any():
+        return None, "ratings outside [0, 1]"
+    if (missing != why).any():
+        return None, "a missing rating without a reason, or a reason beside a rating"
+    return df, ""
 
 
 def item_key(prompt: str, response: str, rule_text: str) -> str:
@@ -28,11 +48,18 @@ class RatingStore:
         self._table: dict[str, tuple[float, str]] | None = None
 
     def load(self) -> dict[str, tuple[float, str]]:
-        """item -> (value, reason); later shards win (a retried rating replaces a missing one)."""
+        """item -> (value, reason); later shards win (a retried rating replaces a missing one). A shard that cannot
+        be read or fails validation is moved aside (``*.invalid``, kept for inspection) and logged; its ratings are
+        absent, so they are asked again."""
         if self._table is None:
             table: dict[str, tuple[float, str]] = {}
             for shard in sorted(self.dir.glob("shard-*.parquet")):
-                df = pd.read_parquet(shard)
+                df, problem = _read_shard(shard)
+                if problem:
+                    log.warning("rating shard %s is invalid (%s): moved aside to %s.invalid; its ratings will be asked "
+                                "again", shard, problem, shard.name)
+                    shard.rename(shard.with_name(shard.name + ".invalid"))
+                    continue
                 table.update(zip(df["item"], zip(df["value"].astype(float), df["reason"].astype(str))))
             self._table = table
         return self._table

@@ -168,3 +168,15 @@ def test_a_crashed_stage_is_recorded_as_failed(tmp_path, cache, monkeypatch):
     with pytest.raises(RuntimeError, match="the study broke"):
         run_correlation(make_cfg("data.limit=10", cache=cache), tmp_path / "crash")
     assert codes == [0, 1]
+
+
+def test_study_refuses_an_all_nan_table(tmp_path, cache):
+    from encore.pipeline import stage_study
+    from encore.rating import Ratings
+
+    v = np.random.default_rng(0).uniform(size=(6, 2, 3))
+    v[:, 1] = np.nan  # no rejected response rated: no rule has an accuracy
+    reasons = np.where(np.isnan(v), "refused", "").astype(object)
+    with pytest.raises(RuntimeError, match="all NaN"):
+        stage_study(make_cfg(cache=cache), Ratings(list("abcdef"), ["x", "y", "z"], v, reasons), tmp_path)
+    assert not (tmp_path / "rule_stats.csv").exists()

@@ -49,7 +49,33 @@ def test_exhausted_retries_are_missing_with_reason(local):
         v, reasons = _client(srv.url, max_retries=2, max_concurrency=1).rate(list(pairs["prompt"]),
                                                                              list(pairs["chosen"]), RULES)
     assert np.isnan(v).all()
-    assert {r for row in reasons for r in row} == {"HTTP 500 after 2 retries"}
+    assert {r for row in reasons for r in row} == {"transient: HTTP 500 after 2 retries"}
+
+
+def test_an_unreachable_server_fails_the_stage_and_caches_nothing(local, tmp_path):
+    """Every request fails: the stage stops with the reason and the fix, stores no rating, and the next run against
+    a working server asks for every rating again."""
+    from encore.rating import TooManyMissing
+
+    pairs = load_demo("train").iloc[:3]
+    dead = _client("http://127.0.0.1:1/v1", max_retries=1)
+    with pytest.raises(TooManyMissing, match="check rater.base_url and the server") as e:
+        rate_pairs(pairs, RULES, dead, tmp_path, chunk_size=4, progress=False)
+    assert "12 of 12 ratings (100%)" in str(e.value)
+    assert not list(tmp_path.rglob("shard-*.parquet"))  # the outage was not cached as missing ratings
+    with LLMServer(local) as srv:
+        ratings, rep = rate_pairs(pairs, RULES, _client(srv.url), tmp_path, chunk_size=4, progress=False)
+    assert rep["n_new"] == 12 and ratings.n_missing == 0
+
+
+def test_a_few_transient_failures_are_reported_and_asked_again(local, tmp_path):
+    pairs = load_demo("train").iloc[:4]
+    with LLMServer(local, faults=[500]) as srv:  # one request fails and, with no retry allowed, stays failed
+        first, rep = rate_pairs(pairs, RULES, _client(srv.url, max_retries=0, max_concurrency=1), tmp_path,
+                                chunk_size=8, progress=False, max_missing_share=0.5)
+        assert rep["n_transient"] == 1 and first.n_missing == 1
+        again, rep2 = rate_pairs(pairs, RULES, _client(srv.url), tmp_path, chunk_size=8, progress=False)
+    assert rep2["n_new"] == len(RULES) and again.n_missing == 0  # only the failed response was rated again
 
 
 def test_api_key_from_environment_only(local, monkeypatch):

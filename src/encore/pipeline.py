@@ -66,7 +66,8 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
         ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
                                      slicing=Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard),
-                                     cached_only=PartialState().num_processes > 1)
+                                     cached_only=PartialState().num_processes > 1,
+                                     max_missing_share=cfg.rating.max_missing_share)
     except MissingShards as e:
         raise e.with_command(rate_command())
     except NotRated as e:
@@ -95,6 +96,10 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
     H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins),
                        np.e if str(st.log_base) == "e" else float(st.log_base))
     acc, n_used = rule_accuracy(ratings.chosen, ratings.rejected, st.ties)
+    if not np.isfinite(acc).any():
+        raise RuntimeError(f"study: no rule has a pair rated on both sides ({ratings.n_missing} ratings missing: "
+                           f"{ratings.missing_by_reason()}); the entropy-accuracy table would be all NaN. Fix the "
+                           "rating stage first (see rating_report.json)")
     stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "n_pairs": n_used,
                           "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
                           "mean_rating": np.nanmean(ratings.values, axis=(0, 1))})

@@ -21,10 +21,10 @@ from tqdm.auto import tqdm
 from encore.artifacts import content_hash
 from encore.rating.shards import (MissingShards, Slicing, assign, canonical_chunks, latest_record, slice_key,
                                   write_record)
-from encore.rating.store import RatingStore, item_key
+from encore.rating.store import TRANSIENT, RatingStore, item_key
 from encore.rules import Rule
 
-__all__ = ["MissingShards", "NotRated", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
+__all__ = ["MissingShards", "NotRated", "TooManyMissing", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
 log = logging.getLogger(__name__)
 _LENGTH = re.compile(r" \(\d+ > \d+ tokens\)")
 SIDES = ("chosen", "rejected")
@@ -70,10 +70,14 @@ class Ratings:
     def missing_by_reason(self) -> dict[str, int]:
         """Missing ratings counted by reason; a too-long prompt's length is left out of its reason, so they form
         one count rather than one per length."""
-        r = self.reasons[self.reasons != ""]
-        if not r.size:
+        return self.count(self.reasons[self.reasons != ""])
+
+    @staticmethod
+    def count(reasons: Any) -> dict[str, int]:
+        r = [_LENGTH.sub("", str(x)) for x in reasons]
+        if not r:
             return {}
-        keys, counts = np.unique([_LENGTH.sub("", x) for x in r], return_counts=True)
+        keys, counts = np.unique(r, return_counts=True)
         return {str(k): int(c) for k, c in zip(keys, counts)}
 
     def tidy(self) -> pd.DataFrame:
@@ -94,7 +98,8 @@ def rater_key(rater: Rater) -> str:
 
 def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: str | Path, chunk_size: int = 256,
                retry_missing: bool = False, progress: bool = True,
-               slicing: Slicing | None = None, cached_only: bool = False) -> tuple[Ratings | None, dict[str, Any]]:
+               slicing: Slicing | None = None, cached_only: bool = False,
+               max_missing_share: float = 1.0) -> tuple[Ratings | None, dict[str, Any]]:
     """Rate both sides of every pair under every rule, reusing and extending the store at ``cache_dir``.
 
     Identical (prompt, response) texts are rated once. Work goes in canonical chunks of ``chunk_size`` responses
@@ -102,7 +107,9 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
     re-asks ratings stored as missing. With ``slicing`` only that shard's chunks are rated and no table is returned
     (the job leaves a record instead); without it, missing ratings of texts that shard jobs own stop the run with
     :class:`MissingShards`. ``cached_only``: anything left to rate is an error (:class:`NotRated`) instead of a
-    rater load. Returns the ratings and a report (cached, new and missing counts, throughput).
+    rater load. Failures with a transient reason (server unreachable, overloaded) are missing for this run but never
+    cached. More than ``max_missing_share`` of the ratings missing (or all of them) is a :class:`TooManyMissing`
+    naming the reasons and the fixes. Returns the ratings and a report (cached, new and missing counts, throughput).
     """
     store = RatingStore(cache_dir, rater_key(rater))
     table = store.load()
@@ -140,6 +147,7 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         raise NotRated(sum(map(len, work)) * len(rules))
     n_cached = sum(not todo(k) for chunk in mine for i in chunk for k in texts[uniq[i]])
     n_new, t0 = 0, time.perf_counter()
+    transient: dict[str, str] = {}
     bar = tqdm(total=sum(map(len, work)) * len(rules), desc="rate", unit="rating", disable=not progress or not work)
     for chunk in work:
         values, reasons = rater.rate([uniq[i][0] for i in chunk], [uniq[i][1] for i in chunk], rules)
@@ -154,8 +162,12 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
             for rule, k, v, reason in zip(rules, texts[uniq[i]], row, rrow):
                 if np.isnan(v) and not reason:
                     reason = "rater returned no value"
+                if reason.startswith(TRANSIENT):  # this run's gap, not the rating: asked again next run
+                    transient[k] = reason
+                    continue
                 items.append(k); names.append(rule.name); vals.append(v); why.append(reason)
-        store.write_shard(items, names, vals, why)
+        if items:
+            store.write_shard(items, names, vals, why)
         n_new += len(items)
         bar.update(len(items))
         bar.set_postfix(rate=f"{n_new / max(time.perf_counter() - t0, 1e-9):.0f}/s")
@@ -164,7 +176,13 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
     report = {"rater_key": store.dir.name, "n_pairs": len(pairs), "n_rules": len(rules), "n_cached": n_cached,
               "n_new": n_new, "seconds": elapsed, "ratings_per_s": n_new / elapsed if n_new else None,
               "shards": store.n_shards()}
+    if transient:
+        log.warning("%d rating(s) failed transiently (%s); not cached: a rerun asks for them again",
+                    len(transient), sorted(set(transient.values()))[:3])
+    report["n_transient"] = len(transient)
     if slicing is not None:
+        check_missing(len(transient), sum(map(len, mine)) * len(rules), Ratings.count(transient.values()),
+                      max_missing_share)
         write_record(store.dir, key, slicing, chunk_size, len(mine), n_new)
         report.update(slice={"num_shards": slicing.num_shards, "shard": slicing.shard, "chunks": len(mine),
                              "responses": sum(map(len, mine))})
@@ -176,9 +194,32 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
     for i, (prompt, c, r) in enumerate(zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])):
         for side, resp in enumerate((c, r)):
             for j, ik in enumerate(texts[(prompt, resp)]):
-                values[i, side, j], reasons[i, side, j] = table[ik]
+                values[i, side, j], reasons[i, side, j] = table[ik] if ik in table else (np.nan, transient[ik])
     ratings = Ratings(list(pairs["pair_id"]), [r.name for r in rules], values, reasons)
     report.update(n_missing=ratings.n_missing, missing_by_reason=ratings.missing_by_reason())
     if ratings.n_missing:
-        log.warning("%d rating(s) missing: %s", ratings.n_missing, report["missing_by_reason"])
+        log.warning("%d rating(s) missing: %s. Ratings stored as missing are reused; rating.retry_missing=true asks "
+                    "for them again", ratings.n_missing, report["missing_by_reason"])
+    check_missing(ratings.n_missing, values.size, report["missing_by_reason"], max_missing_share)
     return ratings, report
+
+
+class TooManyMissing(RuntimeError):
+    """More ratings missing than a study can stand on."""
+
+
+def check_missing(n_missing: int, n_total: int, by_reason: dict[str, int], max_share: float) -> None:
+    """Stop when all ratings, or more than ``max_share`` of them, are missing: the reasons and what fixes each."""
+    if not n_total or (n_missing < n_total and n_missing <= max_share * n_total):
+        return
+    fixes = []
+    if any(r.startswith(TRANSIENT) for r in by_reason):
+        fixes.append("the rater's server failed or was unreachable: check rater.base_url and the server, then run "
+                     "again (transient failures are not cached, a rerun asks again)")
+    if any("rater.max_length" in r for r in by_reason):
+        fixes.append("prompts exceed rater.max_length: raise it, if the model's context allows")
+    if any(not r.startswith(TRANSIENT) for r in by_reason):
+        fixes.append("missing ratings stored by an earlier run are reused: add rating.retry_missing=true to ask again")
+    fixes.append(f"to accept this many, raise rating.max_missing_share (now {max_share})")
+    raise TooManyMissing(f"{n_missing} of {n_total} ratings ({n_missing / n_total:.0%}) are missing: "
+                         f"{dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:5])}. Fix: " + "; ".join(fixes))

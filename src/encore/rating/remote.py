@@ -6,9 +6,11 @@ missing). Against ``vllm serve`` (``rater=vllm_server``: ``vllm_extensions=true`
 the prompt goes to ``/v1/completions`` as the token ids ``rater=hf`` would build (same tokenizer code), with vLLM's
 request extensions ``allowed_token_ids`` (the label tokens), ``logprobs`` = their number and
 ``return_tokens_as_token_ids``; the server runs with ``--logprobs-mode processed_logprobs``, so the reply holds the
-probabilities of every label token after the restriction (checked on every reply, see ``restricted_probs``). Requests run concurrently (bounded
-by ``max_concurrency``) and are retried with exponential backoff on 429, 5xx, timeouts and connection errors. A rating
-that still fails is recorded as missing with its reason. The API key is read from the environment variable named by
+probabilities of every label token after the restriction (checked on every reply, see ``restricted_probs``).
+
+Requests run concurrently (bounded by ``max_concurrency``) and are retried with exponential backoff on 429, 5xx,
+timeouts and connection errors. A rating that still fails is missing for this run with a ``transient:`` reason,
+which is never cached, so a rerun asks again. The API key is read from the environment variable named by
 ``api_key_env`` at request time and is never stored in the config, the identity (cache key), logs or wandb.
 """
 
@@ -25,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from encore.rating import prompts as P
+from encore.rating.store import TRANSIENT
 from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule
 
@@ -167,7 +170,7 @@ class OpenAIRater:
             if attempt < self.max_retries:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(max(delay, retry_after or 0.0))
-        return None, reason
+        return None, TRANSIENT + reason  # the server may answer later: never cached as the rating
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -21,6 +21,9 @@ from encore.artifacts import content_hash, write_frame
 log = logging.getLogger(__name__)
 
 
+TRANSIENT = "transient: "  # reason prefix of a failure that may pass (server down, overloaded): never stored
+
+
 def _read_shard(path: Path) -> tuple[pd.DataFrame | None, str]:
     """A shard and "" when it is sound; else None and what is wrong with it."""
     try:

@@ -114,7 +114,7 @@ class Encoder:
         return {"name_or_path": self.name_or_path, "revision": self.revision, "tokenizer": self.tokenizer,
                 "config": dict(self.config) if self.config else None, "seed": self.seed if self.config else None,
                 "pooling": self.resolved_pooling(), "normalize": self.normalize, "max_length": self.max_length,
-                **({"text_format": self.text_format} if self.text_format != "plain" else {})}
+                "truncation": "keep_end", **({"text_format": self.text_format} if self.text_format != "plain" else {})}
 
     # ------------------------------------------------------------------ loading
     def arch_info(self) -> Any:
@@ -174,6 +174,7 @@ class Encoder:
         tok = AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token or tok.unk_token
+        tok.truncation_side = "left"  # a saved (exported) tokenizer that truncates keeps the response, as we do
         return tok
 
     def new_model(self, dtype: torch.dtype | None = None) -> Any:
@@ -234,10 +235,23 @@ class Encoder:
         return self.texts([p for p in pairs["prompt"] for _ in (0, 1)],
                           [x for c, r in zip(pairs["chosen"], pairs["rejected"]) for x in (c, r)])
 
+    def token_ids(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        """Token ids for :meth:`texts` (a chat template already carries its special tokens), each at most
+        ``max_length``: a longer text keeps its leading special tokens and its end, the response (see
+        :mod:`encore.truncation`). Returns the ids and which texts were cut."""
+        from encore.truncation import keep_end
+
+        full = self.tok(texts, add_special_tokens=self.text_format == "plain", verbose=False)["input_ids"]
+        special = set(self.tok.all_special_ids)
+        out = [keep_end(ids, self.max_length, special) for ids in full]
+        return [o[0] for o in out], [o[1] for o in out]
+
     def tokenize(self, texts: list[str], padding: bool | str = True) -> Any:
-        """Token ids for :meth:`texts` (a chat template already carries its special tokens)."""
-        return self.tok(texts, padding=padding, truncation=True, max_length=self.max_length,
-                        add_special_tokens=self.text_format == "plain", return_tensors="pt" if padding else None)
+        """:meth:`token_ids`, padded into tensors (``padding``) or as lists."""
+        ids, _ = self.token_ids(texts)
+        if not padding:
+            return {"input_ids": ids}
+        return self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
     # ------------------------------------------------------------------ encoding
     @torch.inference_mode()

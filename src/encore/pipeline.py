@@ -36,6 +36,7 @@ from encore.rules import Rule, load_rules
 from encore.settings import check_settings
 from encore.stats import bootstrap_correlation_ci
 from encore.tracking import Tracker, make_tracker
+from encore.truncation import truncation_report
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,14 @@ def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pai
         "rule": np.tile(ratings.rules, 2 * n), "score": scores.reshape(-1)}))
     per_head = {c: arrays[c] for c in ("alpha", "val_mse") if c in arrays}
     write_frame(run_dir / "heads.csv", pd.DataFrame({"rule": ratings.rules, **per_head}))
-    report = {**report, "seconds": time.perf_counter() - t0, "n_eval": n}
+    report = {**report, "seconds": time.perf_counter() - t0, "n_eval": n,
+              "truncation": {"train": truncation_report(encoder, train, cfg.cache_dir),
+                             "eval": truncation_report(encoder, eval_pairs, cfg.cache_dir)}}
+    for part, t in report["truncation"].items():
+        if t["texts_truncated"]:
+            log.warning("%s pairs: %d text(s) longer than model.max_length=%d lost the start of their conversation "
+                        "(%d pair(s) touched; %d token-identical after it)", part, t["texts_truncated"],
+                        t["max_length"], t["pairs_truncated"], t["pairs_token_identical"])
     write_json(run_dir / "heads_report.json", report)
     return arrays, report, encoder, trainer
 

@@ -1,7 +1,9 @@
 """Learned composition on synthetic pairs whose preference depends on two of five rule signals: BT-optimised weights
-and the ArmoRM-style gate both beat chance clearly and put most of their weight on the two informative rules."""
+and the ArmoRM-style gate both beat chance clearly and put most of their weight on the two informative rules. The gate
+reads prompts as the reward model reads them, through its own (fine-tuned) backbone."""
 
 import numpy as np
+import pytest
 import torch
 
 from encore.compose import bt_fit_weights
@@ -52,3 +54,41 @@ def test_gate_entropy_limits_and_reward_shape():
     net = GatingNet(8, 3)
     r = net.reward(torch.zeros(5, 8), torch.ones(5, 2, 3))
     torch.testing.assert_close(r, torch.full((5, 2), 10.0))  # softmax weights sum to 1; β starts at 10
+
+
+@pytest.mark.parametrize("text_format", ["plain", "chat"])
+def test_gate_reads_the_prompt_as_the_reward_model_reads_it(tmp_path, text_format):
+    from encore.backbone import Encoder
+    from encore.data import load_demo
+    from encore.heads import RidgeHeads
+    from encore.tiny import tiny_causal_config
+
+    enc = Encoder("tiny-llama", tokenizer="tiny-bpe", config=tiny_causal_config("llama"), pooling="last",
+                  text_format=text_format, device="cpu", dtype="float32", max_length=128)
+    pairs = load_demo("train").iloc[:6]
+    prompts = enc.prompt_texts(list(pairs["prompt"]))
+    full = enc.pair_texts(pairs)[0::2]
+    assert all(f.startswith(p) and len(f) > len(p) for p, f in zip(prompts, full))  # the RM input's own opening
+    got = RidgeHeads().prompt_embeddings(pairs, enc, tmp_path)
+    np.testing.assert_allclose(got, enc.encode(prompts), atol=1e-6)
+
+
+def test_after_fine_tuning_the_gate_reads_the_fine_tuned_backbone(tmp_path):
+    from encore.backbone import Encoder
+    from encore.data import load_demo
+    from encore.finetune import Finetune
+    from encore.rm import MultiHeadRM, score_ids
+    from encore.tiny import tiny_causal_config
+
+    enc = Encoder("tiny-llama", tokenizer="tiny-bpe", config=tiny_causal_config("llama"), pooling="last",
+                  text_format="chat", device="cpu", dtype="float32", max_length=128)
+    pairs = load_demo("train").iloc[:16]
+    y = np.random.default_rng(0).uniform(size=(16, 2, 3))
+    ft = Finetune(lr=1e-3, batch_size=8, max_steps=4, val_frac=0.0, warmup_ratio=0.0, progress=False)
+    _, report = ft.fit_score(pairs, y, pairs, enc, tmp_path)
+    got = ft.prompt_embeddings(pairs, enc, tmp_path, report)
+    ids, _ = enc.token_ids(enc.prompt_texts(list(pairs["prompt"])))
+    tuned = score_ids(MultiHeadRM.load(report["model_dir"]), enc.tok, ids, pooled=True)
+    np.testing.assert_allclose(got, tuned, atol=1e-5)
+    frozen = enc.encode(enc.prompt_texts(list(pairs["prompt"])))
+    assert np.abs(got - frozen).max() > 1e-3  # not the frozen backbone any more

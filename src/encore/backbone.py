@@ -230,6 +230,15 @@ class Encoder:
         return [self.tok.apply_chat_template(to_messages(p) + [{"role": "assistant", "content": r.strip()}],
                                              tokenize=False) for p, r in zip(prompts, responses)]
 
+    def prompt_texts(self, prompts: list[str]) -> list[str]:
+        """The conversation alone exactly as it opens the reward model's input (template, generation header), for a
+        gate that must read what the heads read."""
+        if self.text_format == "plain":
+            return [f"{p.strip()}\n\nAssistant:" for p in prompts]
+        from encore.data import to_messages
+
+        return [self.tok.apply_chat_template(to_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts]
+
     def pair_texts(self, pairs: Any) -> list[str]:
         """2N texts of a pairs frame, in the order (chosen 0, rejected 0, chosen 1, ...)."""
         return self.texts([p for p in pairs["prompt"] for _ in (0, 1)],

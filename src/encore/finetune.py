@@ -127,6 +127,21 @@ class Finetune:
                                   compute, lambda a: expect(a, rewards=(len(eval_pairs), 2)))
         return arrays["rewards"]
 
+    def prompt_embeddings(self, pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path,
+                          report: dict[str, Any]) -> np.ndarray:
+        """(N, D) prompt representations for a gate from the *fine-tuned* backbone (the model behind ``report``),
+        pooled as the heads pool, on the prompt as it opens the reward model's input; cached by that model's key."""
+        model_dir = Path(report["model_dir"])
+
+        def compute() -> dict[str, np.ndarray]:
+            ids, _ = encoder.token_ids(encoder.prompt_texts(list(pairs["prompt"])))
+            return {"emb": score_ids(self._load(model_dir, encoder), encoder.tok, ids, self.score_batch_size,
+                                     pooled=True)}
+
+        key = content_hash(report["head_scores_key"], fingerprint(pairs), "prompts")
+        return cached_arrays(Path(cache_dir) / "prompt_states" / f"{key}.npz", compute,
+                             lambda a: expect(a, emb=(len(pairs), None)))[0]["emb"]
+
     def load_rm(self, arrays: dict[str, np.ndarray], report: dict[str, Any], encoder: Encoder) -> MultiHeadRM:
         """The trained model behind ``fit_score``'s ``report``."""
         return self._load(Path(report["model_dir"]), encoder)

@@ -48,11 +48,12 @@ def embed_pairs(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path, pr
 
 
 def embed_prompts(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path) -> np.ndarray:
-    """(N, D) embeddings of the conversations alone (what a gating network reads), cached like :func:`embed_pairs`."""
-    key = content_hash(encoder.identity(), fingerprint(pairs), "prompts")
+    """(N, D) embeddings of the conversations alone (what a gating network reads) as they open the reward model's
+    input (:meth:`Encoder.prompt_texts`: template, special tokens), cached like :func:`embed_pairs`."""
+    key = content_hash(encoder.identity(), fingerprint(pairs), "prompts-as-rm-input")
 
     def compute() -> dict[str, np.ndarray]:
-        return {"emb": encoder.encode([p.strip() for p in pairs["prompt"]], progress=True)}
+        return {"emb": encoder.encode(encoder.prompt_texts(list(pairs["prompt"])), progress=True)}
 
     return cached_arrays(Path(cache_dir) / "embeddings" / f"{key}.npz", compute,
                          lambda a: expect(a, emb=(len(pairs), None)))[0]["emb"]
@@ -106,6 +107,11 @@ class RidgeHeads:
         eval_emb, _ = embed_pairs(eval_pairs, encoder, cache_dir)
         v = bt_fit_weights(train_emb[:, 0] - train_emb[:, 1], l2=self.bt_l2, normalise=False)
         return eval_emb @ v
+
+    def prompt_embeddings(self, pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path,
+                          report: dict[str, Any] | None = None) -> np.ndarray:
+        """(N, D) prompt representations for a gate: the frozen backbone is the reward model's own here."""
+        return embed_prompts(pairs, encoder, cache_dir)
 
     def load_rm(self, arrays: dict[str, np.ndarray], report: dict[str, Any], encoder: Encoder) -> Any:
         """The fitted probe as a torch :class:`~encore.rm.MultiHeadRM` (frozen backbone + linear heads)."""

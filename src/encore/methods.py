@@ -31,6 +31,7 @@ class FitContext:
     trainer: Any = None  # the reward-model trainer (cfg.train): also fits the single-head BT model
     rater: Any = None  # the run's rater (an LLM judge reuses its loaded model)
     cache_dir: str | None = None
+    rm_report: dict | None = None  # the trainer's report for this run's reward model (e.g. its model_dir)
 
 
 @dataclass
@@ -129,8 +130,9 @@ class BTSingleHead:
 
 @dataclass
 class Gating:
-    """ArmoRM-style gating: an MLP on the prompt embedding → softmax over the K frozen heads, trained with the BT loss
-    on the training pairs' head scores. Reports the gate entropy (mean over evaluation prompts; log K is uniform)."""
+    """ArmoRM-style gating: an MLP on the prompt's representation by the reward model's own backbone (fine-tuned
+    under ``train=finetune``; templated as the heads' input) → softmax over the K frozen heads, trained with the BT
+    loss on the training pairs' head scores. Reports the gate entropy (mean over evaluation prompts; log K is uniform)."""
 
     hidden: int = 64
     epochs: int = 300
@@ -142,11 +144,13 @@ class Gating:
 
     def rewards(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
         from encore.gating import fit_gating, gate_entropy
-        from encore.heads import embed_prompts
 
-        fit = fit_gating(embed_prompts(ctx.train_pairs, ctx.encoder, ctx.cache_dir), ctx.train_scores, self.hidden,
-                         self.epochs, self.lr, self.weight_decay, self.dropout, seed=self.seed)
-        eval_prompts = embed_prompts(ctx.eval_pairs, ctx.encoder, ctx.cache_dir)
+        def prompts(pairs: pd.DataFrame) -> np.ndarray:  # as the reward model reads them, through its backbone
+            return ctx.trainer.prompt_embeddings(pairs, ctx.encoder, ctx.cache_dir, ctx.rm_report)
+
+        fit = fit_gating(prompts(ctx.train_pairs), ctx.train_scores, self.hidden, self.epochs, self.lr,
+                         self.weight_decay, self.dropout, seed=self.seed)
+        eval_prompts = prompts(ctx.eval_pairs)
         g = fit.weights(eval_prompts)  # (M, K)
         h = gate_entropy(g)
         report = {"gate_entropy_mean": float(h.mean()), "gate_entropy_min": float(h.min()),

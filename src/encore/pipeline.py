@@ -277,7 +277,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                              accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected,
                              train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
                              eval_scores=arrays["eval_scores"], encoder=encoder, trainer=trainer, rater=rater,
-                             cache_dir=str(cfg.cache_dir))
+                             cache_dir=str(cfg.cache_dir), rm_report=metrics["heads"])
             table, wide, sig = stage_evaluate(cfg, methods, ctx, run_dir)
             metrics["main_table"] = table.to_dict(orient="records")
             metrics["significance"] = sig.to_dict(orient="records")

@@ -56,9 +56,13 @@ class MultiHeadRM(nn.Module):
         """The backbone's repeated layer classes: what FSDP's transformer auto-wrap shards one unit at a time."""
         return getattr(self.backbone, "_no_split_modules", None)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled representation (B, D): what the heads read."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
-        return self.heads(pool(hidden, attention_mask, self.pooling).to(self.heads.weight.dtype))  # (B, K)
+        return pool(hidden, attention_mask, self.pooling).to(self.heads.weight.dtype)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.heads(self.pooled(input_ids, attention_mask))  # (B, K)
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, tokenizer: Any = None, state_dict: dict | None = None,
@@ -95,17 +99,19 @@ class MultiHeadRM(nn.Module):
 
 
 @torch.inference_mode()
-def score_ids(rm: MultiHeadRM, tok: Any, ids: list[list[int]], batch_size: int = 16) -> np.ndarray:
-    """Token-id lists (unpadded) -> (M, K) float64 head scores in eval mode. Batches are formed by length so padding
-    stays small; the output keeps the input order."""
+def score_ids(rm: MultiHeadRM, tok: Any, ids: list[list[int]], batch_size: int = 16, pooled: bool = False) -> np.ndarray:
+    """Token-id lists (unpadded) -> (M, K) float64 head scores in eval mode, or with ``pooled`` the (M, D) pooled
+    backbone states the heads read. Batches are formed by length so padding stays small; the output keeps the input
+    order."""
     was, dev = rm.training, rm.heads.weight.device
     rm.eval()
+    fn = rm.pooled if pooled else rm
     order = np.argsort([-len(x) for x in ids], kind="stable")
-    out = np.zeros((len(ids), rm.num_heads))
+    out = np.zeros((len(ids), rm.heads.in_features if pooled else rm.num_heads))
     for s in range(0, len(ids), batch_size):
         idx = order[s: s + batch_size]
         batch = tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(dev)
-        out[idx] = rm(batch["input_ids"], batch["attention_mask"]).double().cpu().numpy()
+        out[idx] = fn(batch["input_ids"], batch["attention_mask"]).double().cpu().numpy()
     rm.train(was)
     return out
 def from_linear_heads(backbone: nn.Module, W: np.ndarray, b: np.ndarray | None, pooling: str) -> MultiHeadRM:

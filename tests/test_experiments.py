@@ -29,13 +29,16 @@ def test_paper_experiments_name_the_papers_hub_ids():
     assert main.rater.model == "meta-llama/Meta-Llama-3-70B-Instruct"
     assert main.eval.hub_id == "allenai/reward-bench" and list(main.eval.subsets) == [
         "refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond", "donotanswer"]
-    assert (main.data.parts.hh.hub_id, main.data.parts.pku.hub_id) == ("Anthropic/hh-rlhf", "PKU-Alignment/PKU-SafeRLHF")
+    assert (main.data.parts.hh.hub_id, main.data.parts.pku.hub_id) == ("Anthropic/hh-rlhf", "PKU-Alignment/PKU-SafeRLHF-30K")
     assert main.train.lr == 2e-5 and main.train.epochs == 1 and main.method.encore.tau == 2.0
     assert set(main.method) == {"encore", "uniform", "random", "single_rule", "single_rule_random", "bt_optimized",
                                 "bt_single_head", "gating", "llm_judge"}
     assert paper_cfg("paper_backbone_fsfairx").model.name_or_path == "sfairXC/FsfairX-LLaMA3-RM-v0.1"
     corr = paper_cfg("paper_correlation")
-    assert corr.hydra.sweeper.params.data.split(",") == ["hh_rlhf_harmless", "pku_saferlhf", "hh_pku_combined"]
+    assert corr.hydra.sweeper.params.data.split(",") == ["hh_rlhf_harmless", "pku_saferlhf_30k", "hh_pku_combined"]
+    # the paper's ~70k training pairs: HH-RLHF harmless-base train + PKU-SafeRLHF-30K train
+    assert (main.data.parts.hh.split, main.data.parts.pku.hub_id, main.data.parts.pku.split) == (
+        "train", "PKU-Alignment/PKU-SafeRLHF-30K", "train")
     taus = [float(t) for t in paper_cfg("tau_sweep").hydra.sweeper.params["method.encore.tau"].split(",")]
     assert len(taus) == 20 and 2.0 in taus and taus == sorted(taus)
     assert paper_cfg("ablation_topk").hydra.sweeper.params["method.k"] == "range(1,11)"
@@ -91,4 +94,5 @@ def test_combined_data_joins_both_datasets(tmp_path, cache):
     assert pairs["pair_id"].is_unique
     m = run_correlation(cfg, tmp_path / "run")
     assert m["dataset"] == "hh-rlhf+pku-saferlhf"
+    assert m["train_pairs"] == 16 and m["train_pairs_by_subset"] == {"hh-rlhf-harmless": 10, "pku-saferlhf": 6}
     assert json.loads((tmp_path / "run" / "correlation.json").read_text())["n_pairs"] == 16

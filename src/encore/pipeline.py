@@ -249,8 +249,9 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     rater = build(cfg.rater)  # one instance (one loaded model) for the ratings and an LLM judge
     tracker = _tracker(cfg, run_dir, job)
     metrics: dict[str, Any] = {"job": job, "run_dir": str(run_dir), "experiment": cfg.experiment_name,
-                               "dataset": dataset_name(cfg.data), "eval_fingerprint": fingerprint(eval_pairs)
-                               if eval_pairs is not None else None}
+                               "dataset": dataset_name(cfg.data), "train_pairs": len(train),
+                               "train_pairs_by_subset": {str(k): int(v) for k, v in train["subset"].value_counts().items()},
+                               "eval_fingerprint": fingerprint(eval_pairs) if eval_pairs is not None else None}
     failed = True  # until the last line of the try block: a crash is recorded in wandb as the failure it is
     try:
         ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)  # ranks only read the cache

@@ -96,3 +96,19 @@ def test_combined_data_joins_both_datasets(tmp_path, cache):
     assert m["dataset"] == "hh-rlhf+pku-saferlhf"
     assert m["train_pairs"] == 16 and m["train_pairs_by_subset"] == {"hh-rlhf-harmless": 10, "pku-saferlhf": 6}
     assert json.loads((tmp_path / "run" / "correlation.json").read_text())["n_pairs"] == 16
+
+
+@pytest.mark.parametrize("overrides, name", [([], "demo"), (["data=hh_rlhf_harmless"], "hh-rlhf-harmless"),
+                                             (["data=pku_saferlhf_30k"], "pku-saferlhf-30k"),
+                                             (["data=local", "data.path=x.jsonl"], "local"),
+                                             (["experiment=paper_main_table"], "paper_main_table"),
+                                             (["experiment=paper_correlation", "data=pku_saferlhf"],
+                                              "paper_correlation")])
+def test_runs_are_named_after_their_experiment_or_data(overrides, name):
+    cfg = paper_cfg(overrides[0].split("=")[1], *overrides[1:]) if overrides and overrides[0].startswith(
+        "experiment=") else None
+    if cfg is None:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    assert cfg.experiment_name == name
+    assert f"/{name}/" in cfg.hydra.run.dir

@@ -135,7 +135,7 @@ def sweep_benchmark(data_path: str, rules: list, n_pairs: int = 500, n_taus: int
         t_cold = run("method=encore", "method.tau=2")
         t_warm = run("method=encore", "method.tau=2")
         t_sweep = run("-m", "method=encore", "method.tau=" + ",".join(f"{t:.4g}" for t in taus))
-        jobs = [json.loads(p.read_text()) for p in Path(tmp, "runs").glob("demo/multirun-*/*/metrics.json")]
+        jobs = [json.loads(p.read_text()) for p in Path(tmp, "runs").glob("hh-rlhf-harmless/multirun-*/*/metrics.json")]
     if len(jobs) != n_taus or not all(j["rating"]["n_new"] == 0 and j["heads"]["embeddings_cached"]
                                       and j["heads"]["head_scores_cached"] for j in jobs):
         raise RuntimeError(f"sweep: expected {n_taus} jobs that all hit the caches, got {len(jobs)}")

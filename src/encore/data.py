@@ -310,13 +310,15 @@ def load_pku_saferlhf(
     preference: str = "safer",
     empty: str = "error",
     limit: int | None = None,
+    source: str | None = None,
 ) -> pd.DataFrame:
-    """PKU-SafeRLHF: ``response_0/1`` with ``safer_response_id`` (``preference=safer``) or ``better_response_id``."""
+    """PKU-SafeRLHF: ``response_0/1`` with ``safer_response_id`` (``preference=safer``) or ``better_response_id``.
+    ``source`` names the dataset in messages (and the run); the pairs' subset label stays ``pku-saferlhf``."""
     key = {"safer": "safer_response_id", "better": "better_response_id"}.get(preference)
     if key is None:
         raise DataError(f"data.preference={preference!r}; use 'safer' or 'better'")
     raw = read_table(path) if path else _hub(hub_id, split, name, None, revision)
-    source = str(path) if path else f"{hub_id}[{split}]"
+    source = source or (str(path) if path else f"{hub_id}[{split}]")
     for col in ("prompt", "response_0", "response_1", key):
         if col not in raw.columns:
             raise DataError(f"{source}: PKU-SafeRLHF needs column {col!r}; present: {sorted(raw.columns)}")

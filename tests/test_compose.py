@@ -99,6 +99,7 @@ def test_bt_weight_of_uninformative_rule_tends_to_zero():
 
 def test_bt_fit_drops_missing_and_errors_when_none_left():
     d = np.array([[1.0, np.nan], [0.5, 0.2], [0.3, -0.1]])
-    assert compose.bt_fit_weights(d).shape == (2,)
+    np.testing.assert_allclose(compose.bt_fit_weights(d), compose.bt_fit_weights(d[1:]))  # the NaN row is dropped
+    assert not np.allclose(compose.bt_fit_weights(np.nan_to_num(d)), compose.bt_fit_weights(d[1:]))  # and it mattered
     with pytest.raises(ValueError, match="no pair"):
         compose.bt_fit_weights(np.full((2, 2), np.nan))

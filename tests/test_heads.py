@@ -52,3 +52,39 @@ def test_encoder_batching_does_not_change_embeddings_and_cache_hits(tmp_path):
     b, hit_b = embed_pairs(pairs, enc1, tmp_path, progress=False)  # batch size is not part of the key
     assert (hit_a, hit_b) == (False, True)
     np.testing.assert_array_equal(a, b)
+
+
+def test_validation_split_keeps_every_pair_of_a_prompt_together():
+    from encore.data import DataError, validation_split
+
+    prompts = [f"p{i // 3}" for i in range(30)]  # 10 prompts, 3 pairs each
+    val, tr = validation_split(prompts, 0.2, seed=0)
+    assert len(val) == 6 and sorted(np.concatenate([val, tr])) == list(range(30))
+    assert not {prompts[i] for i in val} & {prompts[i] for i in tr}  # no conversation on both sides
+    val, tr = validation_split(prompts, 0.99, seed=0)
+    assert len(tr) == 3  # one prompt always stays for training
+    assert len(validation_split(prompts, 0.0, seed=0)[0]) == 0
+    with pytest.raises(DataError, match="share one prompt"):
+        validation_split(["same"] * 5, 0.2, seed=0)
+
+
+def test_ridge_alpha_is_the_validation_mse_minimiser():
+    """Noise targets pick the largest penalty, a clean linear signal the smallest; and each head's α is the one whose
+    validation MSE, recomputed here on the same split, is lowest."""
+    from encore.data import validation_split
+    from encore.heads import _ridge_solve
+
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(200, 2, 20))
+    y = np.stack([0.5 + 0.1 * emb[..., 0], rng.uniform(size=(200, 2))], axis=-1)  # head 0 linear, head 1 noise
+    alphas = (1e-3, 1.0, 1e4)
+    heads = RidgeHeads(alphas=alphas, seed=3).fit(emb, y)
+    assert heads.alpha.tolist() == [1e-3, 1e4]
+    val, tr = validation_split(range(200), 0.2, 3, at_least_one=True)
+    X, Y = emb.reshape(-1, 20), y.reshape(-1, 2)
+    rows = lambda p: np.concatenate([2 * p, 2 * p + 1])  # noqa: E731
+    t, v = rows(tr), rows(val)
+    W = _ridge_solve(X[t] - X[t].mean(0), Y[t] - Y[t].mean(0), alphas)
+    mse = (((X[v] - X[t].mean(0)) @ W + Y[t].mean(0) - Y[v]) ** 2).mean(1)  # (A, K)
+    np.testing.assert_allclose(heads.val_mse, mse.min(0))
+    assert [alphas[i] for i in mse.argmin(0)] == heads.alpha.tolist()

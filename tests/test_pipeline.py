@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.data import DataError
+from encore.data import DataError, load_demo
 from encore.pipeline import run_correlation, run_evaluate, run_reproduce
 from encore.rules import RuleError
 from encore.settings import SettingError
@@ -180,3 +180,20 @@ def test_study_refuses_an_all_nan_table(tmp_path, cache):
     with pytest.raises(RuntimeError, match="all NaN"):
         stage_study(make_cfg(cache=cache), Ratings(list("abcdef"), ["x", "y", "z"], v, reasons), tmp_path)
     assert not (tmp_path / "rule_stats.csv").exists()
+
+
+def test_no_method_sees_the_evaluation_labels(tmp_path, cache):
+    """Swapping chosen and rejected in every evaluation pair leaves every method's weights unchanged: weights are
+    fitted on the training pairs only (a gate's mean weight depends on the evaluation prompts, not their labels)."""
+    pairs = load_demo("eval").groupby("subset").head(8).reset_index(drop=True)  # all five Safety subsets
+    flipped = pairs.rename(columns={"chosen": "rejected", "rejected": "chosen"})
+    weights = []
+    for name, table in (("eval.jsonl", pairs), ("flipped.jsonl", flipped)):
+        table[["prompt", "chosen", "rejected", "subset"]].to_json(tmp_path / name, orient="records", lines=True)
+        run = tmp_path / name.split(".")[0]
+        run_evaluate(make_cfg("eval=reward_bench", f"eval.path={tmp_path / name}", "data.limit=40", cache=cache), run)
+        weights.append(pd.read_csv(run / "weights_long.csv"))
+        main = pd.read_csv(run / "main_table.csv").set_index("method")
+    pd.testing.assert_frame_equal(weights[0], weights[1])
+    assert set(weights[0]["method"]) >= {"encore", "uniform", "random", "single_rule", "bt_optimized", "gating"}
+    assert main["safety"].notna().all()  # both runs really evaluated

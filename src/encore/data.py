@@ -132,6 +132,28 @@ def _pair_ids(df: pd.DataFrame) -> list[str]:
     return ids
 
 
+def validation_split(groups: Any, frac: float, seed: int, at_least_one: bool = False) -> tuple[Any, Any]:
+    """Indices of validation and training pairs, whole groups at a time (``groups``: one key per pair, e.g. its
+    prompt), so neither the two responses of a pair nor two pairs of one conversation straddle the split. Groups are
+    taken in a seeded random order until at least ``frac`` of the pairs are held out; at least one group always stays
+    for training. Returns sorted index arrays."""
+    import numpy as np
+
+    codes, uniq = pd.factorize(pd.Series(list(groups)))
+    n, g = len(codes), len(uniq)
+    target = max(1, round(frac * n)) if at_least_one else round(frac * n)
+    if target == 0 or g < 2:
+        if target and g < 2:
+            raise DataError(f"validation split: all {n} pairs share one prompt, so no prompt can be held out; give "
+                            "pairs with different prompts or set train.val_frac=0 where allowed")
+        return np.array([], dtype=int), np.arange(n)
+    order = np.random.default_rng(seed).permutation(g)
+    cum = np.cumsum(np.bincount(codes, minlength=g)[order])
+    k = min(int(np.searchsorted(cum, target)) + 1, g - 1)
+    val = np.isin(codes, order[:k])
+    return np.flatnonzero(val), np.flatnonzero(~val)
+
+
 def concat_pairs(parts: Any, source: str = "combined") -> pd.DataFrame:
     """Several pair tables as one (``data=hh_pku_combined``); each keeps its ``subset`` label and pair ids are
     re-derived so a pair present in two parts stays two pairs."""

@@ -25,7 +25,7 @@ import torch
 from encore import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
 from encore.backbone import Encoder
-from encore.data import fingerprint
+from encore.data import fingerprint, validation_split
 from encore.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
 from encore.hardware import Gpus
 from encore.loading import target_gpus
@@ -82,7 +82,8 @@ class Finetune:
                              "train.param_dtype=float32")
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "finetune", **{k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}}
+        return {"kind": "finetune", "val_split": "by_prompt",
+                **{k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}}
 
     def placement(self, encoder: Encoder, gpus: Any, strategy: str = "single", processes: int = 1) -> Any:
         """Per-process memory of this run under ``strategy`` on ``gpus`` (see :mod:`encore.memory`), with a fix
@@ -170,9 +171,8 @@ class Finetune:
         set_seed(self.seed)
         tok, k = encoder.tok, 1 if objective == "bt" else targets.shape[-1]
         ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]  # 2N: chosen, rejected, ...
-        perm = np.random.default_rng(self.seed).permutation(len(pairs))
-        n_val = int(round(self.val_frac * len(pairs))) if objective == "mse" else 0
-        val, tr = np.sort(perm[:n_val]), perm[n_val:]
+        # held-out pairs for the per-head validation MSE: whole prompts, so no conversation straddles the split
+        val, tr = validation_split(pairs["prompt"], self.val_frac if objective == "mse" else 0.0, self.seed)
         rm = self._new_rm(encoder, k)
         opt = make_optimizer([p for p in rm.parameters() if p.requires_grad], self.optim, self.lr, self.weight_decay)
         global_bs = self.batch_size * acc.num_processes

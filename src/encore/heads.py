@@ -85,7 +85,8 @@ class RidgeHeads:
             raise ValueError(f"train.alphas={list(self.alphas)}: give at least one positive ridge penalty")
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "ridge", "alphas": list(self.alphas), "val_frac": self.val_frac, "seed": self.seed}
+        return {"kind": "ridge", "alphas": list(self.alphas), "val_frac": self.val_frac, "seed": self.seed,
+                "val_split": "by_prompt"}
 
     # ------------------------------------------------------------------ what the pipeline calls
     def fit_score(self, train: pd.DataFrame, ratings: np.ndarray, eval_pairs: pd.DataFrame, encoder: Encoder,
@@ -96,7 +97,8 @@ class RidgeHeads:
         eval_emb, hit_eval = embed_pairs(eval_pairs, encoder, cache)
         rh = array_hash(ratings)
         key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), rh, self.identity())
-        arrays, hit = head_scores(train_emb, ratings, eval_emb, self, cache / "head_scores" / f"{key}.npz")
+        arrays, hit = head_scores(train_emb, ratings, eval_emb, self, cache / "head_scores" / f"{key}.npz",
+                                  groups=list(train["prompt"]))
         return arrays, {"embeddings_cached": bool(hit_train and hit_eval), "head_scores_cached": hit,
                         "head_scores_key": key}
 
@@ -122,15 +124,17 @@ class RidgeHeads:
                              "MultiHeadRM; export a probe trained with model.normalize=false")
         return from_linear_heads(encoder.model, arrays["W"], arrays["b"], encoder.resolved_pooling())
 
-    def fit(self, emb: np.ndarray, ratings: np.ndarray) -> "RidgeHeads":
-        """emb (N, 2, D), ratings (N, 2, K) with NaN for missing (masked per head)."""
+    def fit(self, emb: np.ndarray, ratings: np.ndarray, groups: Sequence[Any] | None = None) -> "RidgeHeads":
+        """emb (N, 2, D), ratings (N, 2, K) with NaN for missing (masked per head). α is chosen on a validation split
+        of whole ``groups`` (the pairs' prompts; default: each pair its own group), then the heads are refitted."""
+        from encore.data import validation_split
+
         n, _, d = emb.shape
         k = ratings.shape[-1]
         if not 0 < self.val_frac < 1:
             raise ValueError(f"train.val_frac={self.val_frac}: must be in (0, 1)")
-        perm = np.random.default_rng(self.seed).permutation(n)
-        n_val = max(1, int(round(self.val_frac * n)))
-        val_pairs, tr_pairs = perm[:n_val], perm[n_val:]
+        val_pairs, tr_pairs = validation_split(range(n) if groups is None else groups, self.val_frac, self.seed,
+                                               at_least_one=True)
         X, Y = emb.reshape(-1, d), ratings.reshape(-1, k)
         rows = lambda p: np.concatenate([2 * p, 2 * p + 1])  # noqa: E731  pair index -> both response rows
         tr, va = rows(tr_pairs), rows(val_pairs)
@@ -167,11 +171,11 @@ class RidgeHeads:
 
 
 def head_scores(train_emb: np.ndarray, train_ratings: np.ndarray, eval_emb: np.ndarray, heads: RidgeHeads,
-                cache_path: Path) -> tuple[dict[str, np.ndarray], bool]:
+                cache_path: Path, groups: Sequence[Any] | None = None) -> tuple[dict[str, np.ndarray], bool]:
     """Fit the heads and score the evaluation pairs, cached at ``cache_path`` (keyed by the caller)."""
 
     def compute() -> dict[str, np.ndarray]:
-        heads.fit(train_emb, train_ratings)
+        heads.fit(train_emb, train_ratings, groups)
         return {"eval_scores": heads.predict(eval_emb), "train_scores": heads.predict(train_emb),
                 "alpha": heads.alpha, "val_mse": heads.val_mse, "W": heads.W, "b": heads.b}
 

@@ -55,7 +55,8 @@ def test_encoder_batching_does_not_change_embeddings_and_cache_hits(tmp_path):
 
 
 def test_validation_split_keeps_every_pair_of_a_prompt_together():
-    from encore.data import DataError, validation_split
+    from encore.data import DataError
+    from encore.splits import validation_split
 
     prompts = [f"p{i // 3}" for i in range(30)]  # 10 prompts, 3 pairs each
     val, tr = validation_split(prompts, 0.2, seed=0)
@@ -71,7 +72,7 @@ def test_validation_split_keeps_every_pair_of_a_prompt_together():
 def test_ridge_alpha_is_the_validation_mse_minimiser():
     """Noise targets pick the largest penalty, a clean linear signal the smallest; and each head's α is the one whose
     validation MSE, recomputed here on the same split, is lowest."""
-    from encore.data import validation_split
+    from encore.splits import validation_split
     from encore.heads import _ridge_solve
 
     rng = np.random.default_rng(1)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from encore.artifacts import content_hash
+from encore.errors import DataError
+from encore.sources import hub_table, read_table
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ SAFETY_COUNTS = {
     "xstest-should-respond": 250,
     "donotanswer": 136,
 }
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as preference pairs; the message names the field and the fix."""
 
 
 # --------------------------------------------------------------------------------------------------- normalisation
@@ -132,28 +129,6 @@ def _pair_ids(df: pd.DataFrame) -> list[str]:
     return ids
 
 
-def validation_split(groups: Any, frac: float, seed: int, at_least_one: bool = False) -> tuple[Any, Any]:
-    """Indices of validation and training pairs, whole groups at a time (``groups``: one key per pair, e.g. its
-    prompt), so neither the two responses of a pair nor two pairs of one conversation straddle the split. Groups are
-    taken in a seeded random order until at least ``frac`` of the pairs are held out; at least one group always stays
-    for training. Returns sorted index arrays."""
-    import numpy as np
-
-    codes, uniq = pd.factorize(pd.Series(list(groups)))
-    n, g = len(codes), len(uniq)
-    target = max(1, round(frac * n)) if at_least_one else round(frac * n)
-    if target == 0 or g < 2:
-        if target and g < 2:
-            raise DataError(f"validation split: all {n} pairs share one prompt, so no prompt can be held out; give "
-                            "pairs with different prompts or set train.val_frac=0 where allowed")
-        return np.array([], dtype=int), np.arange(n)
-    order = np.random.default_rng(seed).permutation(g)
-    cum = np.cumsum(np.bincount(codes, minlength=g)[order])
-    k = min(int(np.searchsorted(cum, target)) + 1, g - 1)
-    val = np.isin(codes, order[:k])
-    return np.flatnonzero(val), np.flatnonzero(~val)
-
-
 def concat_pairs(parts: Any, source: str = "combined") -> pd.DataFrame:
     """Several pair tables as one (``data=hh_pku_combined``); each keeps its ``subset`` label and pair ids are
     re-derived so a pair present in two parts stays two pairs."""
@@ -232,55 +207,6 @@ def to_messages(prompt: str) -> list[dict[str, str]]:
     return messages
 
 
-# --------------------------------------------------------------------------------------------------- readers
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read jsonl / json / parquet / csv (optionally ``.gz``) into a DataFrame. What cannot be read as such (empty,
-    not UTF-8, compressed but not named .gz or the reverse, malformed) is a :class:`DataError` naming the file and
-    the fix, never a parser's traceback."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"data.path={str(path)!r} does not exist. Fix: give an existing file, or set data.path=null to use data.hub_id")
-    suffixes = [s for s in path.suffixes if s != ".gz"]
-    kind = suffixes[-1] if suffixes else ""
-    if kind not in (".jsonl", ".json", ".parquet", ".csv"):
-        raise DataError(f"data.path={str(path)!r}: unknown format {kind!r}; use .jsonl, .json, .parquet or .csv (optionally .gz)")
-    if path.stat().st_size == 0:
-        raise DataError(f"data.path={str(path)!r} is an empty file. Fix: point data.path at the file with the pairs")
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    named_gz = path.suffix == ".gz"
-    if kind != ".parquet" and gz != named_gz:
-        fix = f"rename it to {path.name}.gz" if gz else f"rename it to {path.stem} (drop .gz) or compress it with gzip"
-        raise DataError(f"data.path={str(path)!r} is {'gzip-compressed' if gz else 'not gzip-compressed'} but "
-                        f"{'not ' if gz else ''}named .gz. Fix: {fix}")
-    compression = "gzip" if named_gz else None
-    try:
-        if kind == ".jsonl":
-            df = pd.read_json(path, lines=True, compression=compression, encoding="utf-8")
-        elif kind == ".json":
-            df = pd.read_json(path, compression=compression, encoding="utf-8")
-        elif kind == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path, compression=compression, keep_default_na=False, encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"data.path={str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}). Fix: re-encode "
-                        f"it, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"data.path={str(path)!r} cannot be read as {kind[1:]}: {str(e).splitlines()[0][:200]}. "
-                        "Fix: check the file's format against its name") from None
-    if df.empty:
-        raise DataError(f"data.path={str(path)!r} holds no rows. Fix: point data.path at the file with the pairs")
-    return df
-
-
-def _hub(hub_id: str, split: str, name: str | None = None, data_dir: str | None = None, revision: str | None = None) -> pd.DataFrame:
-    import datasets  # imported here: loading is slow and only the hub path needs it
-
-    ds = datasets.load_dataset(hub_id, name=name, data_dir=data_dir, split=split, revision=revision)
-    return ds.to_pandas()
-
-
 # --------------------------------------------------------------------------------------------------- loaders (_target_)
 def load_pairs(
     path: str | None = None,
@@ -306,7 +232,7 @@ def load_pairs(
     if path:
         raw, where = read_table(path), str(path)
     elif hub_id:
-        raw, where = _hub(hub_id, split, name, data_dir, revision), f"{hub_id}[{split}]"
+        raw, where = hub_table(hub_id, split, name, data_dir, revision), f"{hub_id}[{split}]"
     else:
         raise DataError("data: neither data.path nor data.hub_id is set. Fix: give one of them")
     source = source or where
@@ -339,7 +265,7 @@ def load_pku_saferlhf(
     key = {"safer": "safer_response_id", "better": "better_response_id"}.get(preference)
     if key is None:
         raise DataError(f"data.preference={preference!r}; use 'safer' or 'better'")
-    raw = read_table(path) if path else _hub(hub_id, split, name, None, revision)
+    raw = read_table(path) if path else hub_table(hub_id, split, name, None, revision)
     source = source or (str(path) if path else f"{hub_id}[{split}]")
     for col in ("prompt", "response_0", "response_1", key):
         if col not in raw.columns:
@@ -366,7 +292,7 @@ def load_reward_bench(
     """RewardBench (``filtered`` split), restricted to ``subsets`` (default: the five Safety subsets)."""
     subsets = list(subsets) if subsets else list(SAFETY_COUNTS)
     check_rewardbench_subsets(subsets)
-    raw = read_table(path) if path else _hub(hub_id, split, None, None, revision)
+    raw = read_table(path) if path else hub_table(hub_id, split, None, None, revision)
     source = str(path) if path else f"{hub_id}[{split}]"
     pairs = select_subsets(normalise(raw, source=source), subsets, source=source, field="eval.subsets")
     if limit_per_subset is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -11,6 +12,26 @@ from encore import collect, plots
 from encore.artifacts import write_frame
 
 log = logging.getLogger(__name__)
+
+
+def run_figures(run_dir: Path, tracker: Any = None) -> list[Path]:
+    """Per-run figures, from the run's own CSVs."""
+    out = run_dir / "figures"
+    paths: list[Path] = []
+    if (run_dir / "rule_stats.csv").exists():
+        paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
+    if (run_dir / "ratings.parquet").exists():
+        paths += plots.rating_distributions(plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet")), out)
+    weights = pd.read_csv(run_dir / "weights_long.csv") if (run_dir / "weights_long.csv").exists() else None
+    if weights is not None and len(weights):  # empty when only a judge ran
+        paths += plots.rule_weights(weights, out)
+    if (run_dir / "main_table.csv").exists():
+        paths += plots.main_results(pd.read_csv(run_dir / "main_table.csv"), out)
+    if tracker is not None:
+        for p in paths:
+            if p.suffix == ".png":
+                tracker.log_image(f"figures/{p.stem}", p)
+    return paths
 
 
 def make_figures(roots: list[str | Path], out: Path) -> list[Path]:

@@ -25,7 +25,8 @@ import torch
 from encore import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
 from encore.backbone import Encoder
-from encore.data import fingerprint, validation_split
+from encore.data import fingerprint
+from encore.splits import validation_split
 from encore.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
 from encore.hardware import Gpus
 from encore.loading import target_gpus

@@ -127,7 +127,7 @@ class RidgeHeads:
     def fit(self, emb: np.ndarray, ratings: np.ndarray, groups: Sequence[Any] | None = None) -> "RidgeHeads":
         """emb (N, 2, D), ratings (N, 2, K) with NaN for missing (masked per head). α is chosen on a validation split
         of whole ``groups`` (the pairs' prompts; default: each pair its own group), then the heads are refitted."""
-        from encore.data import validation_split
+        from encore.splits import validation_split
 
         n, _, d = emb.shape
         k = ratings.shape[-1]

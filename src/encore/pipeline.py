@@ -24,11 +24,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from encore import plots
 from encore.artifacts import write_frame, write_json
 from encore.data import fingerprint
 from encore.entropy import correlation, rating_entropy, rule_accuracy
 from encore.export import stage_export
+from encore.figures import run_figures
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
 from encore.rating import MissingShards, NotRated, Ratings, Slicing, rate_pairs
@@ -200,26 +200,6 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
     write_frame(run_dir / "eval_correct.csv", pd.DataFrame({"pair_id": eval_pairs["pair_id"], "subset": subsets,
                                                             **{f"correct_{k}": v for k, v in correct.items()}}))
     return table, wide, sig
-
-
-def run_figures(run_dir: Path, tracker: Tracker | None = None) -> list[Path]:
-    """Per-run figures, from the run's own CSVs."""
-    out = run_dir / "figures"
-    paths: list[Path] = []
-    if (run_dir / "rule_stats.csv").exists():
-        paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
-    if (run_dir / "ratings.parquet").exists():
-        paths += plots.rating_distributions(plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet")), out)
-    weights = pd.read_csv(run_dir / "weights_long.csv") if (run_dir / "weights_long.csv").exists() else None
-    if weights is not None and len(weights):  # empty when only a judge ran
-        paths += plots.rule_weights(weights, out)
-    if (run_dir / "main_table.csv").exists():
-        paths += plots.main_results(pd.read_csv(run_dir / "main_table.csv"), out)
-    if tracker is not None:
-        for p in paths:
-            if p.suffix == ".png":
-                tracker.log_image(f"figures/{p.stem}", p)
-    return paths
 
 
 # --------------------------------------------------------------------------------------------------- runners

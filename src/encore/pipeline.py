@@ -60,13 +60,13 @@ def load_train(cfg: DictConfig) -> tuple[pd.DataFrame, list[Rule]]:
     return pairs, rules
 
 
-def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[Rule],
-                  run_dir: Path) -> tuple[Ratings | None, dict]:
-    """All ratings of the pairs (cached, resumable); a shard job (``rating.shard``) rates its slice and returns None."""
+def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[Rule], run_dir: Path,
+                  slicing: Slicing | None = None) -> tuple[Ratings | None, dict]:
+    """All ratings of the pairs (cached, resumable); a shard job (``slicing``) rates its slice and returns None."""
     try:
         ratings, report = rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
-                                     slicing=Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard),
+                                     slicing=slicing,
                                      cached_only=PartialState().num_processes > 1,
                                      max_missing_share=cfg.rating.max_missing_share)
     except MissingShards as e:
@@ -86,8 +86,8 @@ def rate_command() -> str:
 
     if not HydraConfig.initialized():
         return "python experiments/rate.py <your overrides>"
-    keep = [o for o in HydraConfig.get().overrides.task if not o.split("=")[0].lstrip("+~") in
-            ("rating.shard", "rating.num_shards", "hydra/launcher")]
+    keep = [o for o in HydraConfig.get().overrides.task
+            if o.split("=")[0].lstrip("+~") not in ("rating.shard", "rating.num_shards", "hydra/launcher")]
     return " ".join(["python experiments/rate.py", *keep])
 
 
@@ -234,7 +234,7 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                                "eval_fingerprint": fingerprint(eval_pairs) if eval_pairs is not None else None}
     failed = True  # until the last line of the try block: a crash is recorded in wandb as the failure it is
     try:
-        ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir)  # ranks only read the cache
+        ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir, slicing)  # ranks read the cache
         if slicing is not None:  # a shard job: its slice is in the cache; later stages run once all are in
             log.info("rated shard %d of %d; later stages run without rating.shard once every shard is in",
                      slicing.shard, slicing.num_shards)

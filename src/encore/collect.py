@@ -22,7 +22,23 @@ def find_runs(roots: list[str | Path]) -> list[Path]:
 def run_meta(run: Path) -> dict:
     m = read_json(run / "metrics.json")
     return {"run": str(run), "job": m.get("job"), "experiment": m.get("experiment"), "dataset": m.get("dataset"),
-            "eval_fingerprint": m.get("eval_fingerprint")}
+            "eval_fingerprint": m.get("eval_fingerprint"), "setup": m.get("setup")}
+
+
+def significance(run: Path) -> pd.DataFrame | None:
+    """The run's paired permutation tests against its reference method (None when it wrote none)."""
+    p = Path(run) / "significance.csv"
+    if not p.exists() or p.stat().st_size == 0:
+        return None
+    try:
+        return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def _flat(meta: dict) -> dict:
+    """Run metadata as table columns (the nested setup stays in metrics.json)."""
+    return {k: v for k, v in meta.items() if k != "setup"}
 
 
 def _latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -32,7 +48,8 @@ def _latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def rule_stats(runs: list[Path]) -> pd.DataFrame:
     """Per-rule entropy and accuracy, newest run per dataset; column ``dataset`` labels the panel."""
-    frames = [pd.read_csv(r / "rule_stats.csv").assign(**run_meta(r)) for r in runs if (r / "rule_stats.csv").exists()]
+    frames = [pd.read_csv(r / "rule_stats.csv").assign(**_flat(run_meta(r))) for r in runs
+              if (r / "rule_stats.csv").exists()]
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
@@ -41,7 +58,7 @@ def rule_stats(runs: list[Path]) -> pd.DataFrame:
 
 
 def correlations(runs: list[Path]) -> pd.DataFrame:
-    rows = [{**run_meta(r), **read_json(r / "correlation.json")} for r in runs if (r / "correlation.json").exists()]
+    rows = [{**_flat(run_meta(r)), **read_json(r / "correlation.json")} for r in runs if (r / "correlation.json").exists()]
     return _latest_per(pd.DataFrame(rows), ["dataset"]) if rows else pd.DataFrame()
 
 
@@ -60,7 +77,7 @@ def main_tables(runs: list[Path]) -> pd.DataFrame:
     frames = []
     for r in runs:
         if (r / "main_table.csv").exists():
-            t = pd.read_csv(r / "main_table.csv").assign(**run_meta(r))
+            t = pd.read_csv(r / "main_table.csv").assign(**_flat(run_meta(r)))
             params = pd.DataFrame([json.loads(p) if isinstance(p, str) else {} for p in t["params"]])
             frames.append(pd.concat([t, params.drop(columns=[c for c in params if c in t])], axis=1))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

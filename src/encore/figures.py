@@ -8,25 +8,31 @@ from typing import Any
 
 import pandas as pd
 
-from encore import collect, plots
-from encore.artifacts import write_frame
+from encore import collect, plots, plots_results
+from encore.artifacts import read_json, write_frame
+from encore.style import Names
+from encore.tables import write_tables
 
 log = logging.getLogger(__name__)
 
 
 def run_figures(run_dir: Path, tracker: Any = None) -> list[Path]:
-    """Per-run figures, from the run's own CSVs."""
-    out = run_dir / "figures"
+    """Per-run figures, from the run's own CSVs, with the display names the run recorded."""
+    out, names = run_dir / "figures", Names.from_run(run_dir)
     paths: list[Path] = []
     if (run_dir / "rule_stats.csv").exists():
-        paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out)
+        corr = pd.DataFrame([{"dataset": "", **read_json(run_dir / "correlation.json")}]) \
+            if (run_dir / "correlation.json").exists() else None
+        paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out, corr, names)
     if (run_dir / "ratings.parquet").exists():
-        paths += plots.rating_distributions(plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet")), out)
+        hist = plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet"))
+        paths += plots.rating_distributions(hist, out, names)
     weights = pd.read_csv(run_dir / "weights_long.csv") if (run_dir / "weights_long.csv").exists() else None
     if weights is not None and len(weights):  # empty when only a judge ran
-        paths += plots.rule_weights(weights, out)
+        paths += plots_results.weight_heatmap(weights, out, "method", names)
     if (run_dir / "main_table.csv").exists():
-        paths += plots.main_results(pd.read_csv(run_dir / "main_table.csv"), out)
+        paths += plots_results.main_results(pd.read_csv(run_dir / "main_table.csv"), out,
+                                            collect.significance(run_dir), names)
     if tracker is not None:
         for p in paths:
             if p.suffix == ".png":
@@ -35,10 +41,12 @@ def run_figures(run_dir: Path, tracker: Any = None) -> list[Path]:
 
 
 def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
+    """Every figure and table from run directories alone, each written next to the tidy CSV it is drawn from."""
     runs = collect.find_runs(roots)
     if not runs:
         log.error("no run directories (with metrics.json) under %s", roots)
         return []
+    names = Names.from_run(runs[-1])
     written: list[Path] = []
 
     def emit(name: str, df: pd.DataFrame, draw) -> None:
@@ -48,17 +56,23 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
         written.append(write_frame(out / f"{name}.csv", df))
         written.extend(draw(df))
 
-    stats = collect.rule_stats(runs)
-    emit("entropy_vs_accuracy", stats, lambda d: plots.entropy_vs_accuracy(d, out))
-    emit("correlations", collect.correlations(runs), lambda d: [])
+    stats, corr = collect.rule_stats(runs), collect.correlations(runs)
+    emit("entropy_vs_accuracy", stats, lambda d: plots.entropy_vs_accuracy(d, out, corr, names))
+    emit("correlations", corr, lambda d: [])
+    for dataset in (pd.unique(stats["dataset"]) if not stats.empty else []):
+        written += _rename(write_tables(out, names, stats=stats[stats["dataset"] == dataset]),
+                           f"rule_stats_{_slug(dataset)}.tex")
     ratings = collect.ratings(runs)
     for dataset in (pd.unique(ratings["dataset"]) if not ratings.empty else []):
         hist = plots.rating_histogram(ratings[ratings["dataset"] == dataset])
         stem = f"rating_distributions_{_slug(dataset)}"
-        emit(stem, hist, lambda d, stem=stem: plots.rating_distributions(d, out, stem=stem))
+        emit(stem, hist, lambda d, stem=stem: plots.rating_distributions(d, out, names, stem=stem))
     tables = collect.main_tables(runs)
     full = collect.latest_full_table(tables)
-    emit("main_results", full, lambda d: plots.main_results(d, out))
+    if not full.empty:
+        run = Path(full["run"].iloc[0])
+        emit("main_results", full, lambda d: plots_results.main_results(d, out, collect.significance(run), names))
+        written += write_tables(out, names, table=full, setup=collect.run_meta(run).get("setup"))
     sweep = collect.tau_sweep(tables)
     # Reference lines from the sweep's own jobs (experiment=tau_sweep evaluates the limits in each), else the main table.
     own = tables[tables["run"].isin(sweep["run"])] if not sweep.empty else pd.DataFrame()
@@ -66,9 +80,14 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     uniform = _first(_value(own, "tau_to_inf"), _value(ref, "uniform"))
     single = _first(_value(own, "single_rule"), _value(ref, "single_rule"))
     zero = _value(own, "tau_to_zero")
-    emit("accuracy_vs_tau", sweep, lambda d: plots.tau_curve(d, out, uniform=uniform, single=single, zero=zero))
-    emit("encore_weights", collect.encore_weights(runs, sweep), lambda d: plots.encore_weights_by_tau(d, out))
+    emit("accuracy_vs_tau", sweep, lambda d: plots_results.tau_curve(d, out, uniform=uniform, single=single, zero=zero))
+    emit("encore_weights", collect.encore_weights(runs, sweep),
+         lambda d: plots_results.weight_heatmap(d, out, "tau", names, stem="encore_weights"))
     return written
+
+
+def _rename(paths: list[Path], name: str) -> list[Path]:
+    return [p.replace(p.with_name(name)) for p in paths]
 
 
 def _first(*values: float | None) -> float | None:

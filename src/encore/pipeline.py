@@ -34,7 +34,9 @@ from encore.methods import FitContext
 from encore.rating import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rules import Rule, load_rules
 from encore.settings import check_settings
-from encore.stats import bootstrap_correlation_ci
+from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci
+from encore.style import NAMES_FILE, Names
+from encore.tables import write_tables
 from encore.tracking import Tracker, make_tracker
 from encore.truncation import truncation_report
 
@@ -79,6 +81,13 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
     return ratings, report
 
 
+def run_setup(cfg: DictConfig) -> dict[str, str]:
+    """Which rater, backbone, trainer and data produced a run (captions of its tables)."""
+    target = lambda node: str(node.get("_target_", "")).rsplit(".", 1)[-1]  # noqa: E731
+    return {"rater": str(cfg.rater.get("model") or target(cfg.rater)), "backbone": str(cfg.model.get("name_or_path")),
+            "train": target(cfg.train), "data": dataset_name(cfg.data)}
+
+
 def rate_command() -> str:
     """``python experiments/rate.py`` with this job's own overrides (sharding settings left out), so an error can
     name the exact command that fills what is missing."""
@@ -101,7 +110,10 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
         raise RuntimeError(f"study: no rule has a pair rated on both sides ({ratings.n_missing} ratings missing: "
                            f"{ratings.missing_by_reason()}); the entropy-accuracy table would be all NaN. Fix the "
                            "rating stage first (see rating_report.json)")
-    stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "n_pairs": n_used,
+    lo, hi = bootstrap_rule_accuracy_ci(ratings.chosen, ratings.rejected, st.ties, n_boot=cfg.stats.n_boot,
+                                        seed=cfg.stats.seed)
+    stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "accuracy_ci_low": lo,
+                          "accuracy_ci_high": hi, "n_pairs": n_used,
                           "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
                           "mean_rating": np.nanmean(ratings.values, axis=(0, 1))})
     corr = correlation(H, acc)
@@ -110,6 +122,7 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
     corr.update(bins=st.bins, ties=st.ties, log_base=str(st.log_base), n_pairs=len(ratings.pair_ids))
     write_frame(run_dir / "rule_stats.csv", stats)
     write_json(run_dir / "correlation.json", corr)
+    write_tables(run_dir, Names.from_run(run_dir), stats=stats)
     return stats, corr
 
 
@@ -197,6 +210,7 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
     write_frame(run_dir / "weights.csv", wide)
     write_frame(run_dir / "weights_long.csv", weights_long)
     write_frame(run_dir / "significance.csv", sig)
+    write_tables(run_dir, Names.from_run(run_dir), table=table, setup=run_setup(cfg))
     write_frame(run_dir / "eval_correct.csv", pd.DataFrame({"pair_id": eval_pairs["pair_id"], "subset": subsets,
                                                             **{f"correct_{k}": v for k, v in correct.items()}}))
     return table, wide, sig
@@ -232,6 +246,9 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                                "dataset": dataset_name(cfg.data), "train_pairs": len(train),
                                "train_pairs_by_subset": {str(k): int(v) for k, v in train["subset"].value_counts().items()},
                                "eval_fingerprint": fingerprint(eval_pairs) if eval_pairs is not None else None}
+    metrics["setup"] = run_setup(cfg)
+    names = Names.from_config(cfg.get("figures", {}).get("names"))
+    write_json(Path(run_dir) / NAMES_FILE, names.as_dict())  # figures and tables rebuilt later use the same names
     failed = True  # until the last line of the try block: a crash is recorded in wandb as the failure it is
     try:
         ratings, metrics["rating"] = stage_ratings(cfg, rater, train, rules, run_dir, slicing)  # ranks read the cache

@@ -1,10 +1,12 @@
-"""Figures, each drawn from a tidy DataFrame only (never from a model), saved as PNG and PDF.
-
-Every function returns the paths it wrote. ``make_figures.py`` rebuilds all of them from run directories.
+"""Figures of the study, each drawn from tidy DataFrames only (never from a model) in the project style
+(:mod:`encore.style`) and saved as PDF (TrueType fonts) and 300-dpi PNG. ``draw_*`` builds the figure (tests inspect
+it with matplotlib's renderer); the function without the prefix saves it and returns the paths.
+Results figures (main table, τ, weights) are in :mod:`encore.plots_results`.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -13,75 +15,134 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
-sns.set_theme(style="whitegrid", context="paper")
+from encore import style  # noqa: E402
+from encore.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
 
 
-def _save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
+    """PDF and PNG, each written to a temporary name and renamed into place."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in ("pdf", "png"):
         p = out / f"{stem}.{ext}"
         tmp = p.with_name(f".{p.name}.tmp")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
+        fig.savefig(tmp, format=ext)
         tmp.replace(p)
         paths.append(p)
     plt.close(fig)
     return paths
 
 
-def entropy_vs_accuracy(stats: pd.DataFrame, out: Path, stem: str = "entropy_vs_accuracy") -> list[Path]:
-    """Scatter of rule entropy vs accuracy with a least-squares line and r, one panel per ``dataset`` column value.
+def wrap(text: str, width: int = 14) -> str:
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
 
-    Expects columns rule, entropy, accuracy and optionally dataset (default one panel).
-    """
-    if "dataset" not in stats:
-        stats = stats.assign(dataset="")
+
+def _emptiest_corner(ax: plt.Axes, x: np.ndarray, y: np.ndarray) -> tuple[float, float, str, str]:
+    """Axes coordinates and alignment of the corner whose 40% x 30% box holds the fewest points."""
+    pts = ax.transAxes.inverted().transform(ax.transData.transform(np.column_stack([x, y])))
+    best = None
+    for cx, cy, ha, va in ((0.03, 0.04, "left", "bottom"), (0.97, 0.96, "right", "top"),
+                           (0.97, 0.04, "right", "bottom"), (0.03, 0.96, "left", "top")):
+        inside = ((np.abs(pts[:, 0] - cx) < 0.4) & (np.abs(pts[:, 1] - cy) < 0.3)).sum()
+        if best is None or inside < best[0]:
+            best = (inside, (cx, cy, ha, va))
+    return best[1]
+
+
+def _interval_boxes(ax: plt.Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list:
+    """Display-coordinate boxes of vertical error bars (3 px wide), for labels to keep off."""
+    from matplotlib.transforms import Bbox
+
+    a, b = ax.transData.transform(np.column_stack([x, lo])), ax.transData.transform(np.column_stack([x, hi]))
+    return [Bbox([[p[0] - 1.5, p[1]], [p[0] + 1.5, q[1]]]) for p, q in zip(a, b) if np.isfinite(p).all() and
+            np.isfinite(q).all()]
+
+
+def _place_labels(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray, others: list,
+                  lo: np.ndarray, hi: np.ndarray) -> None:
+    """adjustText keeps the labels off each other, the points, the intervals and ``others``; when a label still
+    covers a point or another label (dense clusters), it runs again from there with stronger repulsion."""
+    from adjustText import adjust_text
+
+    arrows: list = []
+    for k in range(4):
+        for a in arrows:  # the previous attempt's connectors point to where the labels were
+            a.remove()
+        fig.canvas.draw()  # settle the layout: the boxes to avoid are in display coordinates
+        avoid = [t.get_window_extent() for t in others] + _interval_boxes(ax, x, lo, hi)
+        _, arrows = adjust_text(labels, x=x, y=y, objects=avoid, ax=ax, ensure_inside_axes=True,
+                                expand=(1.2 + 0.3 * k, 1.4 + 0.4 * k), force_static=(0.1 * (k + 1), 0.2 * (k + 1)),
+                                arrowprops=dict(arrowstyle="-", color=MUTED, lw=0.4))
+        arrows = list(arrows or [])
+        if not _crowded(fig, ax, labels, x, y):
+            return
+
+
+def _crowded(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether a label covers a data point or another label."""
+    fig.canvas.draw()
+    boxes = [t.get_window_extent().padded(-0.5) for t in labels]
+    pts = ax.transData.transform(np.column_stack([x, y]))
+    if any(b.contains(*p) for b in boxes for p in pts):
+        return True
+    return any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
+
+
+def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = None,
+                             names: Names | None = None) -> plt.Figure:
+    """Rule entropy vs accuracy, one panel per ``dataset`` (the paper's figure): per-rule 95% bootstrap intervals on
+    accuracy, a least-squares line, Pearson r with its interval and p, and rule labels placed by adjustText so that
+    none covers another label or a point. ``corr``: rows of correlation.json per dataset."""
+    style.apply()
+    names = names or Names.from_config()
+    stats = stats if "dataset" in stats else stats.assign(dataset="")
     sets = list(pd.unique(stats["dataset"]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), squeeze=False)
-    for ax, name in zip(axes[0], sets):
+    fig, axes = plt.subplots(1, len(sets), figsize=(ONE_COL if len(sets) == 1 else TWO_COL, 2.9), squeeze=False,
+                             layout="constrained")
+    for i, (ax, name) in enumerate(zip(axes[0], sets)):
         d = stats[stats["dataset"] == name]
         x, y = d["entropy"].to_numpy(float), 100 * d["accuracy"].to_numpy(float)
-        ax.scatter(x, y, s=28, color="tab:blue", zorder=3)
-        for xi, yi, label in zip(x, y, d["rule"]):
-            ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ok = np.isfinite(x) & np.isfinite(y)
+        if {"accuracy_ci_low", "accuracy_ci_high"} <= set(d):
+            err = np.abs(np.vstack([y - 100 * d["accuracy_ci_low"], 100 * d["accuracy_ci_high"] - y]))
+        else:
+            err = None
+        ax.errorbar(x, y, yerr=err, fmt="o", color=OTHER, ecolor=OTHER, elinewidth=0.6, capsize=1.5, ms=3.5,
+                           zorder=3, alpha=0.9)
         if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
             slope, icept = np.polyfit(x[ok], y[ok], 1)
             xs = np.linspace(x[ok].min(), x[ok].max(), 50)
-            ax.plot(xs, slope * xs + icept, color="tab:red", lw=1)
-            r = np.corrcoef(x[ok], y[ok])[0, 1]
-            ax.set_title(f"{name}  r = {r:.2f}".strip())
-        ax.set_xlabel("rating entropy H (nats)")
-        ax.set_ylabel("rule accuracy (%)")
-    return _save(fig, out, stem)
+            ax.plot(xs, slope * xs + icept, color=MUTED, lw=0.8, ls="--", zorder=2)
+        lo_y = y[ok] - (err[0][ok] if err is not None else 0)
+        hi_y = y[ok] + (err[1][ok] if err is not None else 0)
+        pad_x, pad_y = 0.15 * max(np.ptp(x[ok]), 1e-3), 0.08 * max(np.nanmax(hi_y) - np.nanmin(lo_y), 1.0)
+        ax.set_xlim(x[ok].min() - pad_x, x[ok].max() + pad_x)
+        ax.set_ylim(np.nanmin(lo_y) - pad_y, np.nanmax(hi_y) + pad_y)  # whole intervals, never clipped
+        ax.set_title(names.dataset(name) if name else "")
+        ax.set_xlabel("Rating entropy $H$ (nats)")
+        if i == 0:
+            ax.set_ylabel("Rule accuracy (%)")
+        objects = []
+        row = corr[corr["dataset"] == name] if corr is not None and "dataset" in corr else None
+        if row is not None and len(row) and np.isfinite(row["pearson_r"].iloc[0]):
+            r = row.iloc[-1]
+            span = [y[ok]] if err is None else [y[ok] + f * (err[1][ok] if f > 0 else err[0][ok])
+                                                for f in (-1, -0.5, 0.5, 1)]  # the intervals are in the way too
+            cx, cy, ha, va = _emptiest_corner(ax, np.tile(x[ok], len(span) + 1), np.concatenate([y[ok], *span]))
+            objects.append(ax.text(cx, cy, f"$r$ = {r['pearson_r']:.2f} [{r['pearson_r_ci_low']:.2f}, "
+                                           f"{r['pearson_r_ci_high']:.2f}]\n$p$ = {r['pearson_p']:.2g}",
+                                   transform=ax.transAxes, ha=ha, va=va, fontsize=6.5))
+        labels = [ax.text(xi, yi, names.rule(lab), fontsize=5.5, color="#333333")
+                  for xi, yi, lab in zip(x[ok], y[ok], d["rule"][ok])]
+        if labels:
+            _place_labels(fig, ax, labels, x[ok], y[ok], objects, lo_y, hi_y)
+    return fig
 
 
-def rule_weights(weights: pd.DataFrame, out: Path, stem: str = "weights") -> list[Path]:
-    """Grouped bars: weight of each rule (x) per method (hue). Expects columns method, rule, weight (long form)."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * weights["rule"].nunique() + 2), 3.6))
-    sns.barplot(data=weights, x="rule", y="weight", hue="method", ax=ax, errorbar=None)
-    ax.tick_params(axis="x", rotation=45)
-    for t in ax.get_xticklabels():
-        t.set_ha("right")
-    ax.set_ylabel("weight")
-    return _save(fig, out, stem)
-
-
-def main_results(table: pd.DataFrame, out: Path, stem: str = "main_results") -> list[Path]:
-    """Horizontal bars of the headline score per method with 95% bootstrap intervals (and ± std across seeds)."""
-    t = table.sort_values("safety")
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(t) + 1.2))
-    y = np.arange(len(t))
-    ax.barh(y, t["safety"], color="tab:blue", alpha=0.7)
-    err = np.vstack([t["safety"] - t["safety_ci_low"], t["safety_ci_high"] - t["safety"]])
-    ax.errorbar(t["safety"], y, xerr=err, fmt="none", ecolor="black", capsize=3, lw=1)
-    ax.set_yticks(y, t["method"])
-    lo = max(0.0, float(np.nanmin(t["safety_ci_low"])) - 5)
-    ax.set_xlim(lo, min(100.0, float(np.nanmax(t["safety_ci_high"])) + 5))
-    ax.set_xlabel("Safety accuracy (%), 95% bootstrap CI")
-    return _save(fig, out, stem)
+def entropy_vs_accuracy(stats: pd.DataFrame, out: Path, corr: pd.DataFrame | None = None, names: Names | None = None,
+                        stem: str = "entropy_vs_accuracy") -> list[Path]:
+    return save(draw_entropy_vs_accuracy(stats, corr, names), out, stem)
 
 
 def rating_histogram(ratings: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
@@ -95,54 +156,35 @@ def rating_histogram(ratings: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def rating_distributions(hist: pd.DataFrame, out: Path, stem: str = "rating_distributions") -> list[Path]:
+def draw_rating_distributions(hist: pd.DataFrame, names: Names | None = None) -> plt.Figure:
     """One panel per rule: its rating histogram, chosen and rejected overlaid. Input: :func:`rating_histogram`."""
+    style.apply()
+    names = names or Names.from_config()
     rules = list(pd.unique(hist["rule"]))
     cols = min(5, len(rules))
     rows = int(np.ceil(len(rules) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(rows, cols, figsize=(TWO_COL, 1.35 * rows + 0.45), squeeze=False, sharex=True,
+                             layout="constrained")
     for ax, rule in zip(axes.flat, rules):
-        for side, color in (("chosen", "tab:green"), ("rejected", "tab:red")):
-            d = hist[(hist["rule"] == rule) & (hist["side"] == side)]
-            ax.bar(d["bin_low"], d["count"], width=d["bin_high"] - d["bin_low"], align="edge", alpha=0.5,
-                   color=color, label=side)
-        ax.set_title(rule, fontsize=8)
+        c = hist[(hist["rule"] == rule) & (hist["side"] == "chosen")]
+        r = hist[(hist["rule"] == rule) & (hist["side"] == "rejected")]
+        ax.bar(c["bin_low"], c["count"], width=c["bin_high"] - c["bin_low"], align="edge", alpha=0.5,
+               color=style.OKABE_ITO[0], label="chosen")
+        if len(r):  # rejected as an outline, so both distributions stay readable where they overlap
+            ax.stairs(r["count"].to_numpy(), np.append(r["bin_low"].to_numpy(), r["bin_high"].iloc[-1]),
+                      color="#000000", lw=0.8, label="rejected")  # ENCORE's colour stays ENCORE's
+        ax.set_title(wrap(names.rule(rule), 22), fontsize=6.5)
+        ax.tick_params(labelsize=5.5)
+        ax.set_xticks([0, 0.5, 1])
     for ax in list(axes.flat)[len(rules):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=6)
-    return _save(fig, out, stem)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i] != "chosen")
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside upper center", ncols=2)
+    fig.supxlabel("rating ψ", fontsize=6.5)
+    return fig
 
 
-def encore_weights_by_tau(weights: pd.DataFrame, out: Path, stem: str = "encore_weights") -> list[Path]:
-    """ENCORE's weight per rule, one bar group per rule and one hue per τ. Input columns: tau, rule, weight."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * weights["rule"].nunique() + 2), 3.6))
-    sns.barplot(data=weights.assign(tau=weights["tau"].map(lambda t: f"τ={t:g}")), x="rule", y="weight", hue="tau",
-                ax=ax, errorbar=None, palette="viridis")
-    ax.tick_params(axis="x", rotation=45)
-    for t in ax.get_xticklabels():
-        t.set_ha("right")
-    return _save(fig, out, stem)
-
-
-def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, single: float | None = None,
-              zero: float | None = None, stem: str = "accuracy_vs_tau") -> list[Path]:
-    """Headline accuracy vs τ (log axis) with CI band; horizontal lines for the limits τ→∞ (uniform) and τ→0 (the
-    lowest-entropy rule alone) and for the best single rule."""
-    s = sweep.sort_values("tau")
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(s["tau"], s["safety"], marker="o", color="tab:blue", label="ENCORE")
-    if {"safety_ci_low", "safety_ci_high"} <= set(s):
-        ax.fill_between(s["tau"], s["safety_ci_low"], s["safety_ci_high"], color="tab:blue", alpha=0.15)
-    if uniform is not None:
-        ax.axhline(uniform, color="tab:gray", ls="--", label="uniform (τ→∞)")
-    if zero is not None:
-        ax.axhline(zero, color="tab:green", ls="-.", label="lowest-entropy rule (τ→0)")
-    if single is not None:
-        ax.axhline(single, color="tab:orange", ls=":", label="best single rule")
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    ax.set_xticks(s["tau"], [f"{t:g}" for t in s["tau"]])
-    ax.set_xlabel("temperature τ")
-    ax.set_ylabel("Safety accuracy (%)")
-    ax.legend(fontsize=7)
-    return _save(fig, out, stem)
+def rating_distributions(hist: pd.DataFrame, out: Path, names: Names | None = None,
+                         stem: str = "rating_distributions") -> list[Path]:
+    return save(draw_rating_distributions(hist, names), out, stem)

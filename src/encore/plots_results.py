@@ -1,0 +1,159 @@
+"""Results figures in the project style: the main table (Safety with intervals and the five subsets as small
+multiples, significance against ENCORE marked), accuracy against τ, and weights as heatmaps (rules x methods,
+rules x τ) instead of 20-hue bar charts. Same ``draw_*`` / save split as :mod:`encore.plots`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+
+from encore import style  # noqa: E402
+from encore.data import SAFETY_COUNTS  # noqa: E402
+from encore.plots import save, wrap  # noqa: E402
+from encore.style import ENCORE, MUTED, ONE_COL, TWO_COL, Names  # noqa: E402
+
+
+def stars(p: float) -> str:
+    """Significance against ENCORE: ** p < 0.01, * p < 0.05 (Holm-adjusted where available)."""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def significance_marks(sig: pd.DataFrame | None) -> dict[str, str]:
+    if sig is None or sig.empty:
+        return {}
+    col = "p_holm" if "p_holm" in sig else "p_value"
+    return {m: stars(p) for m, p in zip(sig["method"], sig[col]) if np.isfinite(p)}
+
+
+def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, names: Names | None = None) -> plt.Figure:
+    """Safety per method (point, 95% bootstrap interval; ENCORE highlighted), then each RewardBench Safety subset as
+    a small multiple; methods that differ from ENCORE in the paired permutation test are starred."""
+    style.apply()
+    names = names or Names.from_config()
+    t = table.sort_values("safety").reset_index(drop=True)
+    subsets = [s for s in SAFETY_COUNTS if s in t.columns]
+    marks = significance_marks(sig)
+    ratios = [2.2] + [1] * len(subsets)
+    fig, axes = plt.subplots(1, 1 + len(subsets), figsize=(TWO_COL, 0.2 * len(t) + 1.0), sharey=True,
+                             gridspec_kw={"width_ratios": ratios}, layout="constrained")
+    axes = np.atleast_1d(axes)
+    y = np.arange(len(t))
+    colours = [style.color(m) for m in t["method"]]
+    ax = axes[0]
+    err = np.vstack([t["safety"] - t["safety_ci_low"], t["safety_ci_high"] - t["safety"]])
+    for yi, xi, e0, e1, c in zip(y, t["safety"], err[0], err[1], colours):
+        ax.errorbar(xi, yi, xerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, elinewidth=0.8, capsize=1.5, ms=3.5)
+    ax.set_yticks(y, [names.method(m) + marks.get(m, "") for m in t["method"]])
+    for label, m in zip(ax.get_yticklabels(), t["method"]):
+        if m == "encore":
+            label.set_color(ENCORE)
+            label.set_fontweight("bold")
+    ax.set_xlabel("Safety (%), 95% CI")
+    ax.set_title("RewardBench Safety")
+    for a, s in zip(axes[1:], subsets):
+        a.scatter(t[s], y, c=colours, s=10, zorder=3)
+        a.set_title(wrap(names.subset(s), 11), fontsize=6.5)
+        a.set_xlim(max(0, t[s].min() - 10), min(100, t[s].max() + 10) if t[s].max() < 95 else 102)
+        a.xaxis.set_major_locator(FixedLocator(_two_ticks(a.get_xlim())))
+        a.tick_params(axis="y", length=0)
+    for a in axes:
+        a.grid(axis="y", color="#E5E5E5", lw=0.5)
+        a.set_axisbelow(True)
+    if marks:
+        fig.supxlabel("* p < 0.05, ** p < 0.01: differs from ENCORE (paired permutation test, Holm-adjusted)",
+                      fontsize=6, x=0.99, ha="right")
+    return fig
+
+
+def _two_ticks(lim: tuple[float, float]) -> list[float]:
+    lo, hi = lim
+    step = 10 if hi - lo >= 20 else 5
+    a, b = np.ceil(lo / step) * step, np.floor(hi / step) * step
+    return [a, b] if b > a else [a]
+
+
+def main_results(table: pd.DataFrame, out: Path, sig: pd.DataFrame | None = None, names: Names | None = None,
+                 stem: str = "main_results") -> list[Path]:
+    return save(draw_main_results(table, sig, names), out, stem)
+
+
+def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: float | None = None,
+                   zero: float | None = None, paper_tau: float = 2.0) -> plt.Figure:
+    """Safety vs τ on a log axis (decade ticks), its 95% band, the τ→∞ (uniform), τ→0 (lowest-entropy rule) and
+    best-single-rule references, and the paper's τ = 2 marked; the legend sits below the axes, off the data."""
+    style.apply()
+    s = sweep.sort_values("tau")
+    fig, ax = plt.subplots(figsize=(ONE_COL, 2.9), layout="constrained")
+    ax.plot(s["tau"], s["safety"], marker="o", ms=3, color=ENCORE, label="ENCORE", zorder=3)
+    if {"safety_ci_low", "safety_ci_high"} <= set(s):
+        ax.fill_between(s["tau"], s["safety_ci_low"], s["safety_ci_high"], color=ENCORE, alpha=0.15, lw=0,
+                        label="95% CI")
+    for value, colour, ls, label in ((uniform, MUTED, "--", "Uniform (τ→∞)"),
+                                     (zero, style.OKABE_ITO[2], "-.", "Lowest-entropy rule (τ→0)"),
+                                     (single, style.OKABE_ITO[1], ":", "Best single rule")):
+        if value is not None:
+            ax.axhline(value, color=colour, ls=ls, lw=0.9, label=label)
+    ax.axvline(paper_tau, color="black", lw=0.5, ls=(0, (1, 2)), label=f"paper's τ = {paper_tau:g}")
+    ax.set_xscale("log")
+    lo, hi = float(s["tau"].min()), float(s["tau"].max())
+    decades = [10.0 ** k for k in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)]
+    ax.xaxis.set_major_locator(FixedLocator([d for d in decades if lo / 1.01 <= d <= hi * 1.01] or decades))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(lo / 1.5, hi * 1.5)
+    ax.set_xlabel("temperature τ (log scale)")
+    ax.set_ylabel("Safety (%)")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    return fig
+
+
+def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, single: float | None = None,
+              zero: float | None = None, stem: str = "accuracy_vs_tau") -> list[Path]:
+    return save(draw_tau_curve(sweep, uniform, single, zero), out, stem)
+
+
+def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = None) -> plt.Figure:
+    """Weights as a rules x ``by`` heatmap (``by``: ``method`` or ``tau``); long-form input with columns ``by``,
+    rule, weight (seeds averaged)."""
+    style.apply()
+    names = names or Names.from_config()
+    wide = weights.groupby([by, "rule"], sort=False)["weight"].mean().unstack(by)
+    wide = wide.reindex(index=list(pd.unique(weights["rule"])))
+    if by == "tau":
+        wide = wide.reindex(columns=sorted(wide.columns))
+    cols = [f"{c:g}" for c in wide.columns] if by == "tau" else [wrap(names.method(c), 12) for c in wide.columns]
+    fig, ax = plt.subplots(figsize=(TWO_COL if len(cols) > 6 else ONE_COL + 1.2, 0.22 * len(wide) + 1.3),
+                           layout="constrained")
+    values = wide.to_numpy(float)
+    if np.nanmin(values) < 0:  # signed weights (BT-optimised): a diverging map centred on 0
+        from matplotlib.colors import TwoSlopeNorm
+
+        bound = float(np.nanmax(np.abs(values)))
+        im = ax.imshow(values, aspect="auto", cmap="PuOr_r", norm=TwoSlopeNorm(0, -bound, bound))
+    else:
+        im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_yticks(range(len(wide)), [names.rule(r) for r in wide.index])
+    ax.set_xticks(range(len(cols)), cols, rotation=90 if len(cols) > 10 else 0, fontsize=6 if by == "tau" else 5.5)
+    if by == "method":
+        for label, m in zip(ax.get_xticklabels(), wide.columns):
+            if m == "encore":
+                label.set_color(ENCORE)
+                label.set_fontweight("bold")
+    ax.set_xlabel("temperature τ" if by == "tau" else "")
+    ax.spines[:].set_visible(False)
+    fig.colorbar(im, ax=ax, label="ENCORE weight" if by == "tau" else "weight", shrink=0.9)
+    return fig
+
+
+def weight_heatmap(weights: pd.DataFrame, out: Path, by: str, names: Names | None = None,
+                   stem: str = "weights") -> list[Path]:
+    return save(draw_weight_heatmap(weights, by, names), out, stem)

@@ -1,0 +1,98 @@
+"""One look for every figure: sizes for one- and two-column layouts, fonts that embed as TrueType (``pdf.fonttype``
+42: conference and journal checkers reject Type 3), the Okabe–Ito colour-blind-safe palette, PNG at 300 dpi beside
+each PDF, and the names a paper uses for methods, rules, datasets and RewardBench subsets (config overrides win).
+ENCORE is drawn in the same highlight colour everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ONE_COL, TWO_COL = 3.3, 6.9  # inches: one and two columns of a typical two-column paper
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+ENCORE = "#D55E00"  # vermillion: ENCORE in every figure
+OTHER = "#0072B2"  # blue: every other method
+MUTED = "#7F7F7F"
+
+METHODS = {"encore": "ENCORE", "uniform": "Uniform", "random": "Random", "single_rule": "Single rule",
+           "single_rule_random": "Single rule (random)", "bt_optimized": "BT-optimised",
+           "bt_single_head": "Single-head BT", "gating": "Gating (MoE)", "llm_judge": "LLM-as-a-judge",
+           "tau_to_inf": "Uniform (τ→∞)", "tau_to_zero": "Lowest-entropy rule (τ→0)", "topk": "Top-k rules"}
+DATASETS = {"hh-rlhf-harmless": "HH-RLHF", "pku-saferlhf": "PKU-SafeRLHF", "pku-saferlhf-30k": "PKU-SafeRLHF",
+            "hh-rlhf+pku-saferlhf": "HH-RLHF + PKU-SafeRLHF", "demo-train": "Demo"}
+SUBSETS = {"refusals-dangerous": "Refusals (dangerous)", "refusals-offensive": "Refusals (offensive)",
+           "xstest-should-refuse": "XSTest (refuse)", "xstest-should-respond": "XSTest (respond)",
+           "donotanswer": "Do-Not-Answer"}
+NAMES_FILE = "display_names.json"
+
+
+@dataclass
+class Names:
+    """Display names; a key without an entry is shown tidied (``no_hate`` -> "No hate")."""
+
+    methods: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)
+    subsets: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, node: Any = None) -> "Names":
+        """Defaults, overridden by ``figures.names`` (a mapping with methods / rules / datasets / subsets)."""
+        given = {} if node is None else (node if isinstance(node, dict) else _plain(node))
+        return cls(**{k: {**dict(d), **dict(given.get(k) or {})}
+                      for k, d in (("methods", METHODS), ("rules", {}), ("datasets", DATASETS), ("subsets", SUBSETS))})
+
+    @classmethod
+    def from_run(cls, run_dir: Path | None) -> "Names":
+        """The names a run recorded (so figures rebuilt from run directories alone keep them), else defaults."""
+        p = Path(run_dir) / NAMES_FILE if run_dir else None
+        return cls(**json.loads(p.read_text())) if p is not None and p.exists() else cls.from_config()
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        return {"methods": self.methods, "rules": self.rules, "datasets": self.datasets, "subsets": self.subsets}
+
+    def method(self, key: str) -> str:
+        return self.methods.get(key, _tidy(key))
+
+    def rule(self, key: str) -> str:
+        return self.rules.get(key, _tidy(key))
+
+    def dataset(self, key: str) -> str:
+        return self.datasets.get(key, str(key))
+
+    def subset(self, key: str) -> str:
+        return self.subsets.get(key, str(key))
+
+
+def _tidy(key: str) -> str:
+    text = str(key).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _plain(node: Any) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
+def color(method: str) -> str:
+    return ENCORE if method == "encore" else OTHER
+
+
+def apply() -> None:
+    """Set the project's rcParams (idempotent); every drawing function calls it first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({
+        "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",  # TrueType, never Type 3
+        "font.family": "DejaVu Sans", "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7,
+        "xtick.labelsize": 6.5, "ytick.labelsize": 6.5, "legend.fontsize": 6.5, "legend.frameon": False,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": False, "axes.linewidth": 0.6,
+        "xtick.major.width": 0.6, "ytick.major.width": 0.6, "lines.linewidth": 1.2, "lines.markersize": 4,
+        "savefig.dpi": 300, "figure.dpi": 100,
+        "axes.prop_cycle": matplotlib.cycler(color=OKABE_ITO),
+    })

@@ -1,0 +1,102 @@
+"""Tables a paper can use as they are: the main table (one column per RewardBench Safety subset plus Safety, mean ±
+std for seeded methods, the best value per column in bold, a caption saying which rater and backbone produced it)
+as LaTeX (booktabs) and Markdown, and the rule statistics as LaTeX. Written by every run that writes the CSVs and
+rebuilt by ``make_figures.py`` from run directories alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from encore.artifacts import write_bytes
+from encore.data import SAFETY_COUNTS
+from encore.style import Names
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "τ": r"$\tau$", "→": r"$\to$",
+          "∞": r"$\infty$", "±": r"$\pm$", "ψ": r"$\psi$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(c, c) for c in str(text))
+
+
+def _cells(table: pd.DataFrame, cols: list[str]) -> tuple[list[list[str]], list[list[bool]]]:
+    """Formatted values (one decimal; ``± std`` on Safety for seeded methods) and where each column's best is."""
+    shown = table[cols].astype(float).round(1)
+    best = [[bool(np.isfinite(v) and v == shown[c].max()) for c, v in zip(cols, row)] for row in shown.to_numpy()]
+    cells = []
+    for (_, r), row in zip(table.iterrows(), shown.to_numpy()):
+        out = [f"{v:.1f}" if np.isfinite(v) else "–" for v in row]
+        if int(r.get("n_seeds", 1) or 1) > 1 and np.isfinite(r.get("safety_std", np.nan)):
+            out[-1] += f" ± {r['safety_std']:.1f}"
+        cells.append(out)
+    return cells, best
+
+
+def caption(setup: dict | None, n_seeds: int) -> str:
+    s = setup or {}
+    who = "; ".join(f"{k}: {s[k]}" for k in ("rater", "backbone", "train", "data") if s.get(k))
+    seeds = f" Seeded methods: mean ± std over {n_seeds} seeds." if n_seeds > 1 else ""
+    return (f"RewardBench Safety accuracy (%) per subset and overall (example-weighted 100/100/154/250/136).{seeds} "
+            f"Bold: best per column. Produced by encore ({who})." if who else
+            f"RewardBench Safety accuracy (%) per subset and overall.{seeds} Bold: best per column.")
+
+
+def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None) -> str:
+    subsets = [s for s in SAFETY_COUNTS if s in table.columns]
+    cols = [*subsets, "safety"]
+    cells, best = _cells(table, cols)
+    n_seeds = int(table.get("n_seeds", pd.Series([1])).max())
+    head = " & ".join(["Method", *[latex_escape(names.subset(s)) for s in subsets], "Safety"]) + r" \\"
+    rows = []
+    for m, vals, b in zip(table["method"], cells, best):
+        shown = [rf"\textbf{{{latex_escape(v)}}}" if isbest else latex_escape(v) for v, isbest in zip(vals, b)]
+        rows.append(" & ".join([latex_escape(names.method(m)), *shown]) + r" \\")
+    spec = "l" + "r" * len(cols)
+    return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small",
+                      rf"\caption{{{latex_escape(caption(setup, n_seeds))}}}", r"\label{tab:main}",
+                      rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *rows, r"\bottomrule",
+                      r"\end{tabular}", r"\end{table}", ""])
+
+
+def main_table_md(table: pd.DataFrame, names: Names, setup: dict | None = None) -> str:
+    subsets = [s for s in SAFETY_COUNTS if s in table.columns]
+    cols = [*subsets, "safety"]
+    cells, best = _cells(table, cols)
+    n_seeds = int(table.get("n_seeds", pd.Series([1])).max())
+    lines = ["| " + " | ".join(["Method", *[names.subset(s) for s in subsets], "Safety"]) + " |",
+             "|" + "---|" + "---:|" * len(cols)]
+    for m, vals, b in zip(table["method"], cells, best):
+        lines.append("| " + " | ".join([names.method(m), *[f"**{v}**" if isbest else v for v, isbest in zip(vals, b)]])
+                     + " |")
+    return "\n".join([*lines, "", caption(setup, n_seeds), ""])
+
+
+def rule_stats_tex(stats: pd.DataFrame, names: Names) -> str:
+    has_ci = {"accuracy_ci_low", "accuracy_ci_high"} <= set(stats)
+    rows = []
+    for _, r in stats.iterrows():
+        acc = f"{100 * r['accuracy']:.1f}"
+        if has_ci and np.isfinite(r["accuracy_ci_low"]):
+            acc += f" [{100 * r['accuracy_ci_low']:.1f}, {100 * r['accuracy_ci_high']:.1f}]"
+        rows.append(" & ".join([latex_escape(names.rule(r["rule"])), f"{r['entropy']:.3f}", acc,
+                                f"{int(r['n_pairs']):,}"]) + r" \\")
+    return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{tabular}{lrrr}", r"\toprule",
+                      r"Rule & $H$ (nats) & Accuracy (\%) [95\% CI] & Pairs \\", r"\midrule", *rows, r"\bottomrule",
+                      r"\end{tabular}", ""])
+
+
+def write_tables(out: Path, names: Names, table: pd.DataFrame | None = None, stats: pd.DataFrame | None = None,
+                 setup: dict | None = None) -> list[Path]:
+    """``main_table.tex``/``.md`` from a main table and ``rule_stats.tex`` from rule statistics, atomically."""
+    paths = []
+    if table is not None and len(table):
+        paths.append(write_bytes(out / "main_table.tex", main_table_tex(table, names, setup).encode()))
+        paths.append(write_bytes(out / "main_table.md", main_table_md(table, names, setup).encode()))
+    if stats is not None and len(stats):
+        paths.append(write_bytes(out / "rule_stats.tex", rule_stats_tex(stats, names).encode()))
+    return paths

@@ -1,0 +1,84 @@
+"""Layout checks with matplotlib's own renderer: the text objects a figure really draws, whether any two overlap,
+whether any leaves the figure, and whether a legend or a label covers a data point."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.collections import PathCollection
+from matplotlib.lines import Line2D
+from matplotlib.text import Text
+
+
+def drawn_texts(fig) -> list[Text]:
+    """Visible, non-empty texts, keeping only the tick labels of ticks inside their axis' view (the rest exist but
+    are not drawn)."""
+    fig.canvas.draw()
+    ticks, shown = set(), []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                for lab in (tick.label1, tick.label2):
+                    ticks.add(id(lab))
+                    inside = lo - 1e-9 * max(1, abs(hi)) <= tick.get_loc() <= hi + 1e-9 * max(1, abs(hi))
+                    if inside and lab.get_visible() and lab.get_text().strip() and tick.get_visible():
+                        shown.append(lab)
+    other = [t for t in fig.findobj(Text) if id(t) not in ticks and t.get_visible() and t.get_text().strip()]
+    return shown + other
+
+
+def _boxes(fig, texts):
+    r = fig.canvas.get_renderer()
+    return [t.get_window_extent(r) for t in texts]
+
+
+def overlapping_texts(fig, tol: float = 0.5) -> list[tuple[str, str]]:
+    texts = drawn_texts(fig)
+    boxes = _boxes(fig, texts)
+    out = []
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            a, b = boxes[i].padded(-tol), boxes[j].padded(-tol)
+            if a.overlaps(b):
+                out.append((texts[i].get_text(), texts[j].get_text()))
+    return out
+
+
+def texts_outside(fig, tol: float = 1.0) -> list[str]:
+    texts = drawn_texts(fig)
+    fb = fig.bbox.padded(tol)
+    return [t.get_text() for t, b in zip(texts, _boxes(fig, texts)) if not (fb.contains(b.x0, b.y0)
+                                                                            and fb.contains(b.x1, b.y1))]
+
+
+def data_points(ax) -> np.ndarray:
+    """Display coordinates of the markers and line vertices an axes draws (no axis lines, no reference lines)."""
+    pts = []
+    for art in ax.get_children():
+        if isinstance(art, Line2D) and art.get_visible() and len(art.get_xdata()) > 1 and art.get_marker() not in (
+                None, "None", "", " ", "_", "|"):  # error-bar caps are not data points
+            xy = np.column_stack([art.get_xdata(), art.get_ydata()]).astype(float)
+            pts.append(ax.transData.transform(xy))
+        elif isinstance(art, PathCollection) and art.get_visible() and len(art.get_offsets()):
+            pts.append(art.get_offset_transform().transform(art.get_offsets()))
+    return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+
+def covered_points(fig) -> list[str]:
+    """Data points under a legend (figure or axes) or under a text drawn inside an axes (labels, annotations)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    points = np.concatenate([data_points(ax) for ax in fig.axes] or [np.zeros((0, 2))])
+    legends = [lg for lg in [*fig.legends, *(ax.get_legend() for ax in fig.axes)] if lg is not None]
+    out = []
+    for lg in legends:
+        b = lg.get_window_extent(r)
+        if any(b.contains(*p) for p in points):
+            out.append("legend")
+    for ax in fig.axes:
+        pts = data_points(ax)
+        for t in ax.texts:
+            b = t.get_window_extent(r).padded(-1)
+            if t.get_visible() and t.get_text().strip() and any(b.contains(*p) for p in pts):
+                out.append(t.get_text())
+    return out

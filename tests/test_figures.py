@@ -1,0 +1,118 @@
+"""Every figure drawn from demo outputs and a small τ sweep, checked as a reviewer would with matplotlib's own
+renderer: no two texts overlap (tick labels included), no text leaves the figure, no legend or label covers a data
+point; every PDF embeds TrueType, never Type 3; the LaTeX and Markdown tables are well-formed and carry the numbers
+of main_table.csv."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from encore import collect, plots, plots_results
+from encore.figures import make_figures
+from encore.pipeline import run_evaluate, run_reproduce
+from encore.style import Names
+
+from conftest import make_cfg
+from figure_checks import covered_points, overlapping_texts, texts_outside
+
+TAUS = (0.1, 2.0, 20.0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cache = root / "cache"
+    run_reproduce(make_cfg(cache=cache), root / "demo")
+    for tau in TAUS:
+        run_evaluate(make_cfg("method=tau_sweep", f"method.encore.tau={tau}", "experiment_name=tau_sweep",
+                              cache=cache), root / f"tau-{tau:g}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def drawn(runs):
+    """Every figure of the paper, as Figure objects, from the run directories alone."""
+    found = collect.find_runs([runs])
+    names = Names.from_run(runs / "demo")
+    tables = collect.main_tables(found)
+    full = collect.latest_full_table(tables)
+    sweep = collect.tau_sweep(tables)
+    ratings = collect.ratings(found)
+    figs = {
+        "entropy_vs_accuracy": plots.draw_entropy_vs_accuracy(collect.rule_stats(found), collect.correlations(found),
+                                                              names),
+        "rating_distributions": plots.draw_rating_distributions(plots.rating_histogram(ratings), names),
+        "main_results": plots_results.draw_main_results(full, collect.significance(runs / "demo"), names),
+        "accuracy_vs_tau": plots_results.draw_tau_curve(sweep, uniform=68.0, single=74.0, zero=64.0),
+        "weights": plots_results.draw_weight_heatmap(pd.read_csv(runs / "demo" / "weights_long.csv"), "method", names),
+        "encore_weights": plots_results.draw_weight_heatmap(collect.encore_weights(found, sweep), "tau", names),
+    }
+    assert len(sweep) == len(TAUS) and not full.empty
+    return figs
+
+
+@pytest.mark.parametrize("name", ["entropy_vs_accuracy", "rating_distributions", "main_results", "accuracy_vs_tau",
+                                  "weights", "encore_weights"])
+def test_no_text_overlaps_leaves_the_figure_or_covers_a_point(drawn, name):
+    fig = drawn[name]
+    assert overlapping_texts(fig) == [], name
+    assert texts_outside(fig) == [], name
+    assert covered_points(fig) == [], name
+
+
+def test_figures_say_what_a_paper_says(drawn):
+    main = drawn["main_results"]
+    labels = [t.get_text() for t in main.axes[0].get_yticklabels()]
+    assert "ENCORE" in labels and "Single-head BT" in " ".join(labels) and "bt_single_head" not in " ".join(labels)
+    encore = next(t for t in main.axes[0].get_yticklabels() if t.get_text() == "ENCORE")
+    assert encore.get_fontweight() == "bold"  # set apart the same way in every figure
+    assert len(main.axes) == 6  # Safety and its five subsets
+    tau = drawn["accuracy_vs_tau"].axes[0]
+    assert tau.get_xscale() == "log" and [t.get_text() for t in tau.get_xticklabels()] == ["0.1", "1", "10"]
+    assert any("τ = 2" in t for t in [h.get_text() for h in drawn["accuracy_vs_tau"].legends[0].get_texts()])
+    ev = drawn["entropy_vs_accuracy"].axes[0]
+    assert any(t.get_text().startswith("$r$ =") and "[" in t.get_text() for t in ev.texts)  # r with its interval
+
+
+def test_every_pdf_embeds_truetype_never_type3(runs, tmp_path):
+    written = make_figures([runs], tmp_path / "fig")
+    pdfs = [p for p in written if p.suffix == ".pdf"] + list(runs.rglob("figures/*.pdf"))
+    assert len(pdfs) >= 9  # five rebuilt figures and the demo run's four
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert b"/Type3" not in data, pdf.name
+        assert b"/TrueType" in data or b"/CIDFontType2" in data, pdf.name
+    assert all((tmp_path / "fig" / f"{n}.png").exists() for n in ("main_results", "accuracy_vs_tau", "encore_weights"))
+
+
+def _tabular_rows(tex: str) -> tuple[int, list[list[str]]]:
+    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
+    body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    rows = [r.strip() for r in body.strip().split(r"\\") if r.strip()]
+    return len(spec), [re.split(r"(?<!\\)&", r) for r in rows]
+
+
+def test_main_table_tex_is_a_wellformed_booktabs_table_with_the_csv_numbers(runs):
+    tex = (runs / "demo" / "main_table.tex").read_text()
+    table = pd.read_csv(runs / "demo" / "main_table.csv")
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\caption{" in tex
+    assert "rater: embedded:all-minilm-l6-v2; backbone: tiny-random-bert" in tex.lower()  # who produced it
+    assert re.search(r"(?<!\\)_", tex.replace(r"\_", "")) is None  # every underscore escaped
+    ncols, rows = _tabular_rows(tex)
+    assert len(rows) == len(table) and all(len(r) == ncols for r in rows)  # balanced columns on every row
+    subsets = [c for c in ("refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+                           "donotanswer") if c in table]
+    for row, (_, ref) in zip(rows, table.iterrows()):
+        nums = [float(re.search(r"[\d.]+", c.replace(r"\textbf{", "")).group()) for c in row[1:]]
+        np.testing.assert_allclose(nums, [round(ref[c], 1) for c in [*subsets, "safety"]], atol=0.051)
+        if ref["n_seeds"] > 1:
+            assert r"$\pm$" in row[-1]  # mean ± std for the seeded methods
+    best = table["safety"].round(1).max()
+    assert any(r"\textbf{" + f"{best:.1f}" in r[-1] for r in rows)  # best per column in bold
+    md = (runs / "demo" / "main_table.md").read_text()
+    assert md.count("\n|") >= len(table) + 1 and "**" in md
+    stats = (runs / "demo" / "rule_stats.tex").read_text()
+    ncols, rows = _tabular_rows(stats)
+    assert len(rows) == 10 and all(len(r) == ncols for r in rows) and "[" in rows[0][2]  # accuracy with its CI

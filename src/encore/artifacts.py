@@ -137,10 +137,8 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
     model.
     """
     if path.exists():
-        problem = _problem(path, check)
+        arrays, problem = _validated(path, check)
         if problem is None:
-            arrays = read_arrays(path)
-            arrays.pop(KEY)
             return arrays, True
         log.warning("cache entry %s is invalid (%s): recomputing it", path, problem)
     arrays = compute()
@@ -151,17 +149,19 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
     return arrays, False
 
 
-def _problem(path: Path, check: Callable[[dict[str, np.ndarray]], str | None] | None) -> str | None:
+def _validated(path: Path, check: Callable[[dict[str, np.ndarray]], str | None] | None
+               ) -> tuple[dict[str, np.ndarray], str | None]:
+    """The entry's arrays (read once, its key removed) and what is wrong with them, or None."""
     try:
         arrays = read_arrays(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        return f"unreadable: {type(e).__name__}"
+        return {}, f"unreadable: {type(e).__name__}"
     if str(arrays.pop(KEY, "")) != path.stem:
-        return "no cache key recorded inside, or another entry's"
+        return arrays, "no cache key recorded inside, or another entry's"
     for name, a in arrays.items():
         if a.dtype.kind == "f" and np.isinf(a).any():
-            return f"{name} holds infinite values"
-    return check(arrays) if check else None
+            return arrays, f"{name} holds infinite values"
+    return arrays, check(arrays) if check else None
 
 
 def expect(arrays: dict[str, np.ndarray], finite: bool = True, **shapes: tuple) -> str | None:

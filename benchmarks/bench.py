@@ -29,7 +29,7 @@ def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 def rater_benchmark(data_path: str, rules: list, n_conversations: int = 64, batch_size: int = 8, repeats: int = 3,
                     tokenizer: str = "tiny-wordpiece", config: dict | None = None) -> dict[str, float]:
     """Throughput of :class:`HFRater` vs the naive loop on the same tiny model, K rules and HH-RLHF conversations."""
-    from encore.data import load_pairs
+    from encore.data.pairs import load_pairs
     from encore.rating.hf import HFRater
     from encore.rating.naive import naive_rate
     from encore.rules import load_rules
@@ -70,10 +70,10 @@ def heads_benchmark(data_path: str, rules: list, n_pairs: int = 128, k: int = 10
 
     import torch
 
-    from encore.backbone import Encoder
-    from encore.data import load_demo, load_pairs
-    from encore.heads import RidgeHeads
-    from encore.rm import MultiHeadRM, score_ids
+    from encore.rm.backbone import Encoder
+    from encore.data.pairs import load_demo, load_pairs
+    from encore.rm.probe import RidgeHeads
+    from encore.rm.model import MultiHeadRM, score_ids
 
     pairs = load_pairs(path=data_path, format="hh", subset_field=None, empty="drop", limit=n_pairs)
     enc = Encoder(model, device="cpu", dtype="float32", max_length=max_length, batch_size=batch_size)
@@ -118,7 +118,7 @@ def sweep_benchmark(data_path: str, rules: list, n_pairs: int = 500, n_taus: int
     import tempfile
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     taus = np.geomspace(0.01, 1000, n_taus)
     common = ["data=hh_rlhf_harmless", f"data.path={data_path}", f"data.limit={n_pairs}", f"logger={logger}"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,7 +164,7 @@ def shards_benchmark(data_path: str, rules: list, n_pairs: int = 800, num_shards
 
     import pandas as pd
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     common = ["data=hh_rlhf_harmless", f"data.path={data_path}", f"data.limit={n_pairs}", "logger=none",
               f"rating.chunk_size={chunk_size}", *(rater or [])]
     cores = os.cpu_count() or 1

@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from _runner import quiet_libraries, run_dir
 from encore.artifacts import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives beside the library, not in it
 
 
 @hydra.main(config_path="../conf", config_name="benchmark", version_base="1.3")

@@ -1,5 +1,5 @@
 """Train (or reuse) the reward model and export it: the multi-head model with its rules, entropies and weights,
-and the ENCORE-composed single-score model that transformers loads on its own (see encore.export)."""
+and the ENCORE-composed single-score model that transformers loads on its own (see encore.rm.export)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from encore.figures import make_figures
+from encore.report.figures import make_figures
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -36,7 +36,7 @@ def save_tiny_llama(directory: Path, hidden: int = 32, layers: int = 2, heads: i
     """A tiny random Llama and its tokenizer saved as a model directory (what from_pretrained and vLLM read), and
     the loaded rater it came from."""
     from encore.rating.hf import HFRater
-    from encore.tiny import tiny_causal_config
+    from encore.rm.tiny import tiny_causal_config
 
     r = HFRater(model="tiny", tokenizer="tiny-bpe", config=tiny_causal_config("llama", hidden=hidden, layers=layers,
                                                                               heads=heads),

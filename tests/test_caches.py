@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from encore.artifacts import cached_arrays, expect, write_arrays
-from encore.backbone import Encoder
-from encore.data import load_demo
-from encore.heads import embed_pairs
+from encore.rm.backbone import Encoder
+from encore.data.pairs import load_demo
+from encore.rm.probe import embed_pairs
 from encore.judge import LLMJudge
 from encore.methods import FitContext
 from encore.rating import rate_pairs
@@ -134,7 +134,7 @@ def test_missing_reasons_are_counted_by_kind_not_by_prompt_length():
 def test_warnings_print_plain_numbers(tmp_path, caplog):
     import pandas as pd
 
-    from encore.data import load_pairs
+    from encore.data.pairs import load_pairs
 
     path = tmp_path / "p.jsonl"
     pd.DataFrame({"prompt": ["a", "b"], "chosen": ["x", " "], "rejected": ["y", "z"]}).to_json(path, orient="records",

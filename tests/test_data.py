@@ -4,8 +4,8 @@ import json
 import pandas as pd
 import pytest
 
-from encore import data, labelled
-from encore.data import DataError
+from encore.data import pairs as data, labelled
+from encore.data.pairs import DataError
 
 from conftest import SHARED_HH
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from encore.data import to_messages
+from encore.data.pairs import to_messages
 from encore.pipeline import run_export
-from encore.rm import MultiHeadRM
+from encore.rm.model import MultiHeadRM
 
 from conftest import make_cfg
 
@@ -63,7 +63,7 @@ def test_encoder_export_round_trips_multihead_and_explains_the_skip(tmp_path, ca
     assert m["export"]["composed"] is None and "pooling" in m["export"]["composed_skipped"]
     rm = MultiHeadRM.load(m["export"]["multihead"])
     from encore.pipeline import build
-    from encore.rm import score_ids
+    from encore.rm.model import score_ids
 
     cfg = make_cfg(*SMALL, cache=cache)
     enc, eval_pairs = build(cfg.model), build(cfg.eval)

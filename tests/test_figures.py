@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encore import collect, plots, plots_results
-from encore.figures import make_figures
+from encore.report import collect, plots, plots_results
+from encore.report.figures import make_figures
 from encore.pipeline import run_evaluate, run_reproduce
-from encore.style import Names
+from encore.report.style import Names
 
 from conftest import make_cfg
 from figure_checks import covered_points, overlapping_texts, texts_outside

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-import encore.finetune as ft_mod
-from encore.backbone import Encoder
-from encore.data import load_demo
-from encore.finetune import Finetune
-from encore.rm import MultiHeadRM, bt_pair_loss, masked_mse, score_ids
-from encore.tiny import tiny_causal_config
+import encore.rm.finetune as ft_mod
+from encore.rm.backbone import Encoder
+from encore.data.pairs import load_demo
+from encore.rm.finetune import Finetune
+from encore.rm.model import MultiHeadRM, bt_pair_loss, masked_mse, score_ids
+from encore.rm.tiny import tiny_causal_config
 
 BERT = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 64, "max_position_embeddings": 256}
@@ -123,7 +123,7 @@ def test_kill_inside_a_checkpoint_save_resumes_consistently(tmp_path, monkeypatc
     """A kill while step 6 is being saved: with its directory still temporary, or renamed but not yet named by the
     pointer. Either way the rerun resumes from step 4 (weights, optimiser and step count of the same moment) and
     ends equal to an uninterrupted run."""
-    import encore.checkpoint as ck
+    import encore.rm.checkpoint as ck
 
     enc, pairs, y = decoder(), load_demo("train").iloc[:24], side_targets(24)
     ft = fast(max_steps=8, save_every=2)

@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from encore.backbone import Encoder
-from encore.data import load_demo
-from encore.finetune import Finetune
+from encore.rm.backbone import Encoder
+from encore.data.pairs import load_demo
+from encore.rm.finetune import Finetune
 from encore.rating.hf import HFRater
-from encore.rm import MultiHeadRM
+from encore.rm.model import MultiHeadRM
 from encore.rules import Rule
-from encore.tiny import tiny_causal_config
+from encore.rm.tiny import tiny_causal_config
 
 from conftest import save_tiny_llama
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from encore.backbone import Encoder, pool
-from encore.data import load_demo
-from encore.heads import RidgeHeads, embed_pairs
+from encore.rm.backbone import Encoder, pool
+from encore.data.pairs import load_demo
+from encore.rm.probe import RidgeHeads, embed_pairs
 
 TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
         "intermediate_size": 64, "max_position_embeddings": 128}
@@ -55,8 +55,8 @@ def test_encoder_batching_does_not_change_embeddings_and_cache_hits(tmp_path):
 
 
 def test_validation_split_keeps_every_pair_of_a_prompt_together():
-    from encore.data import DataError
-    from encore.splits import validation_split
+    from encore.data.pairs import DataError
+    from encore.rm.splits import validation_split
 
     prompts = [f"p{i // 3}" for i in range(30)]  # 10 prompts, 3 pairs each
     val, tr = validation_split(prompts, 0.2, seed=0)
@@ -72,8 +72,8 @@ def test_validation_split_keeps_every_pair_of_a_prompt_together():
 def test_ridge_alpha_is_the_validation_mse_minimiser():
     """Noise targets pick the largest penalty, a clean linear signal the smallest; and each head's α is the one whose
     validation MSE, recomputed here on the same split, is lowest."""
-    from encore.splits import validation_split
-    from encore.heads import _ridge_solve
+    from encore.rm.splits import validation_split
+    from encore.rm.probe import _ridge_solve
 
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(200, 2, 20))

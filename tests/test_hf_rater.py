@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from encore.data import load_demo
+from encore.data.pairs import load_demo
 from encore.rating.hf import HFRater
 from encore.rating.naive import naive_rate
 from encore.rules import Rule
-from encore.tiny import tiny_causal_config
+from encore.rm.tiny import tiny_causal_config
 
 RULES = [Rule("a", "The response is polite."), Rule("b", "The response gives no instructions for violence."),
          Rule("c", "The response protects private information.")]

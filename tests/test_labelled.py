@@ -13,7 +13,7 @@ import pytest
 from hydra.utils import instantiate
 
 from conftest import ROOT, make_cfg
-from encore import labelled
+from encore.data import labelled
 from encore.errors import DataError
 from encore.pipeline import run_correlation
 from encore.rating.columns import ColumnRater
@@ -49,7 +49,7 @@ def _pku_row(**over):
 def test_pku_harm19_maps_harm_flags_and_severity_and_orients_by_the_safer_response(tmp_path, cache):
     path = _jsonl(tmp_path / "pku.jsonl", [_pku_row()])
     cfg = make_cfg("rater=pku_harm19", f"data.path={path}", "rules=pku_harm19_severity", cache=cache)
-    assert cfg.data._target_ == "encore.labelled.load_pku_saferlhf" and len(cfg.rules.rules) == 20
+    assert cfg.data._target_ == "encore.data.labelled.load_pku_saferlhf" and len(cfg.rules.rules) == 20
     pairs = instantiate(cfg.data)
     assert (pairs.loc[0, "chosen"], pairs.loc[0, "rejected"]) == ("Talk to a tenants' union instead.",
                                                                   "Slash his tyres tonight.")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.data import DataError, load_demo
+from encore.data.pairs import DataError, load_demo
 from encore.pipeline import run_correlation, run_evaluate, run_reproduce
 from encore.rules import RuleError
 from encore.settings import SettingError
@@ -36,7 +36,7 @@ def test_every_config_option_composes(group):
 def test_every_benchmark_composes(bench):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="benchmark", overrides=[f"bench={bench}"])
-        assert cfg.bench._target_.startswith("encore.bench.")
+        assert cfg.bench._target_.startswith("benchmarks.bench.")
 
 
 @pytest.mark.parametrize("experiment", _options("experiment"))

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import yaml
 
-from encore.arch import config_from_dict, describe
-from encore.data import load_demo
-from encore.hardware import GB, Gpus, HardwareError, parse_gpus
-from encore.memory import kv_cache_bytes
-from encore.placement import DoesNotFit, TrainSetup, place_inference, place_training
+from encore.scale.arch import config_from_dict, describe
+from encore.data.pairs import load_demo
+from encore.scale.hardware import GB, Gpus, HardwareError, parse_gpus
+from encore.scale.memory import kv_cache_bytes
+from encore.scale.placement import DoesNotFit, TrainSetup, place_inference, place_training
 from encore.rating import rater_key
 from encore.rating.hf import HFRater
 from encore.rules import Rule
@@ -112,7 +112,7 @@ def test_spread_over_cpu_and_disk_rates_like_one_device_with_prefix_reuse(saved,
 
 
 def test_backbone_spread_over_cpu_and_disk_embeds_like_one_device(saved, tmp_path):
-    from encore.backbone import Encoder
+    from encore.rm.backbone import Encoder
 
     texts = list(load_demo("eval")["chosen"][:6])
     dmap = {"embed_tokens": "cpu", "layers.0": "disk", "layers.1": "cpu", "layers.2": "disk", "layers.3": "cpu",

@@ -8,7 +8,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.distributed import strategy_from_file
+from encore.scale.distributed import strategy_from_file
 from encore.plan import format_plan, plan_experiment
 
 from conftest import CONF, ROOT, SHARED_HH

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from encore.data import load_demo
+from encore.data.pairs import load_demo
 from encore.rating import rate_pairs
 from encore.rating.hf import HFRater
 from encore.rating.remote import OpenAIRater
 from encore.rules import Rule
-from encore.tiny import tiny_causal_config
+from encore.rm.tiny import tiny_causal_config
 
 from llm_server import LLMServer
 

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encore.backbone import Encoder
-from encore.data import load_pairs
-from encore.heads import embed_pairs
-from encore.truncation import keep_end, truncation_report
+from encore.rm.backbone import Encoder
+from encore.data.pairs import load_pairs
+from encore.rm.probe import embed_pairs
+from encore.rm.truncation import keep_end, truncation_report
 
 from conftest import SHARED_HH
 

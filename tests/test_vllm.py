@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from encore.data import load_demo
+from encore.data.pairs import load_demo
 from encore.rating.hf import HFRater
 from encore.rating.remote import OpenAIRater
 from encore.rules import Rule
-from encore.tiny import tiny_causal_config
+from encore.rm.tiny import tiny_causal_config
 
 from conftest import ROOT, save_tiny_llama
 from llm_server import LLMServer

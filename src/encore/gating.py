@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from encore.rm import bt_pair_loss
+from encore.rm.model import bt_pair_loss
 
 
 class GatingNet(nn.Module):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from encore.artifacts import cached_arrays, content_hash, expect
-from encore.data import fingerprint
+from encore.data.pairs import fingerprint
 from encore.rating import prompts as P
 
 

@@ -25,9 +25,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from encore.artifacts import write_frame, write_json
-from encore.data import fingerprint
-from encore.export import stage_export
-from encore.figures import run_figures
+from encore.data.pairs import fingerprint
+from encore.rm.export import stage_export
+from encore.report.figures import run_figures
 from encore.judge import LLMJudge
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
@@ -36,10 +36,10 @@ from encore.rating.given import given_ratings, is_given
 from encore.rules import Rule, load_rules
 from encore.settings import check_settings
 from encore.study import stage_study
-from encore.style import NAMES_FILE, Names
-from encore.tables import write_tables
+from encore.report.style import NAMES_FILE, Names
+from encore.report.tables import write_tables
 from encore.tracking import Tracker, make_tracker
-from encore.truncation import truncation_report
+from encore.rm.truncation import truncation_report
 
 log = logging.getLogger(__name__)
 

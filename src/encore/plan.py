@@ -3,7 +3,7 @@ stage that loads a model, its parameter count (meta device, no weights), the byt
 activations and optimiser state, the GPUs it will use, and "fits" or "does not fit" with the override that fixes it;
 plus the rating prompts and prefill tokens the data implies. ``plan.gpus=8x80GB`` plans for hardware you are not on;
 ``plan.accelerate_config`` for the strategy training will be launched with. The stages run the same checks
-(:mod:`encore.placement`) before they load anything, so the plan and the run cannot disagree.
+(:mod:`encore.scale.placement`) before they load anything, so the plan and the run cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from encore.hardware import Gpus, detect, fmt_bytes, parse_gpus
+from encore.scale.hardware import Gpus, detect, fmt_bytes, parse_gpus
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int, seed: 
     """Rating prompts and prefill tokens the training data implies, with and without the shared-prefix reuse that
     ``rater=hf`` and vLLM's prefix cache both exploit. Token counts come from the rater's tokenizer on a sample of
     responses (the longest always included), or from characters / 4 when the tokenizer cannot be read here."""
-    from encore.arch import _hub_reachable
+    from encore.scale.arch import _hub_reachable
     from encore.pipeline import build
 
     if _needs_hub(cfg.data) and not _hub_reachable():
@@ -71,7 +71,7 @@ def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int, seed: 
 
 def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Every model-loading stage of the experiment ``cfg`` on ``cfg.plan.gpus``; nothing is loaded."""
-    from encore.distributed import strategy_from_file
+    from encore.scale.distributed import strategy_from_file
     from encore.judge import LLMJudge
     from encore.pipeline import build, method_objects
     from encore.rating.given import is_given

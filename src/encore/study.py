@@ -20,8 +20,8 @@ from encore.artifacts import write_frame, write_json
 from encore.entropy import TIES, correlation, rating_entropy, rule_accuracy, tie_share
 from encore.rating import Ratings
 from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci
-from encore.style import Names
-from encore.tables import write_tables
+from encore.report.style import Names
+from encore.report.tables import write_tables
 
 log = logging.getLogger(__name__)
 TIE_WARNING = 0.2  # a rule tying on more than this share of pairs gets the tie policy's effect in the log

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from test_distributed import TRAIN, setup  # noqa: E402
 
-import encore.finetune as ft  # noqa: E402
+import encore.rm.finetune as ft  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llm_server import LLMServer  # noqa: E402
 
 from encore.rating.hf import HFRater  # noqa: E402
-from encore.tiny import tiny_causal_config  # noqa: E402
+from encore.rm.tiny import tiny_causal_config  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

@@ -1,4 +1,4 @@
-"""Preference datasets that ship per-response labels, loaded as pairs plus their label columns (:mod:`encore.labels`).
+"""Preference datasets that ship per-response labels, loaded as pairs plus their label columns (:mod:`encore.data.labels`).
 
 - PKU-SafeRLHF: chosen = ``safer_response_id`` (or ``better_response_id``); labels ``is_safe``, ``severity_level``
   and the 19 ``harm_category.<Category>`` flags of the v1 release, exactly as the hub serves them.
@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from encore.artifacts import content_hash
-from encore.data import normalise
+from encore.data.pairs import normalise
 from encore.errors import DataError
-from encore.labels import carried, label_table
-from encore.sources import hub_table, read_table
+from encore.data.labels import carried, label_table
+from encore.data.sources import hub_table, read_table
 
 log = logging.getLogger(__name__)
 

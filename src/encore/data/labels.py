@@ -28,7 +28,7 @@ def label_table(prompts: Sequence[str], chosen: Sequence[str], rejected: Sequenc
                 labels: dict[str, tuple[Sequence[Any], Sequence[Any]]], where: tuple[Sequence[str], Sequence[str]],
                 subset: str | Sequence[str]) -> pd.DataFrame:
     """A raw pair table with label columns: ``labels`` maps a label name to its (chosen values, rejected values),
-    ``where`` gives each side's place in its source row. Feed it to :func:`encore.data.normalise` with
+    ``where`` gives each side's place in its source row. Feed it to :func:`encore.data.pairs.normalise` with
     ``keep=carried(table)``."""
     out = pd.DataFrame({"prompt": list(prompts), "chosen": list(chosen), "rejected": list(rejected),
                         "subset": subset, ROW: np.asarray(rows, dtype=np.int64)})

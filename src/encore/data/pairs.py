@@ -15,7 +15,7 @@ import pandas as pd
 
 from encore.artifacts import content_hash
 from encore.errors import DataError
-from encore.sources import hub_table, read_table
+from encore.data.sources import hub_table, read_table
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def normalise(
 
     ``empty`` says what to do with a pair whose prompt, chosen or rejected text is empty: ``error`` (default) or
     ``drop`` (logged with a count). ``limit`` keeps the first N pairs, after checks. ``keep`` names further columns
-    that ride along unchanged (the per-response labels of :mod:`encore.labels`).
+    that ride along unchanged (the per-response labels of :mod:`encore.data.labels`).
     """
     keep = list(keep)
     fields = {"prompt": prompt_field, "chosen": chosen_field, "rejected": rejected_field}
@@ -278,7 +278,7 @@ def load_demo(split: str = "train", limit: int | None = None, subsets: list[str]
     (laid out as RewardBench's five Safety subsets). Written by hand for this project; see demo_data/README."""
     if split not in ("train", "eval"):
         raise DataError(f"data.split={split!r} for the demo set; use 'train' or 'eval'")
-    ref = resources.files("encore") / "demo_data" / f"{split}.jsonl"
+    ref = resources.files("encore.data") / "demo_data" / f"{split}.jsonl"
     with resources.as_file(ref) as p:
         raw = pd.read_json(p, lines=True)
     pairs = normalise(raw, source=f"demo[{split}]", subset_field="subset")

@@ -1,4 +1,4 @@
-"""``rater=columns``: ratings read from the labels a dataset ships with (:mod:`encore.labels`), no model.
+"""``rater=columns``: ratings read from the labels a dataset ships with (:mod:`encore.data.labels`), no model.
 
 Every rule names a label column and its declared scale ``[low, high]``; the rating is
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from encore.errors import DataError, shown
-from encore.labels import ROW, SIDES, WHERE, column, names
+from encore.data.labels import ROW, SIDES, WHERE, column, names
 from encore.rating import Ratings
 from encore.rules import Rule
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from encore.backbone import EMBEDDED_MINILM, Encoder
+from encore.rm.backbone import EMBEDDED_MINILM, Encoder
 from encore.rules import Rule
 
 

@@ -3,7 +3,7 @@ an earlier run's ``ratings.parquet``), read from a tidy file. No model runs.
 
 One row per (pair, side, rule) or (prompt, response, rule): ``rule``, ``value`` in [0, 1] (empty = missing),
 optional ``reason``, and either ``pair_id`` + ``side`` (``chosen`` / ``rejected``; pair ids are content hashes of
-prompt, chosen and rejected, see :mod:`encore.data`) or ``prompt`` + ``response`` texts. Parquet, CSV or JSONL.
+prompt, chosen and rejected, see :mod:`encore.data.pairs`) or ``prompt`` + ``response`` texts. Parquet, CSV or JSONL.
 Pairs are matched by content, never by row order. Data pairs the file does not rate are missing ratings (reported;
 the run's ``rating.max_missing_share`` decides); a rule set that differs from the file's rules is an error.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 from encore.errors import DataError, shown
 from encore.rating import SIDES, Ratings
 from encore.rules import Rule
-from encore.sources import read_table
+from encore.data.sources import read_table
 
 log = logging.getLogger(__name__)
 

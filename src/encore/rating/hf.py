@@ -8,7 +8,7 @@ Speed comes from three things the naive loop (one prompt per forward pass, batch
 3. responses are sorted by length so padding stays small; bf16 on GPU.
 Prompts longer than ``max_length`` are recorded as missing with their length, never silently truncated.
 
-Placement (:mod:`encore.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
+Placement (:mod:`encore.scale.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
 through accelerate's ``device_map``, else an error naming the fix, decided from the config before any weight is
 read. ``device_map``/``max_memory``/``offload_folder`` given by the user (e.g. CPU or disk offload) pass through.
 """
@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from encore.backbone import pick_device, pick_dtype, planned_bytes
-from encore.hardware import Gpus
-from encore.loading import load_model, model_arch, release_memory, target_gpus
-from encore.memory import inference_activation_bytes, kv_cache_bytes
-from encore.placement import DoesNotFit, Placement, input_device, place_inference
+from encore.rm.backbone import pick_device, pick_dtype, planned_bytes
+from encore.scale.hardware import Gpus
+from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
+from encore.scale.memory import inference_activation_bytes, kv_cache_bytes
+from encore.scale.placement import DoesNotFit, Placement, input_device, place_inference
 from encore.rating import prompts as P
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
 from encore.rules import Rule
@@ -49,7 +49,7 @@ class HFRater:
     prefix_reuse: bool = True
     device: str = "auto"  # auto: the visible GPUs if any, else the CPU; cpu; cuda
     dtype: str = "auto"
-    device_map: Any = "auto"  # auto: decided by encore.placement; or an accelerate device map / strategy name
+    device_map: Any = "auto"  # auto: decided by encore.scale.placement; or an accelerate device map / strategy name
     max_memory: dict | None = None  # e.g. {0: 70GB, cpu: 120GB}: caps per device, CPU offload for the rest
     offload_folder: str | None = None  # where disk-offloaded weights go (a temp dir when needed and unset)
     arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable

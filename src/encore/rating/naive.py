@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from encore.placement import input_device
+from encore.scale.placement import input_device
 from encore.rating import prompts as P
 from encore.rating.hf import HFRater
 from encore.rules import Rule

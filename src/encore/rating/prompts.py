@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
-from encore.data import to_messages
+from encore.data.pairs import to_messages
 
 RULE_TEMPLATE = (
     "Here is a conversation between a user and an AI assistant.\n\n[CONVERSATION]\n{conversation}\n\n"

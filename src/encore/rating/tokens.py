@@ -39,8 +39,8 @@ class PromptTokenizer:
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            from encore.backbone import resolve_model_path
-            from encore.tiny import resolve_tokenizer
+            from encore.rm.backbone import resolve_model_path
+            from encore.rm.tiny import resolve_tokenizer
 
             self._tok = AutoTokenizer.from_pretrained(resolve_tokenizer(resolve_model_path(self.tokenizer)),
                                                       revision=self.revision)

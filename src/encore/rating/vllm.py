@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from encore.hardware import Gpus
-from encore.placement import DoesNotFit, Placement, place_vllm
+from encore.scale.hardware import Gpus
+from encore.scale.placement import DoesNotFit, Placement, place_vllm
 from encore.rating import prompts as P
 from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule
@@ -78,7 +78,7 @@ class VLLMRater:
         return self._prompts
 
     def arch_info(self) -> Any:
-        from encore.loading import model_arch
+        from encore.scale.loading import model_arch
 
         return model_arch(self.model, self.revision, None, self.arch, None, "causal_lm", "rater")
 
@@ -93,7 +93,7 @@ class VLLMRater:
         if self._llm is not None:
             return self
         vllm = import_vllm()
-        from encore.hardware import detect
+        from encore.scale.hardware import detect
 
         place = self.placement(detect())
         if not place.fits:
@@ -108,7 +108,7 @@ class VLLMRater:
 
     def unload(self) -> None:
         if self._llm is not None:
-            from encore.loading import release_memory
+            from encore.scale.loading import release_memory
 
             self._llm = None
             release_memory()

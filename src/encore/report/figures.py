@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from encore import collect, plots, plots_results
+from encore.report import collect, plots, plots_results
 from encore.artifacts import read_json, write_frame
-from encore.style import Names
-from encore.tables import write_tables
+from encore.report.style import Names
+from encore.report.tables import write_tables
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Figures of the study, each drawn from tidy DataFrames only (never from a model) in the project style
-(:mod:`encore.style`) and saved as PDF (TrueType fonts) and 300-dpi PNG. ``draw_*`` builds the figure (tests inspect
+(:mod:`encore.report.style`) and saved as PDF (TrueType fonts) and 300-dpi PNG. ``draw_*`` builds the figure (tests inspect
 it with matplotlib's renderer); the function without the prefix saves it and returns the paths.
-Results figures (main table, τ, weights) are in :mod:`encore.plots_results`.
+Results figures (main table, τ, weights) are in :mod:`encore.report.plots_results`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from encore import style  # noqa: E402
-from encore.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
+from encore.report import style  # noqa: E402
+from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
 
 
 def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:

@@ -1,6 +1,6 @@
 """Results figures in the project style: the main table (Safety with intervals and the five subsets as small
 multiples, significance against ENCORE marked), accuracy against τ, and weights as heatmaps (rules x methods,
-rules x τ) instead of 20-hue bar charts. Same ``draw_*`` / save split as :mod:`encore.plots`.
+rules x τ) instead of 20-hue bar charts. Same ``draw_*`` / save split as :mod:`encore.report.plots`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from encore import style  # noqa: E402
-from encore.data import SAFETY_COUNTS  # noqa: E402
-from encore.plots import save, wrap  # noqa: E402
-from encore.style import ENCORE, MUTED, ONE_COL, TWO_COL, Names  # noqa: E402
+from encore.report import style  # noqa: E402
+from encore.data.pairs import SAFETY_COUNTS  # noqa: E402
+from encore.report.plots import save, wrap  # noqa: E402
+from encore.report.style import ENCORE, MUTED, ONE_COL, TWO_COL, Names  # noqa: E402
 
 
 def stars(p: float) -> str:

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from encore.artifacts import write_bytes
-from encore.data import SAFETY_COUNTS
-from encore.style import Names
+from encore.data.pairs import SAFETY_COUNTS
+from encore.report.style import Names
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "τ": r"$\tau$", "→": r"$\to$",

@@ -90,7 +90,7 @@ class Encoder:
     batch_size: int = 64
     device: str = "auto"  # auto: the visible GPUs if any, else the CPU; cpu; cuda
     dtype: str = "auto"
-    device_map: Any = "auto"  # inference placement (encore.placement); or an accelerate device map
+    device_map: Any = "auto"  # inference placement (encore.scale.placement); or an accelerate device map
     max_memory: dict | None = None  # caps per device; CPU offload for the rest
     offload_folder: str | None = None
     arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable
@@ -118,8 +118,8 @@ class Encoder:
 
     # ------------------------------------------------------------------ loading
     def arch_info(self) -> Any:
-        """The backbone's architecture (no weights): see :func:`encore.loading.model_arch`."""
-        from encore.loading import model_arch
+        """The backbone's architecture (no weights): see :func:`encore.scale.loading.model_arch`."""
+        from encore.scale.loading import model_arch
 
         return model_arch(self.name_or_path, self.revision, self.config, self.arch,
                           len(self.tok) if self.config else None, "base", "model")
@@ -127,8 +127,8 @@ class Encoder:
     def placement(self, gpus: Any, batch: int | None = None) -> Any:
         """Inference placement: weights plus one layer's activations over ``batch`` x ``max_length`` tokens (no KV
         cache: reward scoring never keeps one)."""
-        from encore.memory import inference_activation_bytes
-        from encore.placement import place_inference
+        from encore.scale.memory import inference_activation_bytes
+        from encore.scale.placement import place_inference
 
         arch = self.arch_info()
         nbytes = planned_bytes(self.dtype, gpus.count > 0)
@@ -138,13 +138,13 @@ class Encoder:
                                device_map=self.device_map, max_memory=self.max_memory, parts={"activations": act})
 
     def load(self) -> "Encoder":
-        """The inference copy of the backbone, placed by :mod:`encore.placement` (checked before loading)."""
+        """The inference copy of the backbone, placed by :mod:`encore.scale.placement` (checked before loading)."""
         if self._model is not None:
             return self
         from transformers import AutoModel
 
-        from encore.loading import load_model, target_gpus
-        from encore.placement import DoesNotFit
+        from encore.scale.loading import load_model, target_gpus
+        from encore.scale.placement import DoesNotFit
 
         gpus = target_gpus(self.device)
         place = self.placement(gpus)
@@ -160,7 +160,7 @@ class Encoder:
 
     def unload(self) -> None:
         if self._model is not None:
-            from encore.loading import release_memory
+            from encore.scale.loading import release_memory
 
             self._model = None
             release_memory()
@@ -168,7 +168,7 @@ class Encoder:
     def load_tokenizer(self) -> Any:
         from transformers import AutoTokenizer
 
-        from encore.tiny import resolve_tokenizer
+        from encore.rm.tiny import resolve_tokenizer
 
         tok_src = resolve_tokenizer(resolve_model_path(self.tokenizer or self.name_or_path))
         tok = AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision)
@@ -182,8 +182,8 @@ class Encoder:
         (default: the inference dtype, ``model.dtype``)."""
         from transformers import AutoModel
 
-        from encore.loading import load_model
-        from encore.placement import Placement
+        from encore.scale.loading import load_model
+        from encore.scale.placement import Placement
 
         dtype = dtype or pick_dtype(self.dtype, pick_device(self.device))
         return load_model(AutoModel, self.name_or_path, revision=self.revision, config=self.config,
@@ -222,7 +222,7 @@ class Encoder:
         """What the backbone reads for each (conversation, response)."""
         if self.text_format == "plain":
             return [format_for_backbone(p, r) for p, r in zip(prompts, responses)]
-        from encore.data import to_messages
+        from encore.data.pairs import to_messages
 
         if not self.tok.chat_template:
             raise ValueError(f"model.text_format=chat but the tokenizer of {self.name_or_path!r} has no chat template; "
@@ -235,7 +235,7 @@ class Encoder:
         gate that must read what the heads read."""
         if self.text_format == "plain":
             return [f"{p.strip()}\n\nAssistant:" for p in prompts]
-        from encore.data import to_messages
+        from encore.data.pairs import to_messages
 
         return [self.tok.apply_chat_template(to_messages(p), add_generation_prompt=True, tokenize=False) for p in prompts]
 
@@ -247,8 +247,8 @@ class Encoder:
     def token_ids(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         """Token ids for :meth:`texts` (a chat template already carries its special tokens), each at most
         ``max_length``: a longer text keeps its leading special tokens and its end, the response (see
-        :mod:`encore.truncation`). Returns the ids and which texts were cut."""
-        from encore.truncation import keep_end
+        :mod:`encore.rm.truncation`). Returns the ids and which texts were cut."""
+        from encore.rm.truncation import keep_end
 
         full = self.tok(texts, add_special_tokens=self.text_format == "plain", verbose=False)["input_ids"]
         special = set(self.tok.all_special_ids)
@@ -268,7 +268,7 @@ class Encoder:
         """(M,) texts -> (M, D) float32. Batches are sorted by length so padding is small; output keeps input order."""
         from tqdm.auto import tqdm
 
-        from encore.placement import input_device
+        from encore.scale.placement import input_device
 
         how = self.resolved_pooling()
         model = self.model

@@ -1,7 +1,7 @@
 """Export a trained reward model (``python experiments/export.py``):
 
 * ``export/multihead``: the K-head RM with ``save_pretrained`` (backbone, heads) and ``encore.json`` carrying the
-  rules, their entropies and the composition weights; :meth:`encore.rm.MultiHeadRM.load` reads it back.
+  rules, their entropies and the composition weights; :meth:`encore.rm.model.MultiHeadRM.load` reads it back.
 * ``export/composed``: φ = Σ_k w_k ψ_k folded into the score layer of an ``AutoModelForSequenceClassification``
   (num_labels = 1), which ``transformers`` loads without this package: score.weight = w @ W_heads (1, D).
   ``transformers`` pools the last non-pad token, so this needs a decoder backbone with last-token pooling. Heads
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from encore.artifacts import atomic_dir, write_json
-from encore.rm import META, MultiHeadRM
+from encore.rm.model import META, MultiHeadRM
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def export_composed(rm: MultiHeadRM, weights: np.ndarray, tokenizer: Any, path: 
     if rm.pooling != "last":
         raise ValueError(f"export: the backbone pools with {rm.pooling!r}, but transformers' sequence classifiers "
                          "pool the last token (decoders). Fix: export a decoder reward model (model.pooling=last), or "
-                         "use the multi-head directory with encore.rm.MultiHeadRM.load")
+                         "use the multi-head directory with encore.rm.model.MultiHeadRM.load")
     if tokenizer.pad_token_id is None:
         raise ValueError("export: the tokenizer has no pad token; set one so transformers can find the last token")
     w = torch.tensor(np.asarray(weights, dtype=np.float64))

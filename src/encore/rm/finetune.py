@@ -22,17 +22,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encore import checkpoint
+from encore.rm import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
-from encore.backbone import Encoder
-from encore.data import fingerprint
-from encore.splits import validation_split
-from encore.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
-from encore.hardware import Gpus
-from encore.loading import target_gpus
-from encore.memory import SHARDED
-from encore.placement import DoesNotFit, TrainSetup, place_training
-from encore.rm import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
+from encore.rm.backbone import Encoder
+from encore.data.pairs import fingerprint
+from encore.rm.splits import validation_split
+from encore.scale.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
+from encore.scale.hardware import Gpus
+from encore.scale.loading import target_gpus
+from encore.scale.memory import SHARDED
+from encore.scale.placement import DoesNotFit, TrainSetup, place_training
+from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
 
 log = logging.getLogger(__name__)
 _NOT_IN_KEY = {"save_every", "score_batch_size", "progress"}
@@ -87,7 +87,7 @@ class Finetune:
                 **{k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}}
 
     def placement(self, encoder: Encoder, gpus: Any, strategy: str = "single", processes: int = 1) -> Any:
-        """Per-process memory of this run under ``strategy`` on ``gpus`` (see :mod:`encore.memory`), with a fix
+        """Per-process memory of this run under ``strategy`` on ``gpus`` (see :mod:`encore.scale.memory`), with a fix
         when it does not fit. Checked by every rank before the backbone is loaded."""
         check_combination(strategy, self.lora_r, self.optim)
         setup = TrainSetup(param_dtype=self.param_dtype, optim=self.optim, strategy=strategy, processes=processes,
@@ -245,7 +245,7 @@ class Finetune:
         return MultiHeadRM(backbone, k, pooling, bias)  # new heads in fp32, also on a bf16 backbone
 
     def _load(self, model_dir: Path, encoder: Encoder) -> MultiHeadRM:
-        from encore.backbone import pick_device, pick_dtype
+        from encore.rm.backbone import pick_device, pick_dtype
 
         dev = pick_device(encoder.device)
         return MultiHeadRM.load(model_dir, dtype=pick_dtype(encoder.dtype, dev)).to(dev)

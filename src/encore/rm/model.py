@@ -2,7 +2,7 @@
 forward pass scores all K rules. Plus the two training losses and ``save_pretrained`` / ``load``.
 
 Heads mirror the score layer of ``*ForSequenceClassification``: bias-free on decoders (last-token pooling), so the
-composed head folds into that layer exactly (see :mod:`encore.export`).
+composed head folds into that layer exactly (see :mod:`encore.rm.export`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encore.artifacts import atomic_dir, write_json
-from encore.backbone import pool
+from encore.rm.backbone import pool
 
 META = "encore.json"
 

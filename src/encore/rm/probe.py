@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect
-from encore.backbone import Encoder
+from encore.rm.backbone import Encoder
 from encore.compose import bt_fit_weights
-from encore.data import fingerprint
+from encore.data.pairs import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ class RidgeHeads:
         return embed_prompts(pairs, encoder, cache_dir)
 
     def load_rm(self, arrays: dict[str, np.ndarray], report: dict[str, Any], encoder: Encoder) -> Any:
-        """The fitted probe as a torch :class:`~encore.rm.MultiHeadRM` (frozen backbone + linear heads)."""
-        from encore.rm import from_linear_heads
+        """The fitted probe as a torch :class:`~encore.rm.model.MultiHeadRM` (frozen backbone + linear heads)."""
+        from encore.rm.model import from_linear_heads
 
         if encoder.normalize:
             raise ValueError("model.normalize=true: unit-normalised embeddings have no torch-module equivalent in "
@@ -127,7 +127,7 @@ class RidgeHeads:
     def fit(self, emb: np.ndarray, ratings: np.ndarray, groups: Sequence[Any] | None = None) -> "RidgeHeads":
         """emb (N, 2, D), ratings (N, 2, K) with NaN for missing (masked per head). α is chosen on a validation split
         of whole ``groups`` (the pairs' prompts; default: each pair its own group), then the heads are refitted."""
-        from encore.splits import validation_split
+        from encore.rm.splits import validation_split
 
         n, _, d = emb.shape
         k = ratings.shape[-1]

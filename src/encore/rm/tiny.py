@@ -17,7 +17,7 @@ SPECIAL = ["<|pad|>", "<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|syst
 
 
 def _corpus() -> list[str]:
-    from encore.data import load_demo
+    from encore.data.pairs import load_demo
     from encore.rating import prompts
 
     texts = [prompts.RULE_TEMPLATE, prompts.YES_NO_QUESTION, prompts.SCALE_QUESTION, prompts.JUDGE_TEMPLATE]
@@ -46,7 +46,7 @@ def tokenizer_dir(name: str) -> str:
         fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|end|>",
                                        pad_token="<|pad|>")
     elif name == "tiny-wordpiece":
-        from encore.backbone import EMBEDDED_MINILM, resolve_model_path
+        from encore.rm.backbone import EMBEDDED_MINILM, resolve_model_path
 
         fast = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MINILM))
         fast.add_special_tokens({"additional_special_tokens": SPECIAL[2:]})

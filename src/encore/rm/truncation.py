@@ -30,7 +30,7 @@ def truncation_report(encoder: Any, pairs: Any, cache_dir: str | Path) -> dict[s
     """How many of a pair table's texts the backbone shortens, how many pairs that touches, and how many pairs end
     up token-identical (a tie every head scores as a miss); cached like the embeddings, so a τ sweep pays nothing."""
     from encore.artifacts import content_hash, read_json, write_json
-    from encore.data import fingerprint
+    from encore.data.pairs import fingerprint
 
     path = Path(cache_dir) / "truncation" / f"{content_hash(encoder.identity(), fingerprint(pairs))}.json"
     if path.exists():

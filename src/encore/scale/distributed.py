@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import torch
 
-from encore.memory import SHARDED
+from encore.scale.memory import SHARDED
 
 OPTIMS = ("adamw", "adamw_8bit")
 

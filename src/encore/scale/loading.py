@@ -1,4 +1,4 @@
-"""Loading a ``transformers`` model where :mod:`encore.placement` decided it goes: one GPU, several GPUs through
+"""Loading a ``transformers`` model where :mod:`encore.scale.placement` decided it goes: one GPU, several GPUs through
 accelerate's ``device_map`` (inputs then go to the device of the input embeddings), or the CPU, with optional CPU/
 disk offload. Random-weight models built from a config (tests, tiny models) take the same route through accelerate's
 ``dispatch_model``, so what the tests prove about spreading a model holds for the hub path too.
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from encore.arch import Arch, config_from_dict, describe, read_config
-from encore.hardware import Gpus, detect
-from encore.placement import Placement
+from encore.scale.arch import Arch, config_from_dict, describe, read_config
+from encore.scale.hardware import Gpus, detect
+from encore.scale.placement import Placement
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def load_model(auto_cls: Any, name_or_path: str, *, revision: str | None, config
                seed: int, dtype: torch.dtype, place: Placement, offload_folder: str | None = None) -> Any:
     """``auto_cls`` (AutoModelForCausalLM / AutoModel) from the hub or a path, or built from ``config`` with
     ``seed``, then placed as ``place`` says. Returns the model in eval mode."""
-    from encore.backbone import resolve_model_path
+    from encore.rm.backbone import resolve_model_path
 
     kw = place.load_kwargs()
     needs_disk = _uses_disk(kw.get("device_map"), kw.get("max_memory"))

@@ -1,4 +1,4 @@
-"""Memory arithmetic for loading, rating with and training a model, from its :class:`~encore.arch.Arch` alone.
+"""Memory arithmetic for loading, rating with and training a model, from its :class:`~encore.scale.arch.Arch` alone.
 
 Pure functions on numbers; every estimate is an upper bound of the largest single allocation pattern we create:
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from encore.arch import Arch
+from encore.scale.arch import Arch
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2}
 OPTIM_BYTES = {"adamw": None, "adamw_8bit": 2 + 2 * 4 / 256}  # None: two moments in the parameter dtype

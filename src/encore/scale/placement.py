@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from encore.arch import Arch
-from encore.hardware import GB, Gpus, fmt_bytes, host_ram
-from encore.memory import SHARDED, TrainMemory, training_memory
+from encore.scale.arch import Arch
+from encore.scale.hardware import GB, Gpus, fmt_bytes, host_ram
+from encore.scale.memory import SHARDED, TrainMemory, training_memory
 
 
 class DoesNotFit(RuntimeError):

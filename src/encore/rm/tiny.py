@@ -46,7 +46,7 @@ def tokenizer_dir(name: str) -> str:
         fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|end|>",
                                        pad_token="<|pad|>")
     elif name == "tiny-wordpiece":
-        from encore.rm.backbone import EMBEDDED_MINILM, resolve_model_path
+        from encore.scale.paths import EMBEDDED_MINILM, resolve_model_path
 
         fast = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MINILM))
         fast.add_special_tokens({"additional_special_tokens": SPECIAL[2:]})

@@ -66,7 +66,7 @@ def read_config(name_or_path: str, revision: str | None = None, recorded: dict |
     then the numbers recorded in ``<field>.arch`` (used only when its ``_name_or_path`` names this model)."""
     from transformers import AutoConfig
 
-    from encore.rm.backbone import resolve_model_path
+    from encore.scale.paths import resolve_model_path
 
     path = resolve_model_path(name_or_path)
     errors = []

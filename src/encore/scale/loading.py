@@ -47,7 +47,7 @@ def load_model(auto_cls: Any, name_or_path: str, *, revision: str | None, config
                seed: int, dtype: torch.dtype, place: Placement, offload_folder: str | None = None) -> Any:
     """``auto_cls`` (AutoModelForCausalLM / AutoModel) from the hub or a path, or built from ``config`` with
     ``seed``, then placed as ``place`` says. Returns the model in eval mode."""
-    from encore.rm.backbone import resolve_model_path
+    from encore.scale.paths import resolve_model_path
 
     kw = place.load_kwargs()
     needs_disk = _uses_disk(kw.get("device_map"), kw.get("max_memory"))

@@ -14,7 +14,7 @@ from encore.data.pairs import load_demo
 from encore.rm.probe import embed_pairs
 from encore.judge import LLMJudge
 from encore.methods import FitContext
-from encore.rating import rate_pairs
+from encore.rating.engine import rate_pairs
 from encore.rules import Rule
 
 from conftest import FakeRater
@@ -123,7 +123,7 @@ def test_cache_files_respect_the_umask(tmp_path):
 
 
 def test_missing_reasons_are_counted_by_kind_not_by_prompt_length():
-    from encore.rating import Ratings
+    from encore.rating.engine import Ratings
 
     reasons = np.array([["prompt longer than rater.max_length (5000 > 4096 tokens)"],
                         ["prompt longer than rater.max_length (7311 > 4096 tokens)"], ["HTTP 400: bad"]], dtype=object)

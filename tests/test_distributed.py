@@ -75,7 +75,7 @@ def test_training_ranks_never_rate_they_name_the_command_that_does(tmp_path, cac
     command instead of loading the rater on one rank's GPU. With the ratings cached, the ranks read them."""
     import encore.pipeline as pipeline
     from encore.pipeline import run_rate
-    from encore.rating import NotRated
+    from encore.rating.engine import NotRated
 
     from conftest import make_cfg
 

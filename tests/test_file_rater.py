@@ -10,7 +10,7 @@ import pytest
 from conftest import make_cfg
 from encore.errors import DataError
 from encore.pipeline import run_correlation, run_reproduce
-from encore.rating import TooManyMissing
+from encore.rating.engine import TooManyMissing
 from encore.settings import SettingError
 
 

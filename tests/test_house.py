@@ -4,7 +4,6 @@ one (function-level imports included), and every ``_target_`` in ``conf/`` resol
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 import pytest

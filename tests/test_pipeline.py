@@ -172,7 +172,7 @@ def test_a_crashed_stage_is_recorded_as_failed(tmp_path, cache, monkeypatch):
 
 def test_study_refuses_an_all_nan_table(tmp_path, cache):
     from encore.pipeline import stage_study
-    from encore.rating import Ratings
+    from encore.rating.engine import Ratings
 
     v = np.random.default_rng(0).uniform(size=(6, 2, 3))
     v[:, 1] = np.nan  # no rejected response rated: no rule has an accuracy

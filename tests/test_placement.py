@@ -11,7 +11,7 @@ from encore.data.pairs import load_demo
 from encore.scale.hardware import GB, Gpus, HardwareError, parse_gpus
 from encore.scale.memory import kv_cache_bytes
 from encore.scale.placement import DoesNotFit, TrainSetup, place_inference, place_training
-from encore.rating import rater_key
+from encore.rating.engine import rater_key
 from encore.rating.hf import HFRater
 from encore.rules import Rule
 

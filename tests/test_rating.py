@@ -3,7 +3,7 @@ import pytest
 
 from encore.data.pairs import load_demo
 from encore.entropy import rating_entropy
-from encore.rating import rate_pairs
+from encore.rating.engine import rate_pairs
 from encore.rules import Rule
 
 from conftest import FakeRater

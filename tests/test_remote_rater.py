@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from encore.data.pairs import load_demo
-from encore.rating import rate_pairs
+from encore.rating.engine import rate_pairs
 from encore.rating.hf import HFRater
 from encore.rating.remote import OpenAIRater
 from encore.rules import Rule
@@ -55,7 +55,7 @@ def test_exhausted_retries_are_missing_with_reason(local):
 def test_an_unreachable_server_fails_the_stage_and_caches_nothing(local, tmp_path):
     """Every request fails: the stage stops with the reason and the fix, stores no rating, and the next run against
     a working server asks for every rating again."""
-    from encore.rating import TooManyMissing
+    from encore.rating.engine import TooManyMissing
 
     pairs = load_demo("train").iloc[:3]
     dead = _client("http://127.0.0.1:1/v1", max_retries=1)

@@ -10,7 +10,7 @@ import pytest
 
 from encore.data.pairs import load_demo
 from encore.pipeline import run_correlation, run_rate
-from encore.rating import MissingShards, Slicing, rate_pairs
+from encore.rating.engine import MissingShards, Slicing, rate_pairs
 from encore.rating.shards import assign, canonical_chunks
 from encore.rules import Rule
 

@@ -31,7 +31,7 @@ from encore.report.figures import run_figures
 from encore.judge import LLMJudge
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
-from encore.rating import MissingShards, NotRated, Ratings, Slicing, rate_pairs
+from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rating.given import given_ratings, is_given
 from encore.rules import Rule, load_rules
 from encore.settings import check_settings

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from encore.artifacts import write_frame, write_json
 from encore.entropy import TIES, correlation, rating_entropy, rule_accuracy, tie_share
-from encore.rating import Ratings
+from encore.rating.engine import Ratings
 from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci
 from encore.report.style import Names
 from encore.report.tables import write_tables

@@ -18,7 +18,7 @@ import pandas as pd
 
 from encore.errors import DataError, shown
 from encore.data.labels import ROW, SIDES, WHERE, column, names
-from encore.rating import Ratings
+from encore.rating.engine import Ratings
 from encore.rules import Rule
 
 _EMPTY = {"", "n/a", "na", "nan", "none", "null"}

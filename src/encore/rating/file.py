@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from encore.errors import DataError, shown
-from encore.rating import SIDES, Ratings
+from encore.rating.engine import SIDES, Ratings
 from encore.rules import Rule
 from encore.data.sources import read_table
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from encore.rating import Ratings, check_missing
+from encore.rating.engine import Ratings, check_missing
 from encore.rules import Rule
 from encore.settings import SettingError
 

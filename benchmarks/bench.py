@@ -71,7 +71,8 @@ def heads_benchmark(data_path: str, rules: list, n_pairs: int = 128, k: int = 10
     import torch
 
     from encore.rm.backbone import Encoder
-    from encore.data.pairs import load_demo, load_pairs
+    from encore.data.demo import load_demo
+    from encore.data.pairs import load_pairs
     from encore.rm.probe import RidgeHeads
     from encore.rm.model import MultiHeadRM, score_ids
 

@@ -10,7 +10,7 @@ import pytest
 
 from encore.artifacts import cached_arrays, expect, write_arrays
 from encore.rm.backbone import Encoder
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rm.probe import embed_pairs
 from encore.judge import LLMJudge
 from encore.methods import FitContext

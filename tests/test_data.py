@@ -4,24 +4,25 @@ import json
 import pandas as pd
 import pytest
 
-from encore.data import pairs as data, labelled
+from encore.data import demo, labelled, rewardbench
+from encore.data import pairs as data
 from encore.data.pairs import DataError
 
 from conftest import SHARED_HH
 
 
 def test_demo_sets_shipped_and_laid_out_like_rewardbench():
-    train, ev = data.load_demo("train"), data.load_demo("eval")
+    train, ev = demo.load_demo("train"), demo.load_demo("eval")
     assert 100 <= len(train) <= 150 and train["subset"].nunique() == 10
-    assert set(ev["subset"]) == set(data.SAFETY_COUNTS)
+    assert set(ev["subset"]) == set(rewardbench.SAFETY_COUNTS)
     assert ev.groupby("subset").size().min() >= 24
     assert train["pair_id"].is_unique and ev["pair_id"].is_unique
     assert list(train.columns) == data.COLUMNS
 
 
 def test_pair_ids_are_stable_and_content_based():
-    a = data.load_demo("train")
-    b = data.load_demo("train")
+    a = demo.load_demo("train")
+    b = demo.load_demo("train")
     assert a["pair_id"].tolist() == b["pair_id"].tolist()
     assert data.fingerprint(a) == data.fingerprint(b)
     assert data.fingerprint(a) != data.fingerprint(a.iloc[:-1])
@@ -89,11 +90,11 @@ def test_reward_bench_subsets(tmp_path):
     rows = [{"prompt": f"p{i}", "chosen": "c", "rejected": "r", "subset": s}
             for i, s in enumerate(["donotanswer", "donotanswer", "math-prm", "refusals-dangerous"])]
     p = _write(tmp_path / "rb.jsonl", rows)
-    assert set(data.load_reward_bench(path=str(p), subsets=["donotanswer"])["subset"]) == {"donotanswer"}
+    assert set(rewardbench.load_reward_bench(path=str(p), subsets=["donotanswer"])["subset"]) == {"donotanswer"}
     with pytest.raises(DataError, match="RewardBench does not have"):
-        data.load_reward_bench(path=str(p), subsets=["refusals-violent"])
+        rewardbench.load_reward_bench(path=str(p), subsets=["refusals-violent"])
     with pytest.raises(DataError, match="does not have"):  # a real RewardBench subset absent from the file
-        data.load_reward_bench(path=str(p), subsets=["xstest-should-refuse"])
+        rewardbench.load_reward_bench(path=str(p), subsets=["xstest-should-refuse"])
 
 
 def test_unknown_format_and_missing_path(tmp_path):
@@ -119,7 +120,7 @@ def test_limit_zero_negative_or_not_a_count_is_an_error(tmp_path, limit):
     with pytest.raises(DataError, match="data.limit"):
         data.load_pairs(path=str(path), limit=limit)
     with pytest.raises(DataError, match="data.limit"):
-        data.load_demo("train", limit=limit)
+        demo.load_demo("train", limit=limit)
     assert len(data.load_pairs(path=str(path), limit=2)) == 2
 
 

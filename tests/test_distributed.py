@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from encore.rm.backbone import Encoder
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rm.finetune import Finetune
 from encore.rm.model import MultiHeadRM
 from encore.rm.tiny import tiny_causal_config

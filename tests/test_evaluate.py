@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from encore.data.pairs import SAFETY_COUNTS
+from encore.data.rewardbench import SAFETY_COUNTS
 from encore.evaluate import (compare_to, evaluate_weights, pair_correct, safety_pair_weights, safety_score,
                              subset_accuracy)
 from encore.stats import bootstrap_ci, paired_permutation_test

@@ -10,7 +10,7 @@ from torch.testing import assert_close
 
 import encore.rm.finetune as ft_mod
 from encore.rm.backbone import Encoder
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rm.finetune import Finetune
 from encore.rm.model import MultiHeadRM, bt_pair_loss, masked_mse, score_ids
 from encore.rm.tiny import tiny_causal_config

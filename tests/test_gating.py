@@ -59,7 +59,7 @@ def test_gate_entropy_limits_and_reward_shape():
 @pytest.mark.parametrize("text_format", ["plain", "chat"])
 def test_gate_reads_the_prompt_as_the_reward_model_reads_it(tmp_path, text_format):
     from encore.rm.backbone import Encoder
-    from encore.data.pairs import load_demo
+    from encore.data.demo import load_demo
     from encore.rm.probe import RidgeHeads
     from encore.rm.tiny import tiny_causal_config
 
@@ -75,7 +75,7 @@ def test_gate_reads_the_prompt_as_the_reward_model_reads_it(tmp_path, text_forma
 
 def test_after_fine_tuning_the_gate_reads_the_fine_tuned_backbone(tmp_path):
     from encore.rm.backbone import Encoder
-    from encore.data.pairs import load_demo
+    from encore.data.demo import load_demo
     from encore.rm.finetune import Finetune
     from encore.rm.model import MultiHeadRM, score_ids
     from encore.rm.tiny import tiny_causal_config

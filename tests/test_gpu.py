@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from encore.rm.backbone import Encoder
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rm.finetune import Finetune
 from encore.rating.hf import HFRater
 from encore.rm.model import MultiHeadRM

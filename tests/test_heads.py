@@ -4,7 +4,7 @@ import torch
 from torch.testing import assert_close
 
 from encore.rm.backbone import Encoder, pool
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rm.probe import RidgeHeads, embed_pairs
 
 TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rating.hf import HFRater
 from encore.rating.naive import naive_rate
 from encore.rules import Rule

@@ -1,6 +1,6 @@
 import numpy as np
 
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.judge import LLMJudge
 from encore.methods import FitContext
 

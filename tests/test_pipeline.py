@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.data.pairs import DataError, load_demo
+from encore.data.pairs import DataError
+
+from encore.data.demo import load_demo
 from encore.pipeline import run_correlation, run_evaluate, run_reproduce
 from encore.rules import RuleError
 from encore.settings import SettingError

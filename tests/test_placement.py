@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from encore.scale.arch import config_from_dict, describe
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.scale.hardware import GB, Gpus, HardwareError, parse_gpus
 from encore.scale.memory import kv_cache_bytes
 from encore.scale.placement import DoesNotFit, TrainSetup, place_inference, place_training

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.entropy import rating_entropy
 from encore.rating.engine import rate_pairs
 from encore.rules import Rule

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rating.engine import rate_pairs
 from encore.rating.hf import HFRater
 from encore.rating.remote import OpenAIRater

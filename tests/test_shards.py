@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.pipeline import run_correlation, run_rate
 from encore.rating.engine import MissingShards, Slicing, rate_pairs
 from encore.rating.shards import assign, canonical_chunks

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from encore.data.pairs import load_demo
+from encore.data.demo import load_demo
 from encore.rating.hf import HFRater
 from encore.rating.remote import OpenAIRater
 from encore.rules import Rule

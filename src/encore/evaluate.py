@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from encore.compose import compose
-from encore.data.pairs import SAFETY_COUNTS
+from encore.data.rewardbench import SAFETY_COUNTS
 from encore.stats import bootstrap_ci, holm, paired_permutation_test
 
 

@@ -8,7 +8,6 @@ up to the response, HH-RLHF ``Human:/Assistant:`` transcripts kept as text), ``c
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from typing import Any, Iterable
 
 import pandas as pd
@@ -22,22 +21,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["pair_id", "prompt", "chosen", "rejected", "subset"]
 HH_ASSISTANT = "\n\nAssistant:"
 HH_HUMAN = "\n\nHuman:"
-
-# RewardBench's `filtered` split, all 23 subsets, and the example counts it weights the Safety section by.
-REWARDBENCH_SUBSETS = (
-    "alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med", "mt-bench-hard",
-    "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst", "llmbar-adver-GPTOut", "llmbar-adver-manual",
-    "refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond", "donotanswer",
-    "math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust",
-)
-SAFETY_COUNTS = {
-    "refusals-dangerous": 100,
-    "refusals-offensive": 100,
-    "xstest-should-refuse": 154,
-    "xstest-should-respond": 250,
-    "donotanswer": 136,
-}
-
 
 # --------------------------------------------------------------------------------------------------- normalisation
 def normalise(
@@ -163,15 +146,6 @@ def select_subsets(pairs: pd.DataFrame, subsets: Iterable[str] | None, *, source
     return pairs[pairs["subset"].isin(subsets)].reset_index(drop=True)
 
 
-def check_rewardbench_subsets(subsets: Iterable[str]) -> None:
-    unknown = [s for s in subsets if s not in REWARDBENCH_SUBSETS]
-    if unknown:
-        raise DataError(
-            f"eval.subsets names {unknown}, which RewardBench does not have. "
-            f"Fix: use names from RewardBench's filtered split, e.g. the Safety section {list(SAFETY_COUNTS)}."
-        )
-
-
 # --------------------------------------------------------------------------------------------------- HH-RLHF format
 def split_hh_transcript(text: str) -> tuple[str, str]:
     """Split an HH-RLHF transcript at its last ``Assistant:`` turn into (conversation so far, final response)."""
@@ -252,37 +226,3 @@ def load_pairs(
     pairs = normalise(raw, source=source, prompt_field=prompt_field, chosen_field=chosen_field,
                       rejected_field=rejected_field, subset_field=subset_field, empty=empty)
     return apply_limit(select_subsets(pairs, subsets, source=source), limit, source)
-
-
-def load_reward_bench(
-    hub_id: str = "allenai/reward-bench",
-    split: str = "filtered",
-    path: str | None = None,
-    revision: str | None = None,
-    subsets: list[str] | None = None,
-    limit_per_subset: int | None = None,
-) -> pd.DataFrame:
-    """RewardBench (``filtered`` split), restricted to ``subsets`` (default: the five Safety subsets)."""
-    subsets = list(subsets) if subsets else list(SAFETY_COUNTS)
-    check_rewardbench_subsets(subsets)
-    raw = read_table(path) if path else hub_table(hub_id, split, None, None, revision)
-    source = str(path) if path else f"{hub_id}[{split}]"
-    pairs = select_subsets(normalise(raw, source=source), subsets, source=source, field="eval.subsets")
-    if limit_per_subset is not None:
-        pairs = pairs.groupby("subset", sort=False).head(int(limit_per_subset)).reset_index(drop=True)
-    return pairs
-
-
-def load_demo(split: str = "train", limit: int | None = None, subsets: list[str] | None = None) -> pd.DataFrame:
-    """The embedded demo set shipped inside the package: ``train`` (harm-category pairs) or ``eval``
-    (laid out as RewardBench's five Safety subsets). Written by hand for this project; see demo_data/README."""
-    if split not in ("train", "eval"):
-        raise DataError(f"data.split={split!r} for the demo set; use 'train' or 'eval'")
-    ref = resources.files("encore.data") / "demo_data" / f"{split}.jsonl"
-    with resources.as_file(ref) as p:
-        raw = pd.read_json(p, lines=True)
-    pairs = normalise(raw, source=f"demo[{split}]", subset_field="subset")
-    if split == "eval":
-        check_rewardbench_subsets(list(subsets or []) + list(pairs["subset"].unique()))
-    pairs = select_subsets(pairs, subsets, source=f"demo[{split}]", field=f"{'eval' if split == 'eval' else 'data'}.subsets")
-    return apply_limit(pairs, limit, f"demo[{split}]")

@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from encore.report import style  # noqa: E402
-from encore.data.pairs import SAFETY_COUNTS  # noqa: E402
+from encore.data.rewardbench import SAFETY_COUNTS  # noqa: E402
 from encore.report.plots import save, wrap  # noqa: E402
 from encore.report.style import ENCORE, MUTED, ONE_COL, TWO_COL, Names  # noqa: E402
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from encore.artifacts import write_bytes
-from encore.data.pairs import SAFETY_COUNTS
+from encore.data.rewardbench import SAFETY_COUNTS
 from encore.report.style import Names
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

@@ -17,7 +17,7 @@ SPECIAL = ["<|pad|>", "<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|syst
 
 
 def _corpus() -> list[str]:
-    from encore.data.pairs import load_demo
+    from encore.data.demo import load_demo
     from encore.rating import prompts
 
     texts = [prompts.RULE_TEMPLATE, prompts.YES_NO_QUESTION, prompts.SCALE_QUESTION, prompts.JUDGE_TEMPLATE]

@@ -46,13 +46,13 @@ def rater_benchmark(data_path: str, rules: list, n_conversations: int = 64, batc
     t_fast, (fast, _) = _best_of(lambda: rater.rate(prompts, responses, rules), repeats)
     t_naive, ref = _best_of(lambda: naive_rate(rater, prompts, responses, rules), repeats)
     t_last, _ = _best_of(lambda: naive_rate(rater, prompts, responses, rules, full_logits=False), repeats)
-    lengths = [len(s[0]) for s in rater.tokenize_rule_prompts(prompts, responses, rules)]
+    lengths = [len(s[0]) for s in rater.prompts.rule_ids(prompts, responses, rules)]
     res = {"ratings": n, "fast_s": t_fast, "naive_s": t_naive, "naive_last_logit_s": t_last,
            "fast_per_s": n / t_fast, "naive_per_s": n / t_naive, "speedup": t_naive / t_fast,
            "speedup_vs_naive_last_logit": t_last / t_fast, "max_abs_diff": float(np.abs(fast - ref).max()),
            "mean_prompt_tokens": float(np.mean(lengths))}
     print(f"model: {cfg.get('model_type') if cfg else '?'} hidden={cfg.get('hidden_size') if cfg else '?'} "
-          f"vocab={len(rater._tok)}; {len(prompts)} conversations x {len(rules)} rules = {n} ratings; "
+          f"vocab={len(rater.tok)}; {len(prompts)} conversations x {len(rules)} rules = {n} ratings; "
           f"mean prompt {res['mean_prompt_tokens']:.0f} tokens")
     print(f"naive loop (batch 1, full logits): {t_naive:.2f}s ({res['naive_per_s']:.0f} ratings/s)")
     print(f"naive loop, last-position logits only (ablation): {t_last:.2f}s")

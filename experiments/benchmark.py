@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,10 +19,28 @@ from encore.artifacts import write_json
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives beside the library, not in it
 
 
+HH_FILE = "hh-rlhf-harmless-base-test.jsonl.gz"
+
+
+def data_path(given: str | None) -> str:
+    """The benchmark's HH-RLHF file: ``data_path=...``, else ``$ENCORE_SHARED_DATA``, else ``../shared/data`` beside
+    this clone, whatever the working directory."""
+    if given:
+        path, how = Path(given).expanduser(), f"data_path={given}"
+    elif os.environ.get("ENCORE_SHARED_DATA"):
+        path, how = Path(os.environ["ENCORE_SHARED_DATA"]) / HH_FILE, "$ENCORE_SHARED_DATA"
+    else:
+        path, how = Path(__file__).resolve().parents[2] / "shared" / "data" / HH_FILE, "../shared/data beside the clone"
+    if not path.is_file():
+        raise SystemExit(f"benchmark data not found: {path} (from {how}). Fix: data_path=<path to {HH_FILE}> or "
+                         f"export ENCORE_SHARED_DATA=<folder holding it>")
+    return str(path)
+
+
 @hydra.main(config_path="../conf", config_name="benchmark", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     quiet_libraries()
-    result = instantiate(cfg.bench, data_path=cfg.data_path, rules=cfg.rules, _convert_="partial")
+    result = instantiate(cfg.bench, data_path=data_path(cfg.data_path), rules=cfg.rules, _convert_="partial")
     write_json(run_dir() / "benchmark.json", result)
 
 

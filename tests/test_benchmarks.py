@@ -1,0 +1,51 @@
+"""Every benchmark runs at a tiny size through its real command (``python experiments/benchmark.py bench=<name>``,
+started from another working directory) and prints its ratio line, so a refactor cannot break one unseen. The
+sizes are far too small for the ratios to mean anything: the README's numbers come from the full-size runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SHARED_HH
+
+pytestmark = pytest.mark.skipif(not SHARED_HH.exists(), reason="needs ../shared/data (HH-RLHF test file)")
+
+TINY = {
+    "rater": (["bench.n_conversations=2", "bench.repeats=1", "bench.config.hidden_size=32",
+               "bench.config.intermediate_size=64", "bench.config.num_hidden_layers=1"], "speedup="),
+    "heads": (["bench.n_pairs=4", "bench.k=2", "bench.repeats=1", "bench.batch_size=4", "bench.max_length=32"],
+              "heads_cost="),
+    "shards": (["bench.n_pairs=4", "bench.chunk_size=2"], "shard_speedup="),
+    "sweep": (["bench.n_pairs=6", "bench.n_taus=2"], "sweep_cost="),
+}
+
+
+def run_benchmark(name: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ENCORE_RUNS_DIR": str(tmp_path / "runs"), "ENCORE_CACHE_DIR": str(tmp_path / "cache"),
+           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    env.pop("ENCORE_SHARED_DATA", None)  # the default must find ../shared/data from the clone, not from the cwd
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmark.py"), f"bench={name}", *extra],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_benchmark_prints_its_ratio_line(name, tmp_path):
+    overrides, ratio = TINY[name]
+    out = run_benchmark(name, tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith(ratio)]
+    assert line, out.stdout[-2000:]
+    value = float(line[-1].split()[0].split("=")[1])
+    assert value > 0
+    result = json.loads(next((tmp_path / "runs" / "benchmark").glob("*/benchmark.json")).read_text())
+    assert result  # the run wrote what it printed
+
+
+def test_missing_benchmark_data_names_the_setting(tmp_path):
+    out = run_benchmark("rater", tmp_path, f"data_path={tmp_path}/nope.jsonl.gz")
+    assert out.returncode != 0
+    assert "data_path=" in out.stderr + out.stdout and "ENCORE_SHARED_DATA" in out.stderr + out.stdout

@@ -73,7 +73,9 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
                                      slicing=slicing,
                                      cached_only=PartialState().num_processes > 1,
-                                     max_missing_share=cfg.rating.max_missing_share)
+                                     max_missing_share=cfg.rating.max_missing_share,
+                                     other_raters=cfg.rating.get("other_raters", "stop"),
+                                     overrides=rater_overrides())
     except MissingShards as e:
         raise e.with_command(rate_command())
     except NotRated as e:
@@ -103,6 +105,18 @@ def rate_command() -> str:
     keep = [o for o in HydraConfig.get().overrides.task
             if o.split("=")[0].lstrip("+~") not in ("rating.shard", "rating.num_shards", "hydra/launcher")]
     return " ".join(["python experiments/rate.py", *keep])
+
+
+def rater_overrides() -> list[str] | None:
+    """The overrides that chose this job's rater (``rater=vllm_server rater.model=...``), recorded beside its
+    ratings so a later job of another recipe can be told how to use them; None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    own = [o for o in hc.overrides.task if o.lstrip("+~").startswith("rater.")]
+    return [f"rater={hc.runtime.choices.get('rater')}", *own]
 
 
 def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pairs: pd.DataFrame,

@@ -44,5 +44,8 @@ def check_settings(cfg: DictConfig) -> None:
     share = rt.get("max_missing_share", 1.0)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
         raise SettingError(f"rating.max_missing_share={share!r}: use a share in [0, 1] (1 accepts any)")
+    if rt.get("other_raters", "stop") not in ("stop", "rate"):
+        raise SettingError(f"rating.other_raters={rt.other_raters!r}: use stop (name another rater's cached ratings "
+                           "of these pairs and stop) or rate (rate anew with this rater)")
     _int(ss.n_boot, "stats.n_boot", 0)
     _int(ss.n_perm, "stats.n_perm", 0)

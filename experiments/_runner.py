@@ -7,6 +7,8 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 
+import encore.rundir  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
+
 
 def run_dir() -> Path:
     """Hydra's output dir for this job: every file a run writes goes here, never the current directory."""

@@ -19,7 +19,7 @@ class LLMServer:
                  port: int = 0):
         self.rater = rater.load()
         self.logprobs_mode = logprobs_mode
-        self.faults = list(faults or [])  # consumed in order: 429, 500, "slow"
+        self.faults = list(faults or [])  # consumed in order: 429, 500, "slow", "echo"
         self.slow_s = slow_s
         self.lock = threading.Lock()
         self.requests = 0
@@ -43,6 +43,11 @@ class LLMServer:
                     time.sleep(server.slow_s)
                 elif fault in (429, 500):
                     self._send(fault, {"error": {"message": "injected"}})
+                    return
+                elif fault == "echo":  # a 400 whose body repeats the request's headers (some proxies do)
+                    self._send(400, {"error": {"message": "bad request from "
+                                               f"Authorization: {self.headers.get('Authorization')}",
+                                               "headers": dict(self.headers)}})
                     return
                 self._send(200, server.complete_ids(body) if self.path.endswith("/completions") and
                            not self.path.endswith("chat/completions") else server.complete(body))

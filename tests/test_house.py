@@ -15,7 +15,7 @@ from conftest import ROOT
 SRC = ROOT / "src" / "encore"
 # Layers, lowest first: a module may import modules of its own layer or a lower one, never a higher one.
 LAYERS = [
-    ["encore.errors", "encore.artifacts", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
+    ["encore.errors", "encore.artifacts", "encore.rundir", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
     ["encore.scale", "encore.data"],                    # hardware and models before loading; pairs and their readers
     ["encore.rules", "encore.settings", "encore.evaluate", "encore.report"],
     ["encore.rating", "encore.rm"],                     # raters; the reward model and its trainers

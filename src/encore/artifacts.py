@@ -125,15 +125,27 @@ def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 KEY = "_cache_key"
+CHECKSUM = "_checksum"
+
+
+def arrays_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes (names sorted): any edited value changes it."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
                   check: Callable[[dict[str, np.ndarray]], str | None] | None = None) -> tuple[dict[str, np.ndarray], bool]:
     """Return the arrays at ``path`` if present and valid, else compute, save atomically and return them.
 
-    Valid: readable without pickle, carrying the cache key (the file name) it was written under, no infinite value,
-    and whatever ``check`` (shapes, ranges) returns no problem for. An invalid entry is logged and recomputed, never
-    used. The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no
+    Valid: readable without pickle, carrying the cache key (the file name) it was written under and the checksum of
+    its arrays as written (:func:`arrays_checksum`, so an edited value, or an entry rewritten without one, is
+    caught), no infinite value, and whatever ``check`` (shapes, ranges) returns no problem for. An invalid entry is
+    logged and recomputed, never used. The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no
     model.
     """
     if path.exists():
@@ -145,7 +157,7 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
     problem = check(arrays) if check else None
     if problem:  # our own computation failed its check: a bug or a broken model, not a cache to keep
         raise RuntimeError(f"computed arrays for {path.name} fail their check: {problem}")
-    write_arrays(path, **arrays, **{KEY: np.array(path.stem)})
+    write_arrays(path, **arrays, **{KEY: np.array(path.stem), CHECKSUM: np.array(arrays_checksum(arrays))})
     return arrays, False
 
 
@@ -158,6 +170,11 @@ def _validated(path: Path, check: Callable[[dict[str, np.ndarray]], str | None] 
         return {}, f"unreadable: {type(e).__name__}"
     if str(arrays.pop(KEY, "")) != path.stem:
         return arrays, "no cache key recorded inside, or another entry's"
+    recorded = str(arrays.pop(CHECKSUM, ""))
+    if not recorded:
+        return arrays, "no checksum recorded inside (written by hand or by an older version)"
+    if recorded != arrays_checksum(arrays):
+        return arrays, "its arrays do not match the checksum written with them (edited after it was cached)"
     for name, a in arrays.items():
         if a.dtype.kind == "f" and np.isinf(a).any():
             return arrays, f"{name} holds infinite values"

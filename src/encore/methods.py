@@ -66,6 +66,8 @@ class RandomDirichlet:
     def __post_init__(self) -> None:
         if self.n_seeds < 1:
             raise ValueError(f"method.n_seeds={self.n_seeds}: need at least 1 (the paper reports >= 10)")
+        if not self.alpha > 0:
+            raise ValueError(f"method.alpha={self.alpha}: the Dirichlet concentration must be > 0 (1: uniform)")
 
     def weights(self, ctx: FitContext) -> np.ndarray:
         return compose.dirichlet_weights(len(ctx.rules), self.n_seeds, self.seed, self.alpha)

@@ -34,7 +34,7 @@ from encore.methods import FitContext
 from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rating.given import given_ratings, is_given
 from encore.rules import Rule, load_rules
-from encore.settings import check_settings
+from encore.settings import check_fields, check_settings
 from encore.study import stage_study
 from encore.report.style import NAMES_FILE, Names
 from encore.report.tables import write_tables
@@ -73,7 +73,9 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
                                      slicing=slicing,
                                      cached_only=PartialState().num_processes > 1,
-                                     max_missing_share=cfg.rating.max_missing_share)
+                                     max_missing_share=cfg.rating.max_missing_share,
+                                     other_raters=cfg.rating.get("other_raters", "stop"),
+                                     overrides=rater_overrides())
     except MissingShards as e:
         raise e.with_command(rate_command())
     except NotRated as e:
@@ -103,6 +105,18 @@ def rate_command() -> str:
     keep = [o for o in HydraConfig.get().overrides.task
             if o.split("=")[0].lstrip("+~") not in ("rating.shard", "rating.num_shards", "hydra/launcher")]
     return " ".join(["python experiments/rate.py", *keep])
+
+
+def rater_overrides() -> list[str] | None:
+    """The overrides that chose this job's rater (``rater=vllm_server rater.model=...``), recorded beside its
+    ratings so a later job of another recipe can be told how to use them; None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    own = [o for o in hc.overrides.task if o.lstrip("+~").startswith("rater.")]
+    return [f"rater={hc.runtime.choices.get('rater')}", *own]
 
 
 def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pairs: pd.DataFrame,
@@ -144,10 +158,26 @@ def dataset_name(data_cfg: DictConfig) -> str:
 
 
 def method_objects(method_cfg: DictConfig) -> list[Any]:
-    """``method`` is one method (has ``_target_``) or a mapping of named methods (``method=all``)."""
+    """``method`` is one method (has ``_target_``) or a mapping of named methods (``method=all``). Each is checked
+    and built before anything is read; an error names the key as typed (``method.encore.tau`` under method=all)."""
     if "_target_" in method_cfg:
-        return [build(method_cfg)]
-    return [build(m) for m in method_cfg.values()]
+        return [checked_build(method_cfg, "method")]
+    return [checked_build(m, f"method.{key}") for key, m in method_cfg.items()]
+
+
+def checked_build(node: DictConfig, prefix: str) -> Any:
+    """:func:`build` after :func:`check_fields`; a ValueError that names ``<group>.<field>`` is re-worded to name
+    ``prefix.<field>``, the key the user types."""
+    from hydra.utils import get_class
+
+    check_fields(node, get_class(node._target_), prefix)
+    group = prefix.split(".")[0]
+    try:
+        return build(node)
+    except ValueError as e:
+        if prefix == group or f"{prefix}." in str(e):
+            raise
+        raise type(e)(str(e).replace(f"{group}.", f"{prefix}.")) from None
 
 
 def _params(method: Any) -> str:
@@ -216,6 +246,8 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
     if "export" in todo and cfg.export.method not in [m.name for m in methods if hasattr(m, "weights")]:
         raise ValueError(f"export.method={cfg.export.method!r} is not a weight-based method of this run "
                          f"({[m.name for m in methods]}); fix export.method or add it to method")
+    if "heads" in todo:  # the trainer's and backbone's settings (cheap objects: no model loads here)
+        checked_build(cfg.train, "train"), checked_build(cfg.model, "model")
     train, rules = load_train(cfg)
     eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
     slicing = Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard)

@@ -44,5 +44,32 @@ def check_settings(cfg: DictConfig) -> None:
     share = rt.get("max_missing_share", 1.0)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
         raise SettingError(f"rating.max_missing_share={share!r}: use a share in [0, 1] (1 accepts any)")
-    _int(ss.n_boot, "stats.n_boot", 0)
+    if rt.get("other_raters", "stop") not in ("stop", "rate"):
+        raise SettingError(f"rating.other_raters={rt.other_raters!r}: use stop (name another rater's cached ratings "
+                           "of these pairs and stop) or rate (rate anew with this rater)")
+    _int(ss.n_boot, "stats.n_boot", 1)
     _int(ss.n_perm, "stats.n_perm", 0)
+
+
+def check_fields(node: Any, cls: type, prefix: str) -> None:
+    """Every field of ``node`` that the dataclass ``cls`` declares as ``int``, ``float`` or ``bool`` holds a value
+    of that kind (``2.5`` or ``abc`` for a count is an error here, not a TypeError after files were written); the
+    error names the key as the user types it, ``<prefix>.<field>``."""
+    import dataclasses
+    import math
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in node or node[f.name] is None:
+            continue
+        v, kind, field = node[f.name], hints.get(f.name), f"{prefix}.{f.name}"
+        if kind is bool and not isinstance(v, bool):
+            raise SettingError(f"{field}={v!r}: use true or false")
+        if kind is int and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+                            or v != int(v)):
+            raise SettingError(f"{field}={v!r}: use a whole number")
+        if kind is float and (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)):
+            raise SettingError(f"{field}={v!r}: use a finite number")

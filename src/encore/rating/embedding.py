@@ -31,6 +31,7 @@ class EmbeddingRater:
     batch_size: int = 64
     device: str = "auto"
     _enc: Any = field(default=None, init=False, repr=False)
+    rule_fields = ("follows", "violates")  # what of a rule ``rate`` reads: the item key hashes these, not the text
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:

@@ -21,10 +21,12 @@ from tqdm.auto import tqdm
 from encore.artifacts import content_hash
 from encore.rating.shards import (MissingShards, Slicing, assign, canonical_chunks, latest_record, slice_key,
                                   write_record)
+from encore.rating.others import OtherRatings, check_others, record_identity
 from encore.rating.store import TRANSIENT, RatingStore, item_key
 from encore.rules import Rule
 
-__all__ = ["MissingShards", "NotRated", "TooManyMissing", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key"]
+__all__ = ["MissingShards", "NotRated", "OtherRatings", "TooManyMissing", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key",
+           "rule_input"]
 log = logging.getLogger(__name__)
 _LENGTH = re.compile(r" \(\d+ > \d+ tokens\)")
 SIDES = ("chosen", "rejected")
@@ -96,10 +98,30 @@ def rater_key(rater: Rater) -> str:
     return content_hash(rater.identity())
 
 
+def rule_input(rater: Rater, rule: Rule) -> str:
+    """The part of ``rule`` the rater reads, as it enters the item key: the rule's ``text`` for LLM raters (which
+    fill the text into their prompt), a hash of every field a rater names in ``rule_fields`` otherwise (the
+    embedded rater reads ``follows`` and ``violates``, never ``text``)."""
+    fields = tuple(getattr(rater, "rule_fields", ("text",)))
+    if fields == ("text",):
+        return rule.text
+    return content_hash({f: getattr(rule, f) for f in fields}, length=20)
+
+
+def rule_collisions(rater: Rater, rules: list[Rule]) -> list[list[str]]:
+    """Groups of rules that the rater reads identically: they share every rating (one cache entry per response),
+    so their heads and columns are copies of each other."""
+    by: dict[str, list[str]] = {}
+    for r in rules:
+        by.setdefault(rule_input(rater, r), []).append(r.name)
+    return [names for names in by.values() if len(names) > 1]
+
+
 def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: str | Path, chunk_size: int = 256,
                retry_missing: bool = False, progress: bool = True,
                slicing: Slicing | None = None, cached_only: bool = False,
-               max_missing_share: float = 1.0) -> tuple[Ratings | None, dict[str, Any]]:
+               max_missing_share: float = 1.0, other_raters: str = "warn",
+               overrides: list[str] | None = None) -> tuple[Ratings | None, dict[str, Any]]:
     """Rate both sides of every pair under every rule, reusing and extending the store at ``cache_dir``.
 
     Identical (prompt, response) texts are rated once. Work goes in canonical chunks of ``chunk_size`` responses
@@ -109,19 +131,28 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
     :class:`MissingShards`. ``cached_only``: anything left to rate is an error (:class:`NotRated`) instead of a
     rater load. Failures with a transient reason (server unreachable, overloaded) are missing for this run but never
     cached. More than ``max_missing_share`` of the ratings missing (or all of them) is a :class:`TooManyMissing`
-    naming the reasons and the fixes. Returns the ratings and a report (cached, new and missing counts, throughput).
+    naming the reasons and the fixes. Before any rating (or :class:`NotRated`), the other raters' stores in
+    ``cache_dir`` are searched for the pending ratings (:mod:`encore.rating.others`): ``other_raters="stop"`` makes
+    finding them an :class:`OtherRatings` naming the override that uses them, ``"warn"`` / ``"rate"`` a warning.
+    ``overrides``: the command-line overrides that chose this rater, recorded beside its store. Returns the ratings and a report (cached, new and missing counts, throughput).
     """
     store = RatingStore(cache_dir, rater_key(rater))
     table = store.load()
+    parts = [rule_input(rater, rule) for rule in rules]
+    collisions = rule_collisions(rater, rules)
+    if collisions:
+        log.warning("rules %s are read identically by this rater (same %s): each group shares one rating per "
+                    "response, so its columns are copies. Fix: give each rule its own wording", collisions,
+                    "/".join(getattr(rater, "rule_fields", ("text",))))
     texts: dict[tuple[str, str], list[str]] = {}  # (prompt, response) -> item keys per rule
     for prompt, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]):
         for resp in (c, r):
             if (prompt, resp) not in texts:
-                texts[(prompt, resp)] = [item_key(prompt, resp, rule.text) for rule in rules]
+                texts[(prompt, resp)] = [item_key(prompt, resp, part) for part in parts]
     uniq = list(texts)
     hashes = [content_hash(p, x, length=20) for p, x in uniq]
     lengths = [len(p) + len(x) for p, x in uniq]
-    key = slice_key(hashes, [r.text for r in rules])
+    key = slice_key(hashes, parts)
 
     def todo(k: str) -> bool:
         return k not in table or (retry_missing and table[k][1] != "")
@@ -143,8 +174,13 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         owner = assign(chunks, lengths, slicing.num_shards)
         mine = [chunk for s, chunk in zip(owner, chunks) if s == slicing.shard]
     work = [w for w in (pending(chunk) for chunk in mine) if w]
+    if work:
+        keys = [k for chunk in work for i in chunk for k in texts[uniq[i]] if todo(k)]
+        check_others(Path(cache_dir), store.dir.name, keys, len(keys), rater, other_raters)
     if work and cached_only:
         raise NotRated(sum(map(len, work)) * len(rules))
+    if work:
+        record_identity(store.dir, rater.identity(), overrides)
     n_cached = sum(not todo(k) for chunk in mine for i in chunk for k in texts[uniq[i]])
     n_new, t0 = 0, time.perf_counter()
     transient: dict[str, str] = {}
@@ -175,7 +211,7 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
     elapsed = time.perf_counter() - t0
     report = {"rater_key": store.dir.name, "n_pairs": len(pairs), "n_rules": len(rules), "n_cached": n_cached,
               "n_new": n_new, "seconds": elapsed, "ratings_per_s": n_new / elapsed if n_new else None,
-              "shards": store.n_shards()}
+              "shards": store.n_shards(), **({"rule_collisions": collisions} if collisions else {})}
     if transient:
         log.warning("%d rating(s) failed transiently (%s); not cached: a rerun asks for them again",
                     len(transient), sorted(set(transient.values()))[:3])

@@ -11,6 +11,7 @@ the run's ``rating.max_missing_share`` decides); a rule set that differs from th
 from __future__ import annotations
 
 import logging
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class FileRater:
             if wrong.any():
                 i = int(np.flatnonzero(wrong.to_numpy())[0])
                 raise DataError(f"{field}: row {i}: side = {df['side'].iloc[i]!r}; use 'chosen' or 'rejected'")
+        if "prompt" in key:  # texts match after Unicode NFC and with surrounding whitespace stripped
+            df = df.assign(prompt=df["prompt"].map(_text), response=df["response"].map(_text))
         df = df.assign(value=value.astype(float), rule=df["rule"].astype(str),
                        reason=df["reason"].fillna("").astype(str) if "reason" in df.columns else "")
         names = [r.name for r in rules]
@@ -88,9 +91,9 @@ class FileRater:
             grid["pair_id"] = np.repeat(pairs["pair_id"].to_numpy(), 2 * k)
             grid["side"] = np.asarray(SIDES)[grid["s"].to_numpy()]
         else:
-            grid["prompt"] = np.repeat(pairs["prompt"].to_numpy(), 2 * k)
-            texts = np.stack([pairs["chosen"].to_numpy(), pairs["rejected"].to_numpy()], 1)  # (N, 2)
-            grid["response"] = texts[grid["i"].to_numpy(), grid["s"].to_numpy()]
+            grid["prompt"] = np.repeat(pairs["prompt"].map(_text).to_numpy(), 2 * k)
+            texts = np.stack([pairs["chosen"].map(_text).to_numpy(), pairs["rejected"].map(_text).to_numpy()], 1)
+            grid["response"] = texts[grid["i"].to_numpy(), grid["s"].to_numpy()]  # (N, 2) texts, one per row
         hit = grid.merge(df[key + ["value", "reason"]].assign(found=True), on=key, how="left")
         found = hit["found"].fillna(False).to_numpy(bool)
         if not found.any():
@@ -107,10 +110,35 @@ class FileRater:
         rated = found.reshape(n, 2 * k).any(axis=1)
         unused = int((df[key].merge(grid[key], on=key, how="left", indicator=True)["_merge"] == "left_only").sum())
         if not rated.all():
-            log.warning("rater.path: %d of %d data pair(s) have no rating in the file; their ratings are missing",
-                        int((~rated).sum()), n)
+            log.warning("rater.path: %d of %d data pair(s) have no rating in the file; their ratings are missing%s",
+                        int((~rated).sum()), n, _likely_cause(grid[~found], df, key) if (~rated).mean() > 0.05 else "")
         if unused:
             log.warning("rater.path: %d rating(s) in the file match no pair of the data; they are not used", unused)
         report = {"source": f"file:{self.name}", "file_rows": len(df), "pairs_without_ratings": int((~rated).sum()),
                   "file_ratings_unused": unused}
         return Ratings(list(pairs["pair_id"]), [r.name for r in rules], values, reasons), report
+
+
+def _text(x: Any) -> Any:
+    """A text as it is matched: Unicode NFC (composed accents), surrounding whitespace stripped."""
+    return unicodedata.normalize("NFC", x).strip() if isinstance(x, str) else x
+
+
+def _loose(x: Any) -> str:
+    return " ".join(str(x).split()).casefold()
+
+
+def _likely_cause(unmatched: pd.DataFrame, df: pd.DataFrame, key: list[str]) -> str:
+    """Why many data texts found no rating: what a looser match (inner whitespace, case) would have found, or the
+    usual cause (other data)."""
+    if key[0] == "prompt":
+        have = set(zip(df["prompt"].map(_loose), df["response"].map(_loose)))
+        close = sum((a, b) in have for a, b in zip(unmatched["prompt"].map(_loose), unmatched["response"].map(_loose)))
+        if close:
+            return (f". {close} of the {len(unmatched)} unmatched text row(s) match when inner whitespace and case are "
+                    "ignored: the file's texts were reformatted (matching is exact after Unicode NFC and stripping "
+                    "surrounding whitespace). Fix: write the file from the same data texts")
+        return (". Likely cause: the file was rated on other texts (another data.path, data.limit or preprocessing); "
+                "texts are matched after Unicode NFC and stripping surrounding whitespace")
+    return (". Likely cause: the file was rated on other pairs (pair ids are content hashes of prompt, chosen and "
+            "rejected: any edit to a text changes them); rate the file by prompt and response texts instead")

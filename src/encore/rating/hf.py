@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encore.rm.backbone import pick_device, pick_dtype, planned_bytes
+from encore.rm.backbone import pick_dtype, planned_bytes
 from encore.scale.hardware import Gpus
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
 from encore.scale.memory import inference_activation_bytes, kv_cache_bytes
@@ -70,11 +70,13 @@ class HFRater:
             raise ValueError(f"rater.batch_size={self.batch_size}, rater.max_length={self.max_length}: must be >= 1, 2")
 
     def identity(self) -> dict[str, Any]:
-        """Determines the scores; batch size, prefix reuse, device and placement do not (tests hold them to that)."""
+        """Determines the scores; batch size, prefix reuse, device and placement do not (tests hold them to that).
+        The dtype enters as the user chose it: ``auto`` stays ``auto`` (bf16 on a GPU, fp32 on a CPU), so a login node
+        without a GPU finds the ratings a GPU node made; an explicit dtype enters by its torch name."""
         return {"kind": "hf", "model": self.model, "revision": self.revision, "tokenizer": self.tokenizer,
                 "config": self.config, "seed": self.seed if self.config else None, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
-                "max_length": self.max_length, "dtype": str(pick_dtype(self.dtype, pick_device(self.device))),
+                "max_length": self.max_length, "dtype": _dtype_identity(self.dtype),
                 "template": P.RULE_TEMPLATE}
 
     # ------------------------------------------------------------------ placement and loading
@@ -216,3 +218,8 @@ class HFRater:
             probs = self.forward_full([seqs[i] for i in idx], options)
             out[idx] = probs[:, 0] / probs.sum(-1)
         return out, reasons
+
+
+def _dtype_identity(dtype: str) -> str:
+    """``auto`` as typed (independent of the machine); an explicit dtype by its torch name (bf16 = bfloat16)."""
+    return "auto" if dtype == "auto" else str(pick_dtype(dtype, torch.device("cpu")))

@@ -32,6 +32,7 @@ from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_lo
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
+RETRY = {408, 409, 425, 429}  # timeout, conflict, too early, too many requests: worth asking again, never cached
 FATAL = {401: "check the key in the environment variable rater.api_key_env", 403: "check the key's permissions",
          404: "check rater.base_url and rater.model"}
 
@@ -66,10 +67,13 @@ class OpenAIRater:
             self.extra_body = OmegaConf.to_container(self.extra_body)
 
     def identity(self) -> dict[str, Any]:
-        """The model and prompt determine ratings; the URL, the key and the concurrency do not."""
+        """The model, prompt, request parameters (``extra_body``) and, for a server on another host, that server
+        determine ratings. A server on this machine (localhost, 127.0.0.1, ::1) is keyed by the model it serves: its
+        port is left out, so SLURM jobs that each start ``vllm serve`` on their own port share one cache. The key,
+        the concurrency and the retry settings are not in the key."""
         base = {"kind": "openai", "model": self.model, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
-                "template": P.RULE_TEMPLATE}
+                "template": P.RULE_TEMPLATE, **_request_identity(self.base_url, self.extra_body)}
         if self.vllm_extensions:  # exact: no top-k window; the tokens are ours
             return {**base, "vllm_extensions": True, "tokenizer": self.tokenizer or self.model,
                     "max_length": self.max_length}
@@ -141,11 +145,11 @@ class OpenAIRater:
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         async with httpx.AsyncClient(base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.timeout,
                                      limits=limits) as client:
-            results = await asyncio.gather(*(self._one(client, sem, path, b, parse) for b in bodies))
+            results = await asyncio.gather(*(self._one(client, sem, path, b, parse, key) for b in bodies))
         return [r[0] for r in results], [r[1] for r in results]
 
     async def _one(self, client: Any, sem: asyncio.Semaphore, path: str, body: dict,
-                   parse: Callable[[dict], tuple[Any, str]]) -> tuple[Any, str]:
+                   parse: Callable[[dict], tuple[Any, str]], key: str | None = None) -> tuple[Any, str]:
         import httpx
 
         reason = ""
@@ -163,14 +167,30 @@ class OpenAIRater:
                         return parse(r.json())
                     if r.status_code in FATAL:
                         raise RuntimeError(f"rater: HTTP {r.status_code} from {self.base_url}: {FATAL[r.status_code]}")
-                    if r.status_code != 429 and r.status_code < 500:
-                        return None, f"HTTP {r.status_code}: {r.text[:200]}"
+                    if r.status_code not in RETRY and r.status_code < 500:  # the server echoes what it likes:
+                        return None, f"HTTP {r.status_code}: {redact(r.text, key)[:200]}"  # never the key
                     reason = f"HTTP {r.status_code} after {self.max_retries} retries"
                     retry_after = _retry_after(r.headers.get("retry-after"))
             if attempt < self.max_retries:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(max(delay, retry_after or 0.0))
         return None, TRANSIENT + reason  # the server may answer later: never cached as the rating
+
+
+def _request_identity(base_url: str, extra_body: dict | None) -> dict[str, Any]:
+    """The parts of a request beyond the prompt that change a rating; empty for a local server and no extras (so
+    those keys are the ones they always were)."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url.rstrip("/"))
+    local = url.hostname in ("localhost", "127.0.0.1", "::1")
+    return {**({} if local else {"server": f"{url.scheme}://{url.netloc}{url.path}"}),
+            **({"extra_body": extra_body} if extra_body else {})}
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (the API key) replaced, before it is cut, stored or logged."""
+    return text.replace(secret, "<api key>") if secret else text
 
 
 def _retry_after(value: str | None) -> float | None:

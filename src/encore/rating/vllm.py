@@ -25,6 +25,9 @@ from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_lo
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
+ENGINE_SPEED_ONLY = frozenset({"max_num_seqs", "max_num_batched_tokens", "enforce_eager", "swap_space",
+                               "disable_log_stats", "cpu_offload_gb", "max_seq_len_to_capture", "block_size",
+                               "pipeline_parallel_size", "data_parallel_size", "distributed_executor_backend"})
 INSTALL = 'vLLM is not installed: pip install -e ".[vllm]" (it brings its own torch; use a separate environment)'
 
 
@@ -65,11 +68,14 @@ class VLLMRater:
             raise ValueError(f"rater.tensor_parallel_size={self.tensor_parallel_size}: must be >= 1")
 
     def identity(self) -> dict[str, Any]:
-        """What determines the ratings; tensor parallelism and memory settings do not."""
+        """What determines the ratings; tensor parallelism and memory settings do not. ``engine_kwargs`` enter the
+        key except the scheduling and memory ones in :data:`ENGINE_SPEED_ONLY` (``quantization``,
+        ``kv_cache_dtype`` and any other engine argument change the numbers)."""
         return {"kind": "vllm", "model": self.model, "revision": self.revision, "tokenizer": self.tokenizer,
                 "mode": self.mode, "scale_max": self.scale_max if self.mode == "scale" else None,
                 "system_prompt": self.system_prompt, "max_length": self.max_length, "dtype": self.dtype,
-                "template": P.RULE_TEMPLATE}
+                "template": P.RULE_TEMPLATE, **({"engine": engine} if (engine := {
+                    k: v for k, v in (self.engine_kwargs or {}).items() if k not in ENGINE_SPEED_ONLY}) else {})}
 
     @property
     def prompts(self) -> PromptTokenizer:

@@ -99,7 +99,9 @@ class Encoder:
         return {"name_or_path": self.name_or_path, "revision": self.revision, "tokenizer": self.tokenizer,
                 "config": dict(self.config) if self.config else None, "seed": self.seed if self.config else None,
                 "pooling": self.resolved_pooling(), "normalize": self.normalize, "max_length": self.max_length,
-                "truncation": "keep_end", **({"text_format": self.text_format} if self.text_format != "plain" else {})}
+                "truncation": "keep_end", **({"text_format": self.text_format} if self.text_format != "plain" else {}),
+                # an explicit dtype by its torch name; ``auto`` (bf16 on a GPU, fp32 on a CPU) is the key it always was
+                **({"dtype": str(pick_dtype(self.dtype, torch.device("cpu")))} if self.dtype != "auto" else {})}
 
     # ------------------------------------------------------------------ loading
     def arch_info(self) -> Any:

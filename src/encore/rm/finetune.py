@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 _NOT_IN_KEY = {"save_every", "score_batch_size", "progress"}
 
 
+def _processes() -> tuple[dict[str, int], ...]:
+    """The process count where it shapes the model: the global batch is ``batch_size`` x processes. Empty for one
+    process, so single-process keys are the ones they always were."""
+    from accelerate import PartialState
+
+    n = PartialState().num_processes
+    return () if n == 1 else ({"processes": n},)
+
+
 @dataclass
 class Finetune:
     lr: float = 2e-5
@@ -100,7 +109,7 @@ class Finetune:
                   cache_dir: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Train (or reuse) the K-head RM on ratings (N, 2, K) and score train and eval pairs: (N|M, 2, K)."""
         rh = array_hash(ratings)
-        key = content_hash(encoder.identity(), fingerprint(train), rh, self.identity(), "mse")
+        key = content_hash(encoder.identity(), fingerprint(train), rh, self.identity(), "mse", *_processes())
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
 
         def compute() -> dict[str, np.ndarray]:
@@ -122,7 +131,7 @@ class Finetune:
     def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
                            cache_dir: str | Path) -> np.ndarray:
         """Single-head BT reward model: the same backbone, one head, -log σ(r_c - r_r); (M, 2) eval rewards."""
-        key = content_hash(encoder.identity(), fingerprint(train), self.identity(), "bt")
+        key = content_hash(encoder.identity(), fingerprint(train), self.identity(), "bt", *_processes())
         model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
         compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
         arrays, _ = cached_arrays(Path(cache_dir) / "bt_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",

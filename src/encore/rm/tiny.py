@@ -7,6 +7,7 @@ Two tokenizer families: ``tiny-bpe`` (byte-level BPE trained here, GPT-2 style, 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -30,10 +31,34 @@ def _corpus() -> list[str]:
 
 @lru_cache(maxsize=None)
 def tokenizer_dir(name: str) -> str:
-    """Build (once per process, in a temp dir) and return the directory of a tiny tokenizer."""
+    """The directory of a tiny tokenizer, built once into the artefact cache (``$ENCORE_CACHE_DIR/tokenizers/``,
+    keyed by what it is built from) and reused by every later process; nothing is left in the system temp dir."""
+    import transformers
+
+    if name not in ("tiny-bpe", "tiny-wordpiece"):
+        raise ValueError(f"unknown tiny tokenizer {name!r}; use tiny-bpe or tiny-wordpiece")
+    from encore.artifacts import content_hash
+
+    root = Path(os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore")) / "tokenizers"
+    out = root / f"{name}-{content_hash(name, _corpus(), SPECIAL, CHAT_TEMPLATE, transformers.__version__)}"
+    if (out / "tokenizer_config.json").exists():
+        return str(out)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=root))
+    try:
+        _build(name, tmp)
+        os.rename(tmp, out)  # atomic; fails when another process got there first, whose copy is the same
+    except OSError:
+        if not (out / "tokenizer_config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)
+
+
+def _build(name: str, out: Path) -> None:
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    out = Path(tempfile.mkdtemp(prefix=f"encore-{name}-"))
     if name == "tiny-bpe":
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -45,16 +70,13 @@ def tokenizer_dir(name: str) -> str:
         tok.train_from_iterator(_corpus(), trainer)
         fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|bos|>", eos_token="<|end|>",
                                        pad_token="<|pad|>")
-    elif name == "tiny-wordpiece":
+    else:  # tiny-wordpiece
         from encore.scale.paths import EMBEDDED_MINILM, resolve_model_path
 
         fast = AutoTokenizer.from_pretrained(resolve_model_path(EMBEDDED_MINILM))
         fast.add_special_tokens({"additional_special_tokens": SPECIAL[2:]})
-    else:
-        raise ValueError(f"unknown tiny tokenizer {name!r}; use tiny-bpe or tiny-wordpiece")
     fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(out)
-    return str(out)
 
 
 def resolve_tokenizer(name_or_path: str) -> str:

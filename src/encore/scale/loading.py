@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 import tempfile
+import weakref
 from typing import Any
 
 import torch
@@ -46,12 +48,27 @@ def model_arch(name_or_path: str, revision: str | None, config: dict | None, rec
 def load_model(auto_cls: Any, name_or_path: str, *, revision: str | None, config: dict | None, vocab_size: int | None,
                seed: int, dtype: torch.dtype, place: Placement, offload_folder: str | None = None) -> Any:
     """``auto_cls`` (AutoModelForCausalLM / AutoModel) from the hub or a path, or built from ``config`` with
-    ``seed``, then placed as ``place`` says. Returns the model in eval mode."""
-    from encore.scale.paths import resolve_model_path
-
+    ``seed``, then placed as ``place`` says. Returns the model in eval mode. A disk-offload folder this function
+    made itself (``offload_folder`` unset) is removed when the model is freed or the process exits."""
     kw = place.load_kwargs()
     needs_disk = _uses_disk(kw.get("device_map"), kw.get("max_memory"))
     folder = offload_folder or (tempfile.mkdtemp(prefix="encore-offload-") if needs_disk else None)
+    own = folder if folder and not offload_folder else None  # ours to remove once the model is gone
+    try:
+        model = _load(auto_cls, name_or_path, revision, config, vocab_size, seed, dtype, kw, folder)
+    except BaseException:
+        if own:
+            shutil.rmtree(own, ignore_errors=True)
+        raise
+    if own:  # the offloaded weights live as long as the model (or the process), then the folder goes
+        weakref.finalize(model, shutil.rmtree, own, True)
+    return model
+
+
+def _load(auto_cls: Any, name_or_path: str, revision: str | None, config: dict | None, vocab_size: int | None,
+          seed: int, dtype: torch.dtype, kw: dict, folder: str | None) -> Any:
+    from encore.scale.paths import resolve_model_path
+
     if not config:
         model = auto_cls.from_pretrained(resolve_model_path(name_or_path), revision=revision, dtype=dtype,
                                          **kw, **({"offload_folder": folder} if folder else {}))

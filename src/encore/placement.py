@@ -162,14 +162,18 @@ def lora_fraction(arch: Arch, r: int) -> float:
 
 
 def place_training(arch: Arch, setup: TrainSetup, gpus: Gpus) -> Placement:
-    """Each training process holds one GPU (or the CPU); the largest per-process footprint must fit in it."""
+    """Each training process holds one GPU (or the CPU); the largest per-process footprint must fit in it. The
+    ``setup.processes`` of a launch (accelerate's ``num_processes``) are spread over ``gpus.nodes`` machines of
+    ``gpus.count`` GPUs each."""
     mem = setup.memory(arch)
     cap = gpus.usable if gpus.count else int(0.9 * host_ram())
     where = (f"{setup.processes} process(es), {setup.strategy}, "
              + (f"{fmt_bytes(mem.total)} of {fmt_bytes(cap)} per GPU" if gpus.count else "CPU"))
-    if gpus.count and setup.processes > gpus.count:
+    if gpus.count and -(-setup.processes // gpus.nodes) > gpus.count:  # processes per machine vs its GPUs
+        most = gpus.count * gpus.nodes
         return Placement(False, where, mem.total, mem.parts, setup.processes,
-                         fix=f"launch at most {gpus.count} processes (accelerate launch --num_processes {gpus.count})")
+                         fix=f"launch at most {gpus.count} processes per machine (accelerate launch --num_processes "
+                             f"{most}" + (f" --num_machines {gpus.nodes})" if gpus.nodes > 1 else ")"))
     if not cap or mem.total <= cap:
         return Placement(True, where, mem.total, mem.parts, max(setup.processes, 1) if gpus.count else 0)
     return Placement(False, where, mem.total, mem.parts, setup.processes, fix=_training_fix(arch, setup, gpus, cap))

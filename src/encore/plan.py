@@ -71,7 +71,9 @@ def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int, seed: 
 
 def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Every model-loading stage of the experiment ``cfg`` on ``cfg.plan.gpus``; nothing is loaded."""
-    from encore.distributed import strategy_from_file
+    from dataclasses import replace
+
+    from encore.distributed import machines_from_file, strategy_from_file
     from encore.judge import LLMJudge
     from encore.pipeline import build, method_objects
     from encore.rating.given import is_given
@@ -79,6 +81,7 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
 
     pl = cfg.plan
     gpus = parse_gpus(pl.gpus, pl.headroom) or detect(pl.headroom)
+    train_gpus = replace(gpus, nodes=machines_from_file(pl.accelerate_config))  # plan.gpus describes one machine
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
     rater, encoder, trainer = build(cfg.rater), build(cfg.model), build(cfg.train)
     rater_name = getattr(rater, "model", getattr(rater, "name", type(rater).__name__))
@@ -108,7 +111,7 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     if hasattr(trainer, "placement"):  # fine-tuning
         strategy, procs = strategy_from_file(pl.accelerate_config)
         add("train", f"backbone {encoder.name_or_path} ({strategy}, {procs} process(es))",
-            lambda: trainer.placement(encoder, gpus, strategy, procs))
+            lambda: trainer.placement(encoder, train_gpus, strategy, procs))
         add("score", f"fine-tuned {encoder.name_or_path}", lambda: encoder.placement(gpus, trainer.score_batch_size))
     else:
         add("embed", f"backbone {encoder.name_or_path} (frozen)", lambda: encoder.placement(gpus))

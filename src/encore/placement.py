@@ -52,12 +52,14 @@ def _gpu_range(n: int) -> str:
 
 def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field: str, batch_field: str | None = None,
                     batch: int = 1, device_map: Any = "auto", max_memory: dict | None = None,
-                    parts: dict[str, int] | None = None) -> Placement:
-    """Weights (``n_params · nbytes``) plus ``reserve`` bytes (KV cache and activations of a ``batch``, spread with the
-    layers) on ``gpus``. ``device_map``/``max_memory`` other than the default are the user's and pass through."""
+                    parts: dict[str, int] | None = None, transient: int = 0) -> Placement:
+    """Weights (``n_params · nbytes``) plus ``reserve`` bytes (the KV cache of a ``batch``, spread with the layers)
+    plus ``transient`` bytes (one layer's activations and copies, held in full by whichever GPU runs that layer) on
+    ``gpus``: ``n`` GPUs hold it when ``(weights + reserve) / n + transient + largest block`` fits each.
+    ``device_map``/``max_memory`` other than the default are the user's and pass through."""
     w = arch.n_params * nbytes
-    parts = {"weights": w, **(parts or {"kv + activations": reserve})}
-    need = w + reserve
+    parts = {"weights": w, **(parts or {"kv + activations": reserve + transient})}
+    need = w + reserve + transient
     if device_map not in (None, "auto") or max_memory:
         return Placement(True, f"as given: {field}.device_map={device_map}, {field}.max_memory={max_memory}", need,
                          parts, gpus.count, device_map if device_map not in (None, "auto") else "auto", max_memory)
@@ -68,31 +70,41 @@ def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field:
             f"needs {fmt_bytes(need)} of host memory, this machine has {fmt_bytes(ram)}: run it on GPUs "
             f"(check first with python experiments/plan.py <same overrides> plan.gpus=8x80GB)"))
     for n in range(1, gpus.count + 1):  # the fewest GPUs that hold it; layers are whole, so one block of slack
-        per = need / n + (arch.largest_block * nbytes if n > 1 else 0)
+        per = (w + reserve) / n + transient + (arch.largest_block * nbytes if n > 1 else 0)
         if per <= gpus.usable:
             if n == 1:
                 return Placement(True, "GPU 0", need, parts, 1, {"": 0})
-            cap = {i: int(gpus.usable - reserve / n) for i in range(n)}
+            cap = {i: int(gpus.usable - reserve / n - transient) for i in range(n)}
             return Placement(True, f"{_gpu_range(n)} (device_map=auto over {n} of {gpus.count})", need, parts, n,
                              "auto", cap)
     return Placement(False, f"{gpus.count} x {fmt_bytes(gpus.usable)} usable", need, parts, gpus.count,
-                     fix=_inference_fix(arch, w, reserve, gpus, field, batch_field, batch, nbytes))
+                     fix=_inference_fix(arch, w, reserve, transient, gpus, field, batch_field, batch, nbytes))
 
 
-def _inference_fix(arch: Arch, w: int, reserve: int, gpus: Gpus, field: str, batch_field: str | None, batch: int,
-                   nbytes: int) -> str:
+def batch_that_fits(arch: Arch, w: int, reserve: int, transient: int, n: int, usable: int, batch: int,
+                    nbytes: int) -> int:
+    """The largest batch below ``batch`` whose share (both ``reserve`` and ``transient`` grow with the batch) fits
+    ``n`` GPUs of ``usable`` bytes; 0 when even batch 1 does not."""
+    slack = arch.largest_block * nbytes if n > 1 else 0
+    room = usable - w / n - slack  # per GPU, for the batch
+    per_item = (reserve / n + transient) / max(batch, 1)
+    return max(0, min(batch - 1, int(room // per_item))) if room > 0 and per_item > 0 else 0
+
+
+def _inference_fix(arch: Arch, w: int, reserve: int, transient: int, gpus: Gpus, field: str, batch_field: str | None,
+                   batch: int, nbytes: int) -> str:
     """The override that makes it fit: a smaller batch when only the KV cache and activations overflow; else more
     GPUs, or offloading the weights that do not fit to host RAM at batch 1 (runs, slowly)."""
     slack = arch.largest_block * nbytes if gpus.count > 1 else 0
-    room = gpus.count * (gpus.usable - slack) - w  # what the KV cache and activations may take
-    if room > 0 and batch_field and batch > 1 and int(batch * room / reserve) >= 1:
-        return f"{batch_field}={int(batch * room / reserve)} (the KV cache and activations of {batch} do not fit)"
+    b = batch_that_fits(arch, w, reserve, transient, gpus.count, gpus.usable, batch, nbytes)
+    if batch_field and batch > 1 and b >= 1:
+        return f"{batch_field}={b} (the KV cache and activations of {batch} do not fit)"
     size = f"{gpus.memory / GB:.0f}GB"
-    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + arch.largest_block * nbytes
+    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + transient + arch.largest_block * nbytes
               <= gpus.usable), None)
     more = f"run on {k} such GPUs (plan.gpus={k}x{size})" if k else "more GPUs"
-    one = reserve / max(batch, 1)  # what batch 1 keeps beside the weights
-    gpu_cap = int((gpus.usable - one / gpus.count - slack) // GB)
+    one = reserve / max(batch, 1) / gpus.count + transient / max(batch, 1)  # what batch 1 keeps beside the weights
+    gpu_cap = int((gpus.usable - one - slack) // GB)
     if gpu_cap < 1:
         return more
     cpu = math.ceil((w - gpus.count * gpu_cap * GB) * 1.1 / GB)
@@ -147,12 +159,15 @@ class TrainSetup:
     max_length: int
     gradient_checkpointing: bool
     lora_r: int = 0
+    # MultiHeadRM without get_input_embeddings: FSDP2 keeps the embedding gathered in its root unit
+    embedding_gathered: bool = True
 
     def memory(self, arch: Arch) -> TrainMemory:
         frac = lora_fraction(arch, self.lora_r) if self.lora_r else 1.0
         return training_memory(arch, param_dtype=self.param_dtype, optim=self.optim, strategy=self.strategy,
                                processes=self.processes, tokens=2 * self.batch_size * self.max_length,
-                               gradient_checkpointing=self.gradient_checkpointing, trainable_frac=frac)
+                               gradient_checkpointing=self.gradient_checkpointing, trainable_frac=frac,
+                               embedding_gathered=self.embedding_gathered)
 
 
 def lora_fraction(arch: Arch, r: int) -> float:

@@ -96,3 +96,10 @@ def test_named_gpus_carry_their_memory_and_bf16_peak():
     assert parse_gpus("8x80GB").peak_tflops is None
     with pytest.raises(ValueError, match="COUNTxNAME of a known GPU"):
         parse_gpus("8xGTX9000")
+
+
+def test_8bit_adamw_under_fsdp_is_refused_with_the_recipes_that_work():
+    cfg = paper("train=finetune_1gpu")
+    with pytest.raises(ValueError, match="train.optim=adamw_8bit under FSDP.*conf/accelerate/ddp.yaml"):
+        build(cfg.train).placement(build(cfg.model), Gpus(8, 80 * GB, "t"), "fsdp", 8)
+    assert build(cfg.train).placement(build(cfg.model), Gpus(8, 80 * GB, "t"), "ddp", 8).fits

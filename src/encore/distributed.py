@@ -70,6 +70,11 @@ def check_combination(strategy: str, lora_r: int, optim: str) -> None:
                          "accelerate config, or set train.lora_r=0 for sharded full fine-tuning")
     if strategy == "zero3" and optim != "adamw":
         raise ValueError("train.optim=adamw_8bit under DeepSpeed: DeepSpeed brings its own optimiser; use train.optim=adamw")
+    if strategy == "fsdp" and optim == "adamw_8bit":
+        raise ValueError("train.optim=adamw_8bit under FSDP: accelerate's FSDP2 preparation upcasts the bf16 weights to "
+                         "fp32 (which turns bf16 stochastic rounding off), and torchao's 8-bit state cannot be saved "
+                         "in FSDP checkpoints (pytorch/ao issue 1185, open); use train=finetune (fp32 AdamW) under "
+                         "conf/accelerate/fsdp.yaml, or train=finetune_1gpu with conf/accelerate/ddp.yaml")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], optim: str, lr: float, weight_decay: float) -> Any:

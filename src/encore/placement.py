@@ -203,7 +203,8 @@ def _training_fix(arch: Arch, s: TrainSetup, gpus: Gpus, cap: int) -> str:
     if s.strategy not in SHARDED and (s.optim, s.param_dtype) != ("adamw_8bit", "bfloat16") and not s.lora_r \
             and fits(optim="adamw_8bit", param_dtype="bfloat16"):
         return "train=finetune_1gpu (bf16 weights, 8-bit AdamW with stochastic rounding: one GPU, as in the paper)"
-    if gpus.count > 1 and s.strategy not in SHARDED and fits(strategy="fsdp", processes=gpus.count):
+    if gpus.count > 1 and s.strategy not in SHARDED and s.optim == "adamw" and fits(strategy="fsdp",
+                                                                                   processes=gpus.count):
         return (f"accelerate launch --config_file conf/accelerate/fsdp.yaml --num_processes {gpus.count} "
                 "experiments/train_rm.py <same overrides> (plan it with plan.accelerate_config=conf/accelerate/fsdp.yaml)")
     for b in range(s.batch_size - 1, 0, -1):  # activations: smaller micro-batches, same effective batch

@@ -114,3 +114,23 @@ def test_the_plan_prints_each_stages_flops_and_hours_from_the_counted_tokens():
     per = min(p["data"]["text_tokens_mean"], build(cfg.model).max_length)
     assert train["cost"].startswith(T.training(build(cfg.model).arch_info().n_params, int(seqs * per), 1, 989.0,
                                                0.5).line(0.5, 989.0).split(" [")[0])
+
+
+def test_config_models_split_as_from_pretrained_splits_them_balanced_and_the_plan_keeps_its_buffer():
+    """``device_map="auto"`` is transformers' balanced split (``get_balanced_memory``), not accelerate's sequential
+    fill; the device map is computed on the meta device, so no GPU is needed to check it."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from encore.loading import split
+    from encore.placement import balance_buffer
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=8, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=1000)
+    with init_empty_weights():
+        m = AutoModelForCausalLM.from_config(cfg)
+    size = sum(p.numel() * 4 for p in m.parameters())
+    caps = {0: size, 1: size, 2: size}
+    assert sorted(set(split(m, "auto", dict(caps)).values())) == [0, 1, 2]  # every GPU gets layers
+    assert sorted(set(split(m, "sequential", dict(caps)).values())) == [0, 1]  # filled in order
+    assert balance_buffer(L70, 2) == int(1.25 * 128256 * 8192) * 2  # the embedding is the largest leaf

@@ -29,9 +29,11 @@ def paper(*overrides: str):
         return compose(config_name="config", overrides=["experiment=paper_main_table", *overrides])
 
 
-def test_the_70b_rater_runs_as_two_replicas_of_4_gpus_on_an_8_gpu_node():
-    rater = build(paper().rater)
-    per = rater_gpus_per_replica(rater, Gpus(8, 80 * GB, "t"), n_rules=10)
+def test_the_70b_rater_at_batch_6_runs_as_two_replicas_of_4_gpus_on_an_8_gpu_node():
+    node = Gpus(8, 80 * GB, "t")
+    assert rater_gpus_per_replica(build(paper().rater), node, n_rules=10) == 5  # batch 8 x 10 rules x 4096: one copy
+    rater = build(paper("rater.batch_size=6").rater)  # the batch the plan names for a second copy
+    per = rater_gpus_per_replica(rater, node, n_rules=10)
     reps = replica_groups("auto", per, 8)
     assert per == 4 and reps.groups == (("0", "1", "2", "3"), ("4", "5", "6", "7"))
     vllm = build(paper("rater=vllm", "rater.tensor_parallel_size=2").rater)  # data x tensor parallel: 4 x 2

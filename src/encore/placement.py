@@ -46,6 +46,13 @@ class Placement:
         return out + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
+def balance_buffer(arch: Arch, nbytes: int) -> int:
+    """Weights a GPU may get above ``weights / n`` under ``device_map="auto"``: transformers' ``get_balanced_memory``
+    (what ``from_pretrained`` runs for "auto") gives every GPU but the last ``size / n + 1.25 · max(largest
+    no-split block, largest leaf)``; the largest leaf of a decoder is its ``vocab · hidden`` embedding or LM head."""
+    return int(1.25 * max(arch.largest_block, arch.vocab * arch.hidden)) * nbytes
+
+
 def _gpu_range(n: int) -> str:
     return "GPU 0" if n == 1 else f"GPUs 0-{n - 1}"
 
@@ -70,7 +77,7 @@ def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field:
             f"needs {fmt_bytes(need)} of host memory, this machine has {fmt_bytes(ram)}: run it on GPUs "
             f"(check first with python experiments/plan.py <same overrides> plan.gpus=8x80GB)"))
     for n in range(1, gpus.count + 1):  # the fewest GPUs that hold it; layers are whole, so one block of slack
-        per = (w + reserve) / n + transient + (arch.largest_block * nbytes if n > 1 else 0)
+        per = (w + reserve) / n + transient + (balance_buffer(arch, nbytes) if n > 1 else 0)
         if per <= gpus.usable:
             if n == 1:
                 return Placement(True, "GPU 0", need, parts, 1, {"": 0})
@@ -85,7 +92,7 @@ def batch_that_fits(arch: Arch, w: int, reserve: int, transient: int, n: int, us
                     nbytes: int) -> int:
     """The largest batch below ``batch`` whose share (both ``reserve`` and ``transient`` grow with the batch) fits
     ``n`` GPUs of ``usable`` bytes; 0 when even batch 1 does not."""
-    slack = arch.largest_block * nbytes if n > 1 else 0
+    slack = balance_buffer(arch, nbytes) if n > 1 else 0
     room = usable - w / n - slack  # per GPU, for the batch
     per_item = (reserve / n + transient) / max(batch, 1)
     return max(0, min(batch - 1, int(room // per_item))) if room > 0 and per_item > 0 else 0
@@ -95,12 +102,12 @@ def _inference_fix(arch: Arch, w: int, reserve: int, transient: int, gpus: Gpus,
                    batch: int, nbytes: int) -> str:
     """The override that makes it fit: a smaller batch when only the KV cache and activations overflow; else more
     GPUs, or offloading the weights that do not fit to host RAM at batch 1 (runs, slowly)."""
-    slack = arch.largest_block * nbytes if gpus.count > 1 else 0
+    slack = balance_buffer(arch, nbytes) if gpus.count > 1 else 0
     b = batch_that_fits(arch, w, reserve, transient, gpus.count, gpus.usable, batch, nbytes)
     if batch_field and batch > 1 and b >= 1:
         return f"{batch_field}={b} (the KV cache and activations of {batch} do not fit)"
     size = f"{gpus.memory / GB:.0f}GB"
-    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + transient + arch.largest_block * nbytes
+    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + transient + balance_buffer(arch, nbytes)
               <= gpus.usable), None)
     more = f"run on {k} such GPUs (plan.gpus={k}x{size})" if k else "more GPUs"
     one = reserve / max(batch, 1) / gpus.count + transient / max(batch, 1)  # what batch 1 keeps beside the weights

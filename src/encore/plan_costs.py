@@ -94,5 +94,6 @@ def add_costs(stages: list[dict], cfg: Any, data: dict, rater: Any, encoder: Any
             seqs = 2 * (data["n_pairs"] + n_eval)
             tokens = int(seqs * min(mean, encoder.max_length))
             s["cost"] = T.inference(encoder.arch_info().n_params, tokens, gpu, peak, mfu,
-                                    f"{seqs:,} sequences (train + eval pairs) x {min(mean, encoder.max_length):.0f} "
+                                    f"{seqs:,} sequences ({'train + eval' if ev is not None else 'train; eval not readable'}"
+                                    f" pairs) x {min(mean, encoder.max_length):.0f} "
                                     "tokens (characters / 4)").line(mfu, peak)

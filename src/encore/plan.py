@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from encore.hardware import Gpus, detect, fmt_bytes, parse_gpus
+from encore.plan_costs import add_costs
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,11 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     for s in stages:
         if "error" not in s and s["model"].startswith(("rater", "backbone", "fine-tuned")):
             s["arch"] = _arch_line(s, rater, encoder)
-    from encore.plan_costs import add_costs
-
     peak = pl.get("peak_tflops") or gpus.peak_tflops
-    add_costs(stages, cfg, data, rater, encoder, trainer, gpus, len(rules), seq, float(pl.get("mfu", 0.4)), peak)
+    from encore.arch import _hub_reachable
+
+    add_costs(stages, cfg, data, rater, encoder, trainer, gpus, len(rules), seq, float(pl.get("mfu", 0.4)), peak,
+              eval_readable=not _needs_hub(cfg.eval) or _hub_reachable())
     return {"experiment": cfg.experiment_name, "gpus": gpus.describe(), "gpu_count": gpus.count, "data": data,
             "stages": stages, "fits": all(s["fits"] for s in stages), "mfu": float(pl.get("mfu", 0.4)),
             "peak_tflops": peak}

@@ -13,13 +13,11 @@ from encore import throughput as T
 from encore.hardware import Gpus
 
 
-def _eval_pairs(cfg: Any) -> Any:
-    """The evaluation pairs when they can be read here (a local path or the embedded demo), else None."""
-    from encore.arch import _hub_reachable
+def _eval_pairs(cfg: Any, readable: bool) -> Any:
+    """The evaluation pairs when they can be read here (``readable``: local, or the hub answers), else None."""
     from encore.pipeline import build
-    from encore.plan import _needs_hub
 
-    if _needs_hub(cfg.eval) and not _hub_reachable():
+    if not readable:
         return None
     try:
         return build(cfg.eval)
@@ -47,12 +45,12 @@ def rater_replicas(rater: Any, setting: Any, per: int, gpus: Gpus, n_rules: int,
 
 
 def add_costs(stages: list[dict], cfg: Any, data: dict, rater: Any, encoder: Any, trainer: Any, gpus: Gpus,
-              n_rules: int, seq: int | None, mfu: float, peak: float | None) -> None:
+              n_rules: int, seq: int | None, mfu: float, peak: float | None, eval_readable: bool = True) -> None:
     """Adds ``replicas`` (rate) and ``cost`` (every stage whose tokens are known) to the plan's stage dicts."""
     from encore.distributed import strategy_from_file
 
     readable = data.get("readable", False)
-    ev = _eval_pairs(cfg) if any(s["stage"] in ("judge", "score") for s in stages) else None
+    ev = _eval_pairs(cfg, eval_readable) if any(s["stage"] in ("judge", "score") for s in stages) else None
     n_eval = len(ev) if ev is not None else 0
     mean = data.get("text_tokens_mean")
     vllm = hasattr(rater, "tensor_parallel_size")

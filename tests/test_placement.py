@@ -70,7 +70,7 @@ def test_training_memory_and_its_fixes():
     lowmem = TrainSetup(param_dtype="bfloat16", optim="adamw_8bit", strategy="single", processes=1,
                         **{**base, "batch_size": 4})
     q = place_training(a8, lowmem, one)
-    assert q.fits and q.need / GB == pytest.approx(51.3, abs=0.2)  # the arithmetic in conf/train/finetune_1gpu.yaml
+    assert q.fits and q.need / GB == pytest.approx(53.0, abs=0.1)  # the arithmetic in conf/train/finetune_1gpu.yaml
     fsdp = place_training(a8, TrainSetup(param_dtype="float32", optim="adamw", strategy="fsdp", processes=8, **base),
                           eight)
     assert fsdp.fits and fsdp.parts["weights"] == 4 * a8.n_params // 8

@@ -28,9 +28,9 @@ def test_paper_correlation_on_one_80gb_gpu_names_the_fix_and_fits_a_node():
     one = plan("experiment=paper_correlation", "plan.gpus=1x80GB")
     rate = stage(one, "rate")
     assert not one["fits"] and not rate["fits"] and "70.55 B parameters" in rate["arch"]
-    assert "plan.gpus=4x80GB" in rate["fix"] and "rater.max_memory='{0: " in rate["fix"]
+    assert "plan.gpus=5x80GB" in rate["fix"] and "rater.max_memory='{0: " in rate["fix"]
     node = plan("experiment=paper_correlation", "plan.gpus=8x80GB")
-    assert node["fits"] and "over 4 of 8" in stage(node, "rate")["where"]
+    assert node["fits"] and "over 5 of 8" in stage(node, "rate")["where"]
 
 
 def test_paper_main_table_on_one_gpu_and_on_a_node():

@@ -15,6 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from encore.scale.hardware import Gpus, detect, fmt_bytes, parse_gpus
+from encore.plan_costs import add_costs
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +64,19 @@ def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int, seed: 
         chars = np.array([len(texts[i][0]) + len(texts[i][1]) + 400 for i in pick], float)  # + template and rule
         full, shared, longest = K * chars / 4, chars / 4 - 15, int(chars.max() / 4)
         how = f"estimated as characters / 4 (tokenizer not readable here: {type(e).__name__})"
+    chars = np.array([len(texts[i][0]) + len(texts[i][1]) for i in pick], float)
     out.update(prefill_tokens=int((weights * full).sum()),
                prefill_tokens_prefix_reuse=int((weights * (full - (K - 1) * shared)).sum()),
-               longest_prompt_tokens=int(longest), tokens_from=how)
+               longest_prompt_tokens=int(longest), tokens_from=how,
+               text_tokens_mean=float((weights * chars).sum() / 4 / max(weights.sum(), 1)))  # RM input: chars / 4
     return out
 
 
 def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Every model-loading stage of the experiment ``cfg`` on ``cfg.plan.gpus``; nothing is loaded."""
-    from encore.scale.distributed import strategy_from_file
+    from dataclasses import replace
+
+    from encore.scale.distributed import machines_from_file, strategy_from_file
     from encore.judge import LLMJudge
     from encore.pipeline import build, method_objects
     from encore.rating.given import is_given
@@ -79,6 +84,7 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
 
     pl = cfg.plan
     gpus = parse_gpus(pl.gpus, pl.headroom) or detect(pl.headroom)
+    train_gpus = replace(gpus, nodes=machines_from_file(pl.accelerate_config))  # plan.gpus describes one machine
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
     rater, encoder, trainer = build(cfg.rater), build(cfg.model), build(cfg.train)
     rater_name = getattr(rater, "model", getattr(rater, "name", type(rater).__name__))
@@ -98,7 +104,7 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
             stages.append({"stage": stage, "model": what, "fits": True, "where": "remote server", "parts": {}})
             return
         stages.append({"stage": stage, "model": what, "fits": place.fits, "where": place.where, "need": place.need,
-                       "parts": place.parts, "fix": place.fix})
+                       "parts": place.parts, "fix": place.fix, "n_gpus": place.n_gpus})
 
     if not given:
         add("rate", f"rater {rater_name}", lambda: _rater_place(rater, gpus, len(rules), seq, judge=False))
@@ -108,15 +114,21 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     if hasattr(trainer, "placement"):  # fine-tuning
         strategy, procs = strategy_from_file(pl.accelerate_config)
         add("train", f"backbone {encoder.name_or_path} ({strategy}, {procs} process(es))",
-            lambda: trainer.placement(encoder, gpus, strategy, procs))
+            lambda: trainer.placement(encoder, train_gpus, strategy, procs))
         add("score", f"fine-tuned {encoder.name_or_path}", lambda: encoder.placement(gpus, trainer.score_batch_size))
     else:
         add("embed", f"backbone {encoder.name_or_path} (frozen)", lambda: encoder.placement(gpus))
     for s in stages:
         if "error" not in s and s["model"].startswith(("rater", "backbone", "fine-tuned")):
             s["arch"] = _arch_line(s, rater, encoder)
+    peak = pl.get("peak_tflops") or gpus.peak_tflops
+    from encore.scale.arch import _hub_reachable
+
+    add_costs(stages, cfg, data, rater, encoder, trainer, gpus, len(rules), seq, float(pl.get("mfu", 0.4)), peak,
+              eval_readable=not _needs_hub(cfg.eval) or _hub_reachable())
     return {"experiment": cfg.experiment_name, "gpus": gpus.describe(), "gpu_count": gpus.count, "data": data,
-            "stages": stages, "fits": all(s["fits"] for s in stages)}
+            "stages": stages, "fits": all(s["fits"] for s in stages), "mfu": float(pl.get("mfu", 0.4)),
+            "peak_tflops": peak}
 
 
 def _rater_place(rater: Any, gpus: Gpus, n_rules: int, seq: int | None, judge: bool) -> Any:
@@ -155,5 +167,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append(f"    -> {'fits' if s['fits'] else 'DOES NOT FIT'}: {s['where']}")
         if s.get("fix"):
             lines.append(f"    fix: {s['fix']}")
+        if s.get("replicas"):
+            lines.append(f"    replicas: {s['replicas']}")
+        if s.get("cost"):
+            lines.append(f"    cost: {s['cost']}")
     lines.append("every stage fits" if plan["fits"] else "some stage does not fit: apply its fix, then plan again")
     return "\n".join(lines)

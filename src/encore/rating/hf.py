@@ -25,7 +25,7 @@ import torch
 from encore.rm.backbone import pick_dtype, planned_bytes
 from encore.scale.hardware import Gpus
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
-from encore.scale.memory import inference_activation_bytes, kv_cache_bytes
+from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
 from encore.scale.placement import DoesNotFit, Placement, input_device, place_inference
 from encore.rating import prompts as P
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
@@ -102,12 +102,16 @@ class HFRater:
         arch = self.arch_info()
         nbytes = planned_bytes(self.dtype, gpus.count > 0)
         L, K = min(seq_len or self.max_length, self.max_length), n_rules or self.n_rules
-        rows = 1 if judge else K
-        kv = kv_cache_bytes(arch, self.batch_size * rows * L, nbytes) if self.prefix_reuse and not judge else 0
-        act = inference_activation_bytes(arch, self.batch_size * L * (1 if self.prefix_reuse else rows), nbytes)
-        return place_inference(arch, nbytes, kv + act, gpus, field="rater", batch_field="rater.batch_size",
+        rows = self.batch_size * (1 if judge else K)  # sequences attending over L positions at once
+        cached = self.prefix_reuse and not judge
+        kv = kv_cache_bytes(arch, rows * L, nbytes) if cached else 0
+        cat = cache_concat_bytes(arch, rows * L, nbytes) if cached else 0
+        act = inference_activation_bytes(arch, self.batch_size * L * (1 if self.prefix_reuse or judge else K), nbytes)
+        gqa = gqa_repeat_bytes(arch, rows, L, nbytes)  # suffix pass: B·K rows over the whole L
+        return place_inference(arch, nbytes, kv, gpus, field="rater", batch_field="rater.batch_size",
                                batch=self.batch_size, device_map=self.device_map, max_memory=self.max_memory,
-                               parts={"kv cache": kv, "activations": act})
+                               parts={"kv cache": kv, "kv concat (1 layer)": cat, "gqa k/v repeat (1 layer)": gqa,
+                                      "activations (1 layer)": act}, transient=cat + gqa + act)
 
     def load(self) -> "HFRater":
         if self._model is not None:

@@ -114,15 +114,18 @@ class Encoder:
     def placement(self, gpus: Any, batch: int | None = None) -> Any:
         """Inference placement: weights plus one layer's activations over ``batch`` x ``max_length`` tokens (no KV
         cache: reward scoring never keeps one)."""
-        from encore.scale.memory import inference_activation_bytes
+        from encore.scale.memory import gqa_repeat_bytes, inference_activation_bytes
         from encore.scale.placement import place_inference
 
         arch = self.arch_info()
         nbytes = planned_bytes(self.dtype, gpus.count > 0)
         b = batch or self.batch_size
         act = inference_activation_bytes(arch, b * self.max_length, nbytes)
-        return place_inference(arch, nbytes, act, gpus, field="model", batch_field="model.batch_size", batch=b,
-                               device_map=self.device_map, max_memory=self.max_memory, parts={"activations": act})
+        gqa = gqa_repeat_bytes(arch, b, self.max_length, nbytes)  # padded batches carry a mask: repeat_kv
+        return place_inference(arch, nbytes, 0, gpus, field="model", batch_field="model.batch_size", batch=b,
+                               device_map=self.device_map, max_memory=self.max_memory,
+                               parts={"gqa k/v repeat (1 layer)": gqa, "activations (1 layer)": act},
+                               transient=gqa + act)
 
     def load(self) -> "Encoder":
         """The inference copy of the backbone, placed by :mod:`encore.scale.placement` (checked before loading)."""

@@ -31,18 +31,29 @@ def runtime_strategy(acc: Any) -> tuple[str, int]:
     return ("ddp" if n > 1 else "single"), n
 
 
-def strategy_from_file(path: str | Path | None) -> tuple[str, int]:
-    """(strategy, processes) an ``accelerate launch --config_file PATH`` would run; one process when no file."""
-    if not path:
-        return "single", 1
+def _read_config(path: str | Path) -> dict:
     import yaml
 
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"plan.accelerate_config={path}: no such file (the shipped ones are conf/accelerate/*.yaml)")
-    cfg = yaml.safe_load(p.read_text()) or {}
+    return yaml.safe_load(p.read_text()) or {}
+
+
+def machines_from_file(path: str | Path | None) -> int:
+    """``num_machines`` of an accelerate config file (1 when no file)."""
+    return int(_read_config(path).get("num_machines", 1) or 1) if path else 1
+
+
+def strategy_from_file(path: str | Path | None) -> tuple[str, int]:
+    """(strategy, processes over all machines) an ``accelerate launch --config_file PATH`` would run; one process
+    when no file. accelerate's ``num_processes`` is already the total: its launcher starts
+    ``num_processes // num_machines`` per machine (``accelerate.utils.launch``, ``--nproc_per_node``)."""
+    if not path:
+        return "single", 1
+    cfg = _read_config(path)
     kind = str(cfg.get("distributed_type", "NO")).upper()
-    n = int(cfg.get("num_processes", 1) or 1) * int(cfg.get("num_machines", 1) or 1)
+    n = int(cfg.get("num_processes", 1) or 1)  # accelerate's num_processes counts every machine's processes
     if kind == "FSDP":
         sharding = str((cfg.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD"))
         return ("ddp" if "NO_SHARD" in sharding else "fsdp"), n
@@ -59,6 +70,11 @@ def check_combination(strategy: str, lora_r: int, optim: str) -> None:
                          "accelerate config, or set train.lora_r=0 for sharded full fine-tuning")
     if strategy == "zero3" and optim != "adamw":
         raise ValueError("train.optim=adamw_8bit under DeepSpeed: DeepSpeed brings its own optimiser; use train.optim=adamw")
+    if strategy == "fsdp" and optim == "adamw_8bit":
+        raise ValueError("train.optim=adamw_8bit under FSDP: accelerate's FSDP2 preparation upcasts the bf16 weights to "
+                         "fp32 (which turns bf16 stochastic rounding off), and torchao's 8-bit state cannot be saved "
+                         "in FSDP checkpoints (pytorch/ao issue 1185, open); use train=finetune (fp32 AdamW) under "
+                         "conf/accelerate/fsdp.yaml, or train=finetune_1gpu with conf/accelerate/ddp.yaml")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], optim: str, lr: float, weight_decay: float) -> Any:

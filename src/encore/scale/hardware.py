@@ -12,6 +12,13 @@ from dataclasses import dataclass
 GB = 10 ** 9
 GIB = 2 ** 30
 _SPEC = re.compile(r"^\s*(\d+)\s*[x×*]\s*(\d+(?:\.\d+)?)\s*(GB|GiB|G)?\s*$", re.IGNORECASE)
+_NAMED = re.compile(r"^\s*(\d+)\s*[x×*]\s*([A-Za-z][\w -]*?)\s*$")
+# Known GPUs: (name as it appears in torch.cuda.get_device_name, memory in GB, dense bf16 TFLOP/s without sparsity,
+# from NVIDIA's datasheets). Matched in this order, so the more specific name comes first.
+KNOWN_GPUS: tuple[tuple[str, int, float], ...] = (
+    ("H100 PCIe", 80, 756.0), ("H100 NVL", 94, 835.0), ("H100", 80, 989.0), ("H200", 141, 989.0),
+    ("B200", 180, 2250.0), ("A100", 80, 312.0), ("L40S", 48, 362.0),
+)
 
 
 class HardwareError(ValueError):
@@ -20,12 +27,15 @@ class HardwareError(ValueError):
 
 @dataclass(frozen=True)
 class Gpus:
-    """``count`` GPUs of ``memory`` bytes each (total memory, before the headroom)."""
+    """``count`` GPUs of ``memory`` bytes each (total memory, before the headroom) on each of ``nodes`` machines;
+    ``peak_tflops``: dense bf16 TFLOP/s of one of them, when known (a named GPU, or ``plan.peak_tflops``)."""
 
     count: int
     memory: int
     source: str  # "detected", "plan.gpus=8x80GB", "none (CPU)"
     headroom: float = 0.08
+    nodes: int = 1
+    peak_tflops: float | None = None
 
     @property
     def usable(self) -> int:
@@ -35,39 +45,78 @@ class Gpus:
     def describe(self) -> str:
         if not self.count:
             return "no GPU (CPU)"
-        return (f"{self.count} x {self.memory / GB:.0f} GB ({self.source}; {self.usable / GB:.1f} GB usable each after "
+        nodes = f"{self.nodes} nodes of " if self.nodes > 1 else ""
+        return (f"{nodes}{self.count} x {self.memory / GB:.0f} GB ({self.source}; {self.usable / GB:.1f} GB usable each after "
                 f"{self.headroom:.0%} headroom)")
 
 
+def known_gpu(name: str) -> tuple[str, int, float] | None:
+    """The :data:`KNOWN_GPUS` entry whose name occurs in ``name`` (case and spaces ignored), or None."""
+    flat = re.sub(r"[\s_-]", "", name).lower()
+    return next((g for g in KNOWN_GPUS if re.sub(r"[\s_-]", "", g[0]).lower() in flat), None)
+
+
+def peak_bf16_tflops(name: str) -> float | None:
+    """Dense bf16 TFLOP/s of the GPU called ``name`` (e.g. "NVIDIA H100 80GB HBM3"), None when not in the table."""
+    g = known_gpu(name)
+    return g[2] if g else None
+
+
 def parse_gpus(spec: str | None, headroom: float = 0.08) -> Gpus | None:
-    """``"8x80GB"`` (decimal GB, as GPUs are sold), ``"2x141GiB"`` (binary), ``"cpu"``/``"0"`` (no GPU); ``auto`` or
-    ``None`` returns None (detect instead)."""
+    """``"8x80GB"`` (decimal GB, as GPUs are sold), ``"2x141GiB"`` (binary), ``"8xH100"`` (a known GPU: its memory
+    and its bf16 peak), ``"cpu"``/``"0"`` (no GPU); ``auto`` or ``None`` returns None (detect instead)."""
     if spec is None or str(spec).strip().lower() in ("", "auto", "none", "null"):
         return None
     text = str(spec).strip()
     if text.lower() in ("cpu", "0"):
         return Gpus(0, 0, f"plan.gpus={text}", headroom)
-    m = _SPEC.match(text)
+    m, named = _SPEC.match(text), _NAMED.match(text)
+    gpu = known_gpu(named.group(2)) if named and not m else None
+    if gpu and int(named.group(1)) >= 1:
+        return Gpus(int(named.group(1)), gpu[1] * GB, f"plan.gpus={text}", headroom, peak_tflops=gpu[2])
     if not m or int(m.group(1)) < 1:
-        raise HardwareError(f"plan.gpus={text!r}: write COUNTxMEMORY, e.g. plan.gpus=8x80GB or plan.gpus=1x141GB "
-                            "(or plan.gpus=cpu)")
+        names = ", ".join(g[0].replace(" ", "") for g in KNOWN_GPUS)
+        raise HardwareError(f"plan.gpus={text!r}: write COUNTxMEMORY, e.g. plan.gpus=8x80GB or plan.gpus=1x141GB, "
+                            f"or COUNTxNAME of a known GPU ({names}), or plan.gpus=cpu")
     unit = (m.group(3) or "GB").lower()
     scale = GIB if unit == "gib" else GB
     return Gpus(int(m.group(1)), int(float(m.group(2)) * scale), f"plan.gpus={text}", headroom)
 
 
+def launched_nodes() -> int:
+    """Machines of the distributed job this process belongs to: ``WORLD_SIZE / LOCAL_WORLD_SIZE`` as torchrun (and
+    so ``accelerate launch``) sets them; 1 outside a launcher."""
+    world, local = int(os.environ.get("WORLD_SIZE") or 1), int(os.environ.get("LOCAL_WORLD_SIZE") or 0)
+    return max(1, -(-world // local)) if local else 1
+
+
+def own_devices(n: int) -> list[int]:
+    """The visible CUDA devices this process uses: its ``LOCAL_RANK``'s under a launcher (one GPU per rank), else
+    all ``n`` it sees (one process spreading a model with ``device_map``; ``CUDA_VISIBLE_DEVICES`` already limits
+    what it sees)."""
+    rank = os.environ.get("LOCAL_RANK")
+    if rank not in (None, "") and n > 1:
+        return [int(rank) % n]
+    return list(range(n))
+
+
 def detect(headroom: float = 0.08, free: bool = False) -> Gpus:
     """The GPUs this process sees (``CUDA_VISIBLE_DEVICES`` respected); the smallest one stands for all of them, so
     a mixed node is planned by its weakest card. ``free``: memory free now (what a load can still take, other
-    processes and models already loaded included) instead of the total."""
+    processes and models already loaded included) instead of the total, read on this process's own GPU(s) only
+    (:func:`own_devices`): ``torch.cuda.mem_get_info(i)`` opens a CUDA context on device ``i``, and eight ranks
+    each opening one on all eight GPUs would take 8 contexts' memory from every GPU. Reading the total
+    (``get_device_properties``) opens none."""
     import torch
 
     if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
         return Gpus(0, 0, "none (CPU)", headroom)
     n = torch.cuda.device_count()
     mems = [torch.cuda.mem_get_info(i)[0] if free else torch.cuda.get_device_properties(i).total_memory
-            for i in range(n)]
-    return Gpus(n, int(min(mems)), "detected, free now" if free else "detected", headroom)
+            for i in (own_devices(n) if free else range(n))]
+    name = torch.cuda.get_device_properties(0).name
+    return Gpus(n, int(min(mems)), "detected, free now" if free else "detected", headroom, launched_nodes(),
+                peak_bf16_tflops(name))
 
 
 def host_ram() -> int:

@@ -80,12 +80,27 @@ def _load(auto_cls: Any, name_or_path: str, revision: str | None, config: dict |
         return model.eval()
     if dmap == {"": 0}:
         return model.to("cuda:0").eval()
-    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate import dispatch_model
 
-    if not isinstance(dmap, dict):  # "auto" / "balanced" / "sequential": let accelerate split it
-        dmap = infer_auto_device_map(model, max_memory=kw.get("max_memory"),
-                                     no_split_module_classes=getattr(model, "_no_split_modules", None))
+    if not isinstance(dmap, dict):  # "auto" / "balanced" / "sequential": split as from_pretrained splits
+        dmap = split(model, dmap, kw.get("max_memory"))
     return dispatch_model(model, device_map=dmap, offload_dir=folder).eval()
+
+
+def split(model: Any, strategy: str, max_memory: dict | None) -> dict:
+    """The device map ``from_pretrained(device_map=strategy, max_memory=...)`` computes: transformers' balanced caps
+    (``get_balanced_memory``) unless ``"sequential"``, then accelerate's ``infer_auto_device_map`` with the model's
+    no-split modules."""
+    from accelerate import infer_auto_device_map
+
+    no_split = getattr(model, "_no_split_modules", None)
+    caps = max_memory
+    if strategy != "sequential":
+        from transformers.integrations.accelerate import get_balanced_memory
+
+        caps = get_balanced_memory(model, max_memory=caps, no_split_module_classes=no_split,
+                                   low_zero=strategy == "balanced_low_0")
+    return infer_auto_device_map(model, max_memory=caps, no_split_module_classes=no_split)
 
 
 def _uses_disk(device_map: Any, max_memory: dict | None) -> bool:

@@ -46,18 +46,27 @@ class Placement:
         return out + (f"\n    fix: {self.fix}" if self.fix else "")
 
 
+def balance_buffer(arch: Arch, nbytes: int) -> int:
+    """Weights a GPU may get above ``weights / n`` under ``device_map="auto"``: transformers' ``get_balanced_memory``
+    (what ``from_pretrained`` runs for "auto") gives every GPU but the last ``size / n + 1.25 · max(largest
+    no-split block, largest leaf)``; the largest leaf of a decoder is its ``vocab · hidden`` embedding or LM head."""
+    return int(1.25 * max(arch.largest_block, arch.vocab * arch.hidden)) * nbytes
+
+
 def _gpu_range(n: int) -> str:
     return "GPU 0" if n == 1 else f"GPUs 0-{n - 1}"
 
 
 def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field: str, batch_field: str | None = None,
                     batch: int = 1, device_map: Any = "auto", max_memory: dict | None = None,
-                    parts: dict[str, int] | None = None) -> Placement:
-    """Weights (``n_params · nbytes``) plus ``reserve`` bytes (KV cache and activations of a ``batch``, spread with the
-    layers) on ``gpus``. ``device_map``/``max_memory`` other than the default are the user's and pass through."""
+                    parts: dict[str, int] | None = None, transient: int = 0) -> Placement:
+    """Weights (``n_params · nbytes``) plus ``reserve`` bytes (the KV cache of a ``batch``, spread with the layers)
+    plus ``transient`` bytes (one layer's activations and copies, held in full by whichever GPU runs that layer) on
+    ``gpus``: ``n`` GPUs hold it when ``(weights + reserve) / n + transient + largest block`` fits each.
+    ``device_map``/``max_memory`` other than the default are the user's and pass through."""
     w = arch.n_params * nbytes
-    parts = {"weights": w, **(parts or {"kv + activations": reserve})}
-    need = w + reserve
+    parts = {"weights": w, **(parts or {"kv + activations": reserve + transient})}
+    need = w + reserve + transient
     if device_map not in (None, "auto") or max_memory:
         return Placement(True, f"as given: {field}.device_map={device_map}, {field}.max_memory={max_memory}", need,
                          parts, gpus.count, device_map if device_map not in (None, "auto") else "auto", max_memory)
@@ -68,31 +77,41 @@ def place_inference(arch: Arch, nbytes: int, reserve: int, gpus: Gpus, *, field:
             f"needs {fmt_bytes(need)} of host memory, this machine has {fmt_bytes(ram)}: run it on GPUs "
             f"(check first with python experiments/plan.py <same overrides> plan.gpus=8x80GB)"))
     for n in range(1, gpus.count + 1):  # the fewest GPUs that hold it; layers are whole, so one block of slack
-        per = need / n + (arch.largest_block * nbytes if n > 1 else 0)
+        per = (w + reserve) / n + transient + (balance_buffer(arch, nbytes) if n > 1 else 0)
         if per <= gpus.usable:
             if n == 1:
                 return Placement(True, "GPU 0", need, parts, 1, {"": 0})
-            cap = {i: int(gpus.usable - reserve / n) for i in range(n)}
+            cap = {i: int(gpus.usable - reserve / n - transient) for i in range(n)}
             return Placement(True, f"{_gpu_range(n)} (device_map=auto over {n} of {gpus.count})", need, parts, n,
                              "auto", cap)
     return Placement(False, f"{gpus.count} x {fmt_bytes(gpus.usable)} usable", need, parts, gpus.count,
-                     fix=_inference_fix(arch, w, reserve, gpus, field, batch_field, batch, nbytes))
+                     fix=_inference_fix(arch, w, reserve, transient, gpus, field, batch_field, batch, nbytes))
 
 
-def _inference_fix(arch: Arch, w: int, reserve: int, gpus: Gpus, field: str, batch_field: str | None, batch: int,
-                   nbytes: int) -> str:
+def batch_that_fits(arch: Arch, w: int, reserve: int, transient: int, n: int, usable: int, batch: int,
+                    nbytes: int) -> int:
+    """The largest batch below ``batch`` whose share (both ``reserve`` and ``transient`` grow with the batch) fits
+    ``n`` GPUs of ``usable`` bytes; 0 when even batch 1 does not."""
+    slack = balance_buffer(arch, nbytes) if n > 1 else 0
+    room = usable - w / n - slack  # per GPU, for the batch
+    per_item = (reserve / n + transient) / max(batch, 1)
+    return max(0, min(batch - 1, int(room // per_item))) if room > 0 and per_item > 0 else 0
+
+
+def _inference_fix(arch: Arch, w: int, reserve: int, transient: int, gpus: Gpus, field: str, batch_field: str | None,
+                   batch: int, nbytes: int) -> str:
     """The override that makes it fit: a smaller batch when only the KV cache and activations overflow; else more
     GPUs, or offloading the weights that do not fit to host RAM at batch 1 (runs, slowly)."""
-    slack = arch.largest_block * nbytes if gpus.count > 1 else 0
-    room = gpus.count * (gpus.usable - slack) - w  # what the KV cache and activations may take
-    if room > 0 and batch_field and batch > 1 and int(batch * room / reserve) >= 1:
-        return f"{batch_field}={int(batch * room / reserve)} (the KV cache and activations of {batch} do not fit)"
+    slack = balance_buffer(arch, nbytes) if gpus.count > 1 else 0
+    b = batch_that_fits(arch, w, reserve, transient, gpus.count, gpus.usable, batch, nbytes)
+    if batch_field and batch > 1 and b >= 1:
+        return f"{batch_field}={b} (the KV cache and activations of {batch} do not fit)"
     size = f"{gpus.memory / GB:.0f}GB"
-    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + arch.largest_block * nbytes
+    k = next((k for k in range(gpus.count + 1, 1025) if (w + reserve) / k + transient + balance_buffer(arch, nbytes)
               <= gpus.usable), None)
     more = f"run on {k} such GPUs (plan.gpus={k}x{size})" if k else "more GPUs"
-    one = reserve / max(batch, 1)  # what batch 1 keeps beside the weights
-    gpu_cap = int((gpus.usable - one / gpus.count - slack) // GB)
+    one = reserve / max(batch, 1) / gpus.count + transient / max(batch, 1)  # what batch 1 keeps beside the weights
+    gpu_cap = int((gpus.usable - one - slack) // GB)
     if gpu_cap < 1:
         return more
     cpu = math.ceil((w - gpus.count * gpu_cap * GB) * 1.1 / GB)
@@ -147,12 +166,15 @@ class TrainSetup:
     max_length: int
     gradient_checkpointing: bool
     lora_r: int = 0
+    # MultiHeadRM without get_input_embeddings: FSDP2 keeps the embedding gathered in its root unit
+    embedding_gathered: bool = True
 
     def memory(self, arch: Arch) -> TrainMemory:
         frac = lora_fraction(arch, self.lora_r) if self.lora_r else 1.0
         return training_memory(arch, param_dtype=self.param_dtype, optim=self.optim, strategy=self.strategy,
                                processes=self.processes, tokens=2 * self.batch_size * self.max_length,
-                               gradient_checkpointing=self.gradient_checkpointing, trainable_frac=frac)
+                               gradient_checkpointing=self.gradient_checkpointing, trainable_frac=frac,
+                               embedding_gathered=self.embedding_gathered)
 
 
 def lora_fraction(arch: Arch, r: int) -> float:
@@ -162,14 +184,18 @@ def lora_fraction(arch: Arch, r: int) -> float:
 
 
 def place_training(arch: Arch, setup: TrainSetup, gpus: Gpus) -> Placement:
-    """Each training process holds one GPU (or the CPU); the largest per-process footprint must fit in it."""
+    """Each training process holds one GPU (or the CPU); the largest per-process footprint must fit in it. The
+    ``setup.processes`` of a launch (accelerate's ``num_processes``) are spread over ``gpus.nodes`` machines of
+    ``gpus.count`` GPUs each."""
     mem = setup.memory(arch)
     cap = gpus.usable if gpus.count else int(0.9 * host_ram())
     where = (f"{setup.processes} process(es), {setup.strategy}, "
              + (f"{fmt_bytes(mem.total)} of {fmt_bytes(cap)} per GPU" if gpus.count else "CPU"))
-    if gpus.count and setup.processes > gpus.count:
+    if gpus.count and -(-setup.processes // gpus.nodes) > gpus.count:  # processes per machine vs its GPUs
+        most = gpus.count * gpus.nodes
         return Placement(False, where, mem.total, mem.parts, setup.processes,
-                         fix=f"launch at most {gpus.count} processes (accelerate launch --num_processes {gpus.count})")
+                         fix=f"launch at most {gpus.count} processes per machine (accelerate launch --num_processes "
+                             f"{most}" + (f" --num_machines {gpus.nodes})" if gpus.nodes > 1 else ")"))
     if not cap or mem.total <= cap:
         return Placement(True, where, mem.total, mem.parts, max(setup.processes, 1) if gpus.count else 0)
     return Placement(False, where, mem.total, mem.parts, setup.processes, fix=_training_fix(arch, setup, gpus, cap))
@@ -184,7 +210,8 @@ def _training_fix(arch: Arch, s: TrainSetup, gpus: Gpus, cap: int) -> str:
     if s.strategy not in SHARDED and (s.optim, s.param_dtype) != ("adamw_8bit", "bfloat16") and not s.lora_r \
             and fits(optim="adamw_8bit", param_dtype="bfloat16"):
         return "train=finetune_1gpu (bf16 weights, 8-bit AdamW with stochastic rounding: one GPU, as in the paper)"
-    if gpus.count > 1 and s.strategy not in SHARDED and fits(strategy="fsdp", processes=gpus.count):
+    if gpus.count > 1 and s.strategy not in SHARDED and s.optim == "adamw" and fits(strategy="fsdp",
+                                                                                   processes=gpus.count):
         return (f"accelerate launch --config_file conf/accelerate/fsdp.yaml --num_processes {gpus.count} "
                 "experiments/train_rm.py <same overrides> (plan it with plan.accelerate_config=conf/accelerate/fsdp.yaml)")
     for b in range(s.batch_size - 1, 0, -1):  # activations: smaller micro-batches, same effective batch

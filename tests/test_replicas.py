@@ -1,0 +1,88 @@
+"""Every GPU of a node rating at once: as many rater copies as fit, each pinned to its own GPUs and rating one shard.
+On CPU (no GPU here) two replica processes started by ``experiments/rate.py rating.replicas=2`` give the table one
+process gives; the GPU arithmetic (which devices each copy gets) is tested on the plan's numbers. What stays unproven
+here: two 70B copies loading side by side on a real node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from encore.scale.hardware import GB, Gpus
+from encore.pipeline import build
+from encore.replicas import commands, rater_gpus_per_replica, replica_groups, shard_of
+
+from conftest import CONF, ROOT
+from test_pipeline import _env
+
+TINY = ["rater=hf_tiny", "data=demo", "data.limit=30", "rating.chunk_size=8", "logger=none"]
+
+
+def paper(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=["experiment=paper_main_table", *overrides])
+
+
+def test_the_70b_rater_at_batch_6_runs_as_two_replicas_of_4_gpus_on_an_8_gpu_node():
+    node = Gpus(8, 80 * GB, "t")
+    assert rater_gpus_per_replica(build(paper().rater), node, n_rules=10) == 5  # batch 8 x 10 rules x 4096: one copy
+    rater = build(paper("rater.batch_size=6").rater)  # the batch the plan names for a second copy
+    per = rater_gpus_per_replica(rater, node, n_rules=10)
+    reps = replica_groups("auto", per, 8)
+    assert per == 4 and reps.groups == (("0", "1", "2", "3"), ("4", "5", "6", "7"))
+    vllm = build(paper("rater=vllm", "rater.tensor_parallel_size=2").rater)  # data x tensor parallel: 4 x 2
+    assert replica_groups("auto", rater_gpus_per_replica(vllm, Gpus(8, 141 * GB, "t"), 10), 8).count == 4
+
+
+def test_replicas_take_the_parents_visible_devices_and_refuse_too_many(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a,GPU-b,GPU-c,GPU-d")
+    assert replica_groups(2, 2, 4).groups == (("GPU-a", "GPU-b"), ("GPU-c", "GPU-d"))
+    assert replica_groups("auto", 3, 4).count == 1 and replica_groups("auto", 0, 0).groups == ((),)
+    with pytest.raises(ValueError, match=r"rating.replicas=3: each replica needs 2 GPU\(s\), 4 are visible"):
+        replica_groups(3, 2, 4)
+    with pytest.raises(ValueError, match="rating.replicas='two'"):
+        replica_groups("two", 2, 4)
+
+
+def test_replica_commands_pin_gpus_and_nest_shards_inside_an_array_task(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    reps = replica_groups("auto", 4, 8)
+    cmds = commands("experiments/rate.py", ["experiment=paper_main_table", "rating.shard=1", "rating.num_shards=3",
+                                            "rating.replicas=auto"], reps, tmp_path, num_shards=3, shard=1)
+    (a, env_a), (b, env_b) = cmds
+    assert (env_a["CUDA_VISIBLE_DEVICES"], env_b["CUDA_VISIBLE_DEVICES"]) == ("0,1,2,3", "4,5,6,7")
+    assert a[2:] == ["experiment=paper_main_table", "rating.replicas=1", "rating.num_shards=6", "rating.shard=2",
+                     f"hydra.run.dir={tmp_path / 'replica_0'}"]
+    assert b[5] == "rating.shard=3"
+    # N array tasks x R replicas cover the N*R shards exactly once
+    assert sorted(shard_of(i, 2, 3, s) for s in range(3) for i in range(2)) == [(6, k) for k in range(6)]
+
+
+@pytest.mark.slow
+def test_two_replica_processes_rate_the_table_one_process_rates(tmp_path):
+    """Real processes through the runner, as the recipe starts them: ``rate.py rating.replicas=2`` starts two
+    rate.py shard processes into one cache and assembles; one ``rating.replicas=1`` process with its own cache."""
+
+    def run(args, cache):
+        env = _env(cache) | {"ENCORE_RUNS_DIR": str(tmp_path / "runs")}
+        out = subprocess.run([sys.executable, "experiments/rate.py", *TINY, *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    run(["rating.replicas=2", f"hydra.run.dir={tmp_path / 'two'}"], tmp_path / "shared")
+    run(["rating.replicas=1", f"hydra.run.dir={tmp_path / 'one'}"], tmp_path / "alone")
+    logs = sorted(Path(tmp_path / "two").glob("replica_*.log"))
+    parts = [json.loads((tmp_path / "two" / f"replica_{i}" / "metrics.json").read_text())["rating"] for i in (0, 1)]
+    assembled = json.loads((tmp_path / "two" / "metrics.json").read_text())["rating"]
+    assert len(logs) == 2 and [p["slice"]["shard"] for p in parts] == [0, 1] and all(p["n_new"] for p in parts)
+    assert sum(p["n_new"] for p in parts) == assembled["n_cached"] == 600 and assembled["n_new"] == 0
+    a = pd.read_parquet(tmp_path / "two" / "ratings.parquet")
+    b = pd.read_parquet(tmp_path / "one" / "ratings.parquet")
+    assert len(a) == 30 * 2 * 10 and a["value"].notna().all()
+    pd.testing.assert_frame_equal(a, b, check_exact=True)

@@ -21,7 +21,7 @@ LAYERS = [
     ["encore.rating", "encore.rm"],                     # raters; the reward model and its trainers
     ["encore.judge", "encore.methods", "encore.gating", "encore.study", "encore.tracking"],
     ["encore.pipeline"],
-    ["encore.plan"],
+    ["encore.plan", "encore.plan_costs", "encore.replicas"],  # preflight plan; rater copies over a node's GPUs
 ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore import throughput as T
+from encore.scale import throughput as T
 from encore.scale.arch import Arch
 from encore.scale.hardware import GB, Gpus
 from encore.scale.memory import (attention_activation_bytes, cache_concat_bytes, gqa_repeat_bytes,

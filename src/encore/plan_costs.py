@@ -1,6 +1,6 @@
 """The plan's replicas and throughput lines: how many rater copies share the node (:mod:`encore.replicas`) and, per
 stage, the tokens it computes, their FLOPs and the hours at ``plan.mfu`` of the GPUs' bf16 peak
-(:mod:`encore.throughput`). Tokens come from the data the plan could read; a stage whose tokens it could not count
+(:mod:`encore.scale.throughput`). Tokens come from the data the plan could read; a stage whose tokens it could not count
 says so instead of guessing.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from encore import throughput as T
+from encore.scale import throughput as T
 from encore.scale.hardware import Gpus
 
 

@@ -211,7 +211,8 @@ class Finetune:
             if acc.sync_gradients:
                 sched.step()
             mean_loss = float(acc.reduce(loss.detach(), reduction="mean"))  # over the ranks' slices
-            logs.append({"micro_step": m, "epoch": epoch, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
+            logs.append({"micro_step": m, "epoch": epoch, "loss": mean_loss,
+                         "lr": float(sched.get_last_lr()[0])})  # torchao keeps lr as a 0-d tensor
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:
                 checkpoint.save(acc, ckpt, m + 1, logs)

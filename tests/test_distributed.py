@@ -90,3 +90,27 @@ def test_training_ranks_never_rate_they_name_the_command_that_does(tmp_path, cac
     run_rate(make_cfg(*cfg, cache=cache), tmp_path / "one")  # one process rates
     monkeypatch.setattr(pipeline, "PartialState", TwoRanks)
     assert run_rate(make_cfg(*cfg, cache=cache), tmp_path / "rank")["rating"]["n_new"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_sharded_runs_refuse_the_8bit_optimiser_and_name_the_fix(strategy):
+    """FSDP cannot checkpoint torchao's 8-bit state and upcasts bf16 weights (no stochastic rounding left); DeepSpeed
+    brings its own optimiser. Refused when placing, before a weight is read; data parallel keeps the recipe."""
+    from encore.distributed import check_combination
+
+    with pytest.raises(ValueError, match="train.optim=adamw_8bit under .*train.optim=adamw"):
+        check_combination(strategy, 0, "adamw_8bit")
+    check_combination("ddp", 0, "adamw_8bit")
+    check_combination(strategy, 0, "adamw")
+
+
+def test_the_reward_model_shows_accelerate_its_embedding_and_final_norm():
+    """accelerate's FSDP2 preparation shards ``model.get_input_embeddings()`` as its own unit and the final norm it
+    finds under ``base_model_prefix`` with the tail; asked through accelerate's own lookup."""
+    from accelerate.utils.fsdp_utils import _find_final_norm
+
+    enc, _, _ = setup()
+    rm = Finetune(**TRAIN)._new_rm(enc, 3)
+    assert rm.get_input_embeddings() is rm.backbone.embed_tokens
+    assert rm.get_output_embeddings() is None
+    assert _find_final_norm(rm) is rm.backbone.norm

@@ -59,6 +59,15 @@ def check_combination(strategy: str, lora_r: int, optim: str) -> None:
                          "accelerate config, or set train.lora_r=0 for sharded full fine-tuning")
     if strategy == "zero3" and optim != "adamw":
         raise ValueError("train.optim=adamw_8bit under DeepSpeed: DeepSpeed brings its own optimiser; use train.optim=adamw")
+    if strategy == "fsdp" and optim != "adamw":
+        # torchao's 8-bit state cannot be saved by FSDP's optimiser state dict (pytorch/ao#1185, open), so the run
+        # would die at its first checkpoint; and FSDP2 under mixed precision upcasts trainable bf16 weights to fp32
+        # (accelerate's fsdp2_prepare_model), which silently turns bf16 stochastic rounding off.
+        raise ValueError("train.optim=adamw_8bit under FSDP: torchao's 8-bit optimiser state cannot be checkpointed "
+                         "by FSDP (pytorch/ao#1185), and FSDP2 upcasts bf16 weights to fp32, turning stochastic "
+                         "rounding off; use train=finetune (fp32 weights, train.optim=adamw) with "
+                         "conf/accelerate/fsdp.yaml, or run train=finetune_1gpu with conf/accelerate/ddp.yaml or "
+                         "one process")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], optim: str, lr: float, weight_decay: float) -> Any:

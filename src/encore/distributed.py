@@ -31,6 +31,29 @@ def runtime_strategy(acc: Any) -> tuple[str, int]:
     return ("ddp" if n > 1 else "single"), n
 
 
+def fill_deepspeed_config(acc: Any, micro_batch: int, max_grad_norm: float, hidden_size: int) -> None:
+    """Under DeepSpeed, the ``auto`` entries that ``accelerate.prepare`` would read off a DataLoader or
+    ``model.config`` — this trainer passes neither — filled from the run's own settings: micro batch (pairs per
+    process, ``train.batch_size``), the global batch ``micro × grad_accum × processes``, gradient clipping
+    (``train.max_grad_norm``: DeepSpeed clips inside its engine) and the hidden-size-based ZeRO buckets, as accelerate
+    derives them. Entries the DeepSpeed config sets to a number are kept. Other strategies: nothing to do."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type != DistributedType.DEEPSPEED:
+        return
+    plugin, ga = acc.deepspeed_plugin, acc.gradient_accumulation_steps
+    values = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": ga,
+              "gradient_clipping": max_grad_norm,
+              "zero_optimization.reduce_bucket_size": hidden_size * hidden_size,
+              "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+              "zero_optimization.stage3_param_persistence_threshold": 10 * hidden_size}
+    for key in values:
+        plugin.fill_match(key, must_match=False, **values)  # replaces an "auto", leaves a number
+    values = {"train_batch_size": plugin.get_value("train_micro_batch_size_per_gpu")
+              * plugin.get_value("gradient_accumulation_steps") * acc.num_processes}
+    plugin.fill_match("train_batch_size", must_match=False, **values)
+
+
 def strategy_from_file(path: str | Path | None) -> tuple[str, int]:
     """(strategy, processes) an ``accelerate launch --config_file PATH`` would run; one process when no file."""
     if not path:

@@ -27,7 +27,7 @@ from encore.artifacts import array_hash, cached_arrays, content_hash, expect, re
 from encore.backbone import Encoder
 from encore.data import fingerprint
 from encore.splits import validation_split
-from encore.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
+from encore.distributed import OPTIMS, check_combination, fill_deepspeed_config, make_optimizer, runtime_strategy
 from encore.hardware import Gpus
 from encore.loading import target_gpus
 from encore.memory import SHARDED
@@ -183,6 +183,7 @@ class Finetune:
         from transformers import get_linear_schedule_with_warmup
 
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * n_opt), n_opt)
+        fill_deepspeed_config(acc, self.batch_size, self.max_grad_norm, rm.heads.in_features)  # no DataLoader here
         rm, opt = acc.prepare(rm, opt)  # the scheduler is stepped by hand once per optimiser step
         acc.register_for_checkpointing(sched)
         start, logs = 0, []

@@ -114,3 +114,29 @@ def test_the_reward_model_shows_accelerate_its_embedding_and_final_norm():
     assert rm.get_input_embeddings() is rm.backbone.embed_tokens
     assert rm.get_output_embeddings() is None
     assert _find_final_norm(rm) is rm.backbone.norm
+
+
+def test_after_training_each_rank_scores_only_its_share_of_the_pairs(monkeypatch):
+    """Rank 1 of 2 scores pairs 1, 3, 5, ... and receives the rest from rank 0 through gather_object (here the other
+    rank's share is what one process computes); the assembled array is the one-process array."""
+    import accelerate.utils
+
+    import encore.finetune as ft_mod
+
+    enc, pairs, _ = setup()
+    pairs = pairs.iloc[:7]
+    ft = Finetune(**TRAIN)
+    rm = ft._new_rm(enc, 3)
+    whole = ft._score_pairs(rm, enc, pairs, True)  # one process: every pair
+    seen = []
+    real_score = ft_mod.score_ids
+    monkeypatch.setattr(ft_mod, "score_ids", lambda rm, tok, ids, bs: seen.append(len(ids)) or real_score(rm, tok, ids, bs))
+
+    class Rank1:
+        num_processes, process_index = 2, 1
+
+    rank0 = (np.arange(0, 7, 2), whole[0::2])
+    monkeypatch.setattr(ft_mod, "PartialState", Rank1)
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda mine: [rank0, *mine])
+    np.testing.assert_allclose(ft._score_pairs(rm, enc, pairs, True), whole, rtol=1e-6, atol=1e-7)
+    assert seen == [2 * 3]  # pairs 1, 3, 5: both responses each

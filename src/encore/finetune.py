@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import PartialState
 
 from encore import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
@@ -104,8 +105,8 @@ class Finetune:
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
 
         def compute() -> dict[str, np.ndarray]:
-            rm = self._load(model_dir, encoder)
-            tr, ev = self._score_pairs(rm, encoder, train), self._score_pairs(rm, encoder, eval_pairs)
+            rm = self._load(model_dir, encoder)  # every process of a launch is here: each scores its share
+            tr, ev = self._score_pairs(rm, encoder, train, True), self._score_pairs(rm, encoder, eval_pairs, True)
             val = np.asarray(read_json(model_dir / META)["val_pairs"], dtype=int)
             err = (tr[val] - ratings[val]) ** 2 if len(val) else np.full((1, 2, ratings.shape[-1]), np.nan)
             with warnings.catch_warnings():  # a head with no rated validation response gets NaN, said in heads.csv
@@ -152,7 +153,7 @@ class Finetune:
     def train_model(self, encoder: Encoder, pairs: pd.DataFrame, targets: np.ndarray | None, objective: str,
                     cache_dir: Path, key: str) -> Path:
         """Train once per key into ``cache_dir/models/<key>`` (reused when present) and return that directory."""
-        from accelerate import Accelerator, PartialState
+        from accelerate import Accelerator
         from accelerate.utils import set_seed
         from tqdm.auto import tqdm
 
@@ -252,7 +253,21 @@ class Finetune:
         dev = pick_device(encoder.device)
         return MultiHeadRM.load(model_dir, dtype=pick_dtype(encoder.dtype, dev)).to(dev)
 
-    def _score_pairs(self, rm: MultiHeadRM, encoder: Encoder, pairs: pd.DataFrame) -> np.ndarray:
+    def _score_pairs(self, rm: MultiHeadRM, encoder: Encoder, pairs: pd.DataFrame, shared: bool = False) -> np.ndarray:
+        """(N, 2, K) head scores of the pairs. ``shared``: every process of the launch calls this together; process
+        r of n scores pairs r, r + n, ... and all receive the whole array (``gather_object``), so n processes score
+        each pair once instead of n times. One process: all pairs, the same numbers."""
         ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]
-        return score_ids(rm, encoder.tok, ids, self.score_batch_size).reshape(len(pairs), 2, -1)
+        state = PartialState()
+        n = state.num_processes if shared else 1
+        mine = np.arange(len(pairs))[state.process_index % n:: n]
+        part = score_ids(rm, encoder.tok, [ids[2 * i + s] for i in mine for s in (0, 1)], self.score_batch_size)
+        if n == 1:
+            return part.reshape(len(pairs), 2, rm.num_heads)
+        from accelerate.utils import gather_object
+
+        out = np.empty((len(pairs), 2, rm.num_heads))
+        for idx, scores in gather_object([(mine, part.reshape(len(mine), 2, rm.num_heads))]):
+            out[idx] = scores
+        return out
 

@@ -140,3 +140,24 @@ def test_after_training_each_rank_scores_only_its_share_of_the_pairs(monkeypatch
     monkeypatch.setattr(accelerate.utils, "gather_object", lambda mine: [rank0, *mine])
     np.testing.assert_allclose(ft._score_pairs(rm, enc, pairs, True), whole, rtol=1e-6, atol=1e-7)
     assert seen == [2 * 3]  # pairs 1, 3, 5: both responses each
+
+
+def test_micro_batches_weigh_every_window_to_its_mean_on_any_world_size():
+    """33 pairs, 4 per process: on 2 processes the 5th batch of an epoch holds one pair, so rank 1 runs a weight-0
+    pair; the last window (micro-step 9 of 9 with accumulation 2) still steps. After the trainer's division by A and
+    the mean over n processes, the weights of each window's entries sum to 1: the gradient of the window's mean."""
+    from encore.batches import MicroBatches
+
+    w = np.random.default_rng(0).integers(0, 4, size=40).astype(float)  # rated entries per pair, some none
+    for n in (1, 2, 3):
+        plan = MicroBatches(np.arange(33), w, 4, n, 2, 0, 2.0, None)
+        totals: dict[int, float] = {}
+        for m in range(plan.micro_steps):
+            for r in range(n):
+                idx, factor = plan.part(m, r)
+                assert len(idx) > 0  # every process joins the reduction
+                totals[m // 2] = totals.get(m // 2, 0.0) + factor * w[idx].sum() * (factor > 0) / (n * 2)
+        assert all(abs(t - 1) < 1e-12 for t in totals.values()), (n, totals)
+        assert plan.is_boundary(plan.micro_steps - 1)
+    plan = MicroBatches(np.arange(33), w, 4, 2, 2, 0, 2.0, None)
+    assert plan.micro_steps == 10 and len(plan.chunk(4)) == 1 and plan.part(4, 1)[1] == 0.0

@@ -16,11 +16,30 @@ from encore.memory import SHARDED
 OPTIMS = ("adamw", "adamw_8bit")
 
 
+def launch_state() -> Any:
+    """The launch's accelerate ``PartialState``, made first so every later ``PartialState()`` shares it. It honours
+    ``ACCELERATE_USE_CPU`` as ``AcceleratorState`` does; a bare ``PartialState()`` ignores it, and on CPU every rank
+    of a ``torchrun`` / ``accelerate launch`` would then believe it runs alone."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def runtime_strategy(acc: Any) -> tuple[str, int]:
-    """(strategy, processes) of the running accelerate job: single, ddp, fsdp (FULL_SHARD / HYBRID) or zero3."""
+    """(strategy, processes) of the running accelerate job: single, ddp, fsdp (FULL_SHARD / HYBRID) or zero3.
+    Stops when the launcher started more processes (``WORLD_SIZE``) than accelerate joined: each would train alone
+    and overwrite the others' checkpoints."""
+    import os
+
     from accelerate.utils import DistributedType
 
     n = acc.num_processes
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > n:
+        raise RuntimeError(f"launched as {world} processes (WORLD_SIZE) but accelerate runs {n}: every rank would "
+                           "train alone into the same checkpoints. On CPU set ACCELERATE_USE_CPU=true and start the "
+                           "job through experiments/*.py (they call encore.distributed.launch_state first)")
     if acc.distributed_type == DistributedType.FSDP:
         plugin = acc.state.fsdp_plugin
         sharding = str(getattr(plugin, "sharding_strategy", "FULL_SHARD")) if plugin else "FULL_SHARD"

@@ -11,7 +11,6 @@ where it stopped; the trained model and its scores are cached by content hash, s
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from accelerate import PartialState
 from encore import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
 from encore.backbone import Encoder
+from encore.batches import MicroBatches
 from encore.data import fingerprint
 from encore.splits import validation_split
 from encore.distributed import OPTIMS, check_combination, fill_deepspeed_config, make_optimizer, runtime_strategy
@@ -177,10 +177,10 @@ class Finetune:
         val, tr = validation_split(pairs["prompt"], self.val_frac if objective == "mse" else 0.0, self.seed)
         rm = self._new_rm(encoder, k)
         opt = make_optimizer([p for p in rm.parameters() if p.requires_grad], self.optim, self.lr, self.weight_decay)
-        global_bs = self.batch_size * acc.num_processes
-        per_epoch = math.ceil(len(tr) / global_bs)
-        micro = self.max_steps * self.grad_accum if self.max_steps else math.ceil(self.epochs * per_epoch)
-        n_opt = math.ceil(micro / self.grad_accum)
+        weights = (~np.isnan(targets)).sum(axis=(1, 2)) if targets is not None else np.ones(len(pairs))
+        plan = MicroBatches(tr, weights, self.batch_size, acc.num_processes, self.grad_accum, self.seed, self.epochs,
+                            self.max_steps)
+        micro, n_opt = plan.micro_steps, plan.optimiser_steps
         from transformers import get_linear_schedule_with_warmup
 
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * n_opt), n_opt)
@@ -197,23 +197,24 @@ class Finetune:
         rm.train()
         bar = tqdm(range(start, micro), desc=f"train {objective}", disable=not (self.progress and acc.is_main_process))
         for m in bar:
-            epoch, pos = divmod(m, per_epoch)
-            order = tr[np.random.default_rng([self.seed, epoch]).permutation(len(tr))]
-            chunk = order[pos * global_bs: (pos + 1) * global_bs]
-            idx = chunk[acc.process_index:: acc.num_processes]  # this process's slice of the global batch
+            idx, factor = plan.part(m, acc.process_index)  # this process's slice of the global batch
             batch = tok.pad({"input_ids": [ids[2 * i + s] for i in idx for s in (0, 1)]}, return_tensors="pt").to(acc.device)
+            if plan.is_boundary(m):  # also a short last window: accelerate's counter is set to step after it
+                acc.step = self.grad_accum - 1
             with acc.accumulate(rm):
                 out = rm(batch["input_ids"], batch["attention_mask"]).view(len(idx), 2, k)  # (B, 2, K)
-                loss = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
-                acc.backward(loss)
+                mean = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
+                summed = mean * float(weights[idx].sum()) * (factor > 0)  # S_r (see encore.batches)
+                acc.backward(summed * factor)
                 if acc.sync_gradients and self.max_grad_norm:
                     acc.clip_grad_norm_(rm.parameters(), self.max_grad_norm)
                 opt.step()  # a no-op between accumulation boundaries
                 opt.zero_grad()
             if acc.sync_gradients:
                 sched.step()
-            mean_loss = float(acc.reduce(loss.detach(), reduction="mean"))  # over the ranks' slices
-            logs.append({"micro_step": m, "epoch": epoch, "loss": mean_loss,
+            n_batch = max(float(weights[plan.chunk(m)].sum()), 1.0)
+            mean_loss = float(acc.reduce(summed.detach(), reduction="sum")) / n_batch  # the global batch's mean
+            logs.append({"micro_step": m, "epoch": plan.epoch(m), "loss": mean_loss,
                          "lr": float(sched.get_last_lr()[0])})  # torchao keeps lr as a 0-d tensor
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:

@@ -161,3 +161,20 @@ def test_micro_batches_weigh_every_window_to_its_mean_on_any_world_size():
         assert plan.is_boundary(plan.micro_steps - 1)
     plan = MicroBatches(np.arange(33), w, 4, 2, 2, 0, 2.0, None)
     assert plan.micro_steps == 10 and len(plan.chunk(4)) == 1 and plan.part(4, 1)[1] == 0.0
+
+
+def test_a_launch_accelerate_did_not_join_stops_before_training(monkeypatch):
+    """torchrun started 2 processes but accelerate sees 1 (a bare PartialState() on CPU ignores ACCELERATE_USE_CPU):
+    each would train alone into the same checkpoint directory."""
+    from accelerate.utils import DistributedType
+
+    from encore.distributed import runtime_strategy
+
+    class Alone:
+        num_processes, distributed_type = 1, DistributedType.NO
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="WORLD_SIZE.*ACCELERATE_USE_CPU"):
+        runtime_strategy(Alone())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert runtime_strategy(Alone()) == ("single", 1)

@@ -16,6 +16,11 @@ def run_dir() -> Path:
 
 
 def quiet_libraries() -> None:
+    """Quiet third-party loggers; also joins this process to its launch (``torchrun`` / ``accelerate launch``, on
+    CPU too) before any stage asks accelerate how many processes there are."""
+    from encore.scale.distributed import launch_state
+
+    launch_state()
     for name in ("httpx", "urllib3", "filelock", "datasets", "transformers", "wandb", "fontTools"):
         logging.getLogger(name).setLevel(logging.WARNING)
     # torchao (8-bit AdamW) reports its CUDA-only kernels missing on every CPU import, and torch's pytree a

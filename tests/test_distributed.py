@@ -90,3 +90,91 @@ def test_training_ranks_never_rate_they_name_the_command_that_does(tmp_path, cac
     run_rate(make_cfg(*cfg, cache=cache), tmp_path / "one")  # one process rates
     monkeypatch.setattr(pipeline, "PartialState", TwoRanks)
     assert run_rate(make_cfg(*cfg, cache=cache), tmp_path / "rank")["rating"]["n_new"] == 0
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_sharded_runs_refuse_the_8bit_optimiser_and_name_the_fix(strategy):
+    """FSDP cannot checkpoint torchao's 8-bit state and upcasts bf16 weights (no stochastic rounding left); DeepSpeed
+    brings its own optimiser. Refused when placing, before a weight is read; data parallel keeps the recipe."""
+    from encore.scale.distributed import check_combination
+
+    with pytest.raises(ValueError, match="train.optim=adamw_8bit under .*train.optim=adamw"):
+        check_combination(strategy, 0, "adamw_8bit")
+    check_combination("ddp", 0, "adamw_8bit")
+    check_combination(strategy, 0, "adamw")
+
+
+def test_the_reward_model_shows_accelerate_its_embedding_and_final_norm():
+    """accelerate's FSDP2 preparation shards ``model.get_input_embeddings()`` as its own unit and the final norm it
+    finds under ``base_model_prefix`` with the tail; asked through accelerate's own lookup."""
+    from accelerate.utils.fsdp_utils import _find_final_norm
+
+    enc, _, _ = setup()
+    rm = Finetune(**TRAIN)._new_rm(enc, 3)
+    assert rm.get_input_embeddings() is rm.backbone.embed_tokens
+    assert rm.get_output_embeddings() is None
+    assert _find_final_norm(rm) is rm.backbone.norm
+
+
+def test_after_training_each_rank_scores_only_its_share_of_the_pairs(monkeypatch):
+    """Rank 1 of 2 scores pairs 1, 3, 5, ... and receives the rest from rank 0 through gather_object (here the other
+    rank's share is what one process computes); the assembled array is the one-process array."""
+    import accelerate.utils
+
+    import encore.rm.finetune as ft_mod
+
+    enc, pairs, _ = setup()
+    pairs = pairs.iloc[:7]
+    ft = Finetune(**TRAIN)
+    rm = ft._new_rm(enc, 3)
+    whole = ft._score_pairs(rm, enc, pairs, True)  # one process: every pair
+    seen = []
+    real_score = ft_mod.score_ids
+    monkeypatch.setattr(ft_mod, "score_ids", lambda rm, tok, ids, bs: seen.append(len(ids)) or real_score(rm, tok, ids, bs))
+
+    class Rank1:
+        num_processes, process_index = 2, 1
+
+    rank0 = (np.arange(0, 7, 2), whole[0::2])
+    monkeypatch.setattr(ft_mod, "PartialState", Rank1)
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda mine: [rank0, *mine])
+    np.testing.assert_allclose(ft._score_pairs(rm, enc, pairs, True), whole, rtol=1e-6, atol=1e-7)
+    assert seen == [2 * 3]  # pairs 1, 3, 5: both responses each
+
+
+def test_micro_batches_weigh_every_window_to_its_mean_on_any_world_size():
+    """33 pairs, 4 per process: on 2 processes the 5th batch of an epoch holds one pair, so rank 1 runs a weight-0
+    pair; the last window (micro-step 9 of 9 with accumulation 2) still steps. After the trainer's division by A and
+    the mean over n processes, the weights of each window's entries sum to 1: the gradient of the window's mean."""
+    from encore.batches import MicroBatches
+
+    w = np.random.default_rng(0).integers(0, 4, size=40).astype(float)  # rated entries per pair, some none
+    for n in (1, 2, 3):
+        plan = MicroBatches(np.arange(33), w, 4, n, 2, 0, 2.0, None)
+        totals: dict[int, float] = {}
+        for m in range(plan.micro_steps):
+            for r in range(n):
+                idx, factor = plan.part(m, r)
+                assert len(idx) > 0  # every process joins the reduction
+                totals[m // 2] = totals.get(m // 2, 0.0) + factor * w[idx].sum() * (factor > 0) / (n * 2)
+        assert all(abs(t - 1) < 1e-12 for t in totals.values()), (n, totals)
+        assert plan.is_boundary(plan.micro_steps - 1)
+    plan = MicroBatches(np.arange(33), w, 4, 2, 2, 0, 2.0, None)
+    assert plan.micro_steps == 10 and len(plan.chunk(4)) == 1 and plan.part(4, 1)[1] == 0.0
+
+
+def test_a_launch_accelerate_did_not_join_stops_before_training(monkeypatch):
+    """torchrun started 2 processes but accelerate sees 1 (a bare PartialState() on CPU ignores ACCELERATE_USE_CPU):
+    each would train alone into the same checkpoint directory."""
+    from accelerate.utils import DistributedType
+
+    from encore.scale.distributed import runtime_strategy
+
+    class Alone:
+        num_processes, distributed_type = 1, DistributedType.NO
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="WORLD_SIZE.*ACCELERATE_USE_CPU"):
+        runtime_strategy(Alone())
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert runtime_strategy(Alone()) == ("single", 1)

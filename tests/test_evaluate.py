@@ -97,3 +97,15 @@ def test_json_outputs_are_strict(tmp_path):
     text = (tmp_path / "c.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == {"n": 3, "r": None, "xs": [1.0, None, None]}
+
+
+def test_json_outputs_take_0d_tensors_as_their_numbers(tmp_path):
+    """torchao's optimisers keep each group's lr as a 0-d tensor, which the scheduler hands back into logs."""
+    import json
+
+    import torch
+
+    from encore.artifacts import write_json
+
+    write_json(tmp_path / "t.json", {"lr": torch.tensor(2e-5), "bad": torch.tensor(float("nan")), "n": torch.tensor(3)})
+    assert json.loads((tmp_path / "t.json").read_text()) == {"bad": None, "lr": pytest.approx(2e-5), "n": 3}

@@ -166,3 +166,36 @@ def test_save_load_round_trip_scores_identically(tmp_path):
     b = score_ids(MultiHeadRM.load(tmp_path / "rm"), enc.tok, ids, batch_size=7)
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert not list(tmp_path.glob(".rm.tmp-*"))  # the temporary directory was renamed into place
+
+
+@pytest.mark.slow  # torchao compiles its update step with inductor on first use (~20 s on 2 cores)
+def test_the_one_gpu_recipe_checkpoints_and_resumes_to_the_same_model(tmp_path, monkeypatch):
+    """``train=finetune_1gpu`` (bf16 weights, torchao AdamW8bit with stochastic rounding) through a checkpoint: its
+    optimiser keeps each group's lr as a 0-d tensor, which the scheduler hands back; the log written at every
+    checkpoint and train_log.csv hold plain numbers, and a run killed after the checkpoint resumes to the model an
+    uninterrupted run trains (8-bit moments, scheduler and RNG state restored)."""
+    enc, pairs, y = decoder(), load_demo("train").iloc[:16], side_targets(16)
+    ft = fast(max_steps=3, save_every=1, param_dtype="bfloat16", optim="adamw_8bit", lr=1e-2)
+    clean = MultiHeadRM.load(ft.train_model(enc, pairs, y, "mse", tmp_path / "clean", "k"))
+    calls = {"n": 0}
+
+    def dies_at_step_3(pred, target):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return masked_mse(pred, target)
+
+    monkeypatch.setattr(ft_mod, "masked_mse", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
+    root = tmp_path / "killed" / "checkpoints" / "k"
+    state = pd.read_json(root / "step-00000002" / "encore_state.json", typ="series")
+    assert [type(r["lr"]) for r in state["log"]] == [float, float]  # linear decay over 3 steps: 2/3, 1/3 of lr
+    np.testing.assert_allclose([r["lr"] for r in state["log"]], [2e-2 / 3, 1e-2 / 3], rtol=1e-6)
+    calls["n"] = 100
+    d = ft.train_model(enc, pairs, y, "mse", tmp_path / "killed", "k")
+    assert calls["n"] == 101  # only step 3 ran again
+    assert pd.read_csv(d / "train_log.csv")["lr"].dtype == float
+    for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(d).state_dict().items()):
+        assert a.dtype == torch.bfloat16 or n.startswith("heads")
+        assert_close(a, b, msg=n)

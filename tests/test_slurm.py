@@ -66,9 +66,19 @@ def test_training_recipe_launches_accelerate_once_per_node_with_its_rank():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     cmd = out.stdout
-    assert cmd.startswith("srun --nodes=2 --ntasks-per-node=1")
+    assert cmd.startswith("srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=64 ")  # not inherited by srun
     for part in ("--config_file conf/accelerate/fsdp.yaml", "--num_machines 2", "--num_processes 16",
                  "--machine_rank $SLURM_NODEID", "--main_process_ip node001", "--main_process_port 29734",
                  "experiments/train_rm.py experiment=paper_main_table train=finetune"):
         assert part in cmd, part
     assert r"model.name_or_path=a\ path/with\ space" in cmd  # arguments survive the shell
+
+
+def test_training_recipe_hands_the_jobs_cpus_to_srun():
+    """Since SLURM 22.05 srun does not inherit sbatch's --cpus-per-task: the recipe passes the job's own value."""
+    env = {"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "SLURM_NNODES": "1", "SLURM_GPUS_ON_NODE": "8",
+           "MASTER_ADDR": "node001", "SLURM_CPUS_PER_TASK": "24", "PYTHON": "python"}
+    out = subprocess.run(["bash", str(ROOT / "slurm" / "train_rm.sbatch")], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert "--cpus-per-task=24 " in out.stdout.split("bash -c")[0]

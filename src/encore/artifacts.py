@@ -75,6 +75,8 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def _strict(obj: Any) -> Any:
+    if not isinstance(obj, np.generic) and callable(getattr(obj, "item", None)) and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()  # a 0-d torch tensor (torchao's optimisers keep lr as one): its number
     if isinstance(obj, float | np.floating):
         return float(obj) if np.isfinite(obj) else None
     if isinstance(obj, dict):

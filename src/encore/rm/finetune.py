@@ -11,7 +11,6 @@ where it stopped; the trained model and its scores are cached by content hash, s
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import warnings
 from dataclasses import asdict, dataclass
@@ -21,13 +20,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import PartialState
 
 from encore.rm import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
 from encore.rm.backbone import Encoder
+from encore.batches import MicroBatches
 from encore.data.pairs import fingerprint
 from encore.rm.splits import validation_split
-from encore.scale.distributed import OPTIMS, check_combination, make_optimizer, runtime_strategy
+from encore.scale.distributed import OPTIMS, check_combination, fill_deepspeed_config, make_optimizer, runtime_strategy
 from encore.scale.hardware import Gpus
 from encore.scale.loading import target_gpus
 from encore.scale.memory import SHARDED
@@ -113,8 +114,8 @@ class Finetune:
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
 
         def compute() -> dict[str, np.ndarray]:
-            rm = self._load(model_dir, encoder)
-            tr, ev = self._score_pairs(rm, encoder, train), self._score_pairs(rm, encoder, eval_pairs)
+            rm = self._load(model_dir, encoder)  # every process of a launch is here: each scores its share
+            tr, ev = self._score_pairs(rm, encoder, train, True), self._score_pairs(rm, encoder, eval_pairs, True)
             val = np.asarray(read_json(model_dir / META)["val_pairs"], dtype=int)
             err = (tr[val] - ratings[val]) ** 2 if len(val) else np.full((1, 2, ratings.shape[-1]), np.nan)
             with warnings.catch_warnings():  # a head with no rated validation response gets NaN, said in heads.csv
@@ -161,7 +162,7 @@ class Finetune:
     def train_model(self, encoder: Encoder, pairs: pd.DataFrame, targets: np.ndarray | None, objective: str,
                     cache_dir: Path, key: str) -> Path:
         """Train once per key into ``cache_dir/models/<key>`` (reused when present) and return that directory."""
-        from accelerate import Accelerator, PartialState
+        from accelerate import Accelerator
         from accelerate.utils import set_seed
         from tqdm.auto import tqdm
 
@@ -185,13 +186,14 @@ class Finetune:
         val, tr = validation_split(pairs["prompt"], self.val_frac if objective == "mse" else 0.0, self.seed)
         rm = self._new_rm(encoder, k)
         opt = make_optimizer([p for p in rm.parameters() if p.requires_grad], self.optim, self.lr, self.weight_decay)
-        global_bs = self.batch_size * acc.num_processes
-        per_epoch = math.ceil(len(tr) / global_bs)
-        micro = self.max_steps * self.grad_accum if self.max_steps else math.ceil(self.epochs * per_epoch)
-        n_opt = math.ceil(micro / self.grad_accum)
+        weights = (~np.isnan(targets)).sum(axis=(1, 2)) if targets is not None else np.ones(len(pairs))
+        plan = MicroBatches(tr, weights, self.batch_size, acc.num_processes, self.grad_accum, self.seed, self.epochs,
+                            self.max_steps)
+        micro, n_opt = plan.micro_steps, plan.optimiser_steps
         from transformers import get_linear_schedule_with_warmup
 
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * n_opt), n_opt)
+        fill_deepspeed_config(acc, self.batch_size, self.max_grad_norm, rm.heads.in_features)  # no DataLoader here
         rm, opt = acc.prepare(rm, opt)  # the scheduler is stepped by hand once per optimiser step
         acc.register_for_checkpointing(sched)
         start, logs = 0, []
@@ -204,23 +206,25 @@ class Finetune:
         rm.train()
         bar = tqdm(range(start, micro), desc=f"train {objective}", disable=not (self.progress and acc.is_main_process))
         for m in bar:
-            epoch, pos = divmod(m, per_epoch)
-            order = tr[np.random.default_rng([self.seed, epoch]).permutation(len(tr))]
-            chunk = order[pos * global_bs: (pos + 1) * global_bs]
-            idx = chunk[acc.process_index:: acc.num_processes]  # this process's slice of the global batch
+            idx, factor = plan.part(m, acc.process_index)  # this process's slice of the global batch
             batch = tok.pad({"input_ids": [ids[2 * i + s] for i in idx for s in (0, 1)]}, return_tensors="pt").to(acc.device)
+            if plan.is_boundary(m):  # also a short last window: accelerate's counter is set to step after it
+                acc.step = self.grad_accum - 1
             with acc.accumulate(rm):
                 out = rm(batch["input_ids"], batch["attention_mask"]).view(len(idx), 2, k)  # (B, 2, K)
-                loss = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
-                acc.backward(loss)
+                mean = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
+                summed = mean * float(weights[idx].sum()) * (factor > 0)  # S_r (see encore.batches)
+                acc.backward(summed * factor)
                 if acc.sync_gradients and self.max_grad_norm:
                     acc.clip_grad_norm_(rm.parameters(), self.max_grad_norm)
                 opt.step()  # a no-op between accumulation boundaries
                 opt.zero_grad()
             if acc.sync_gradients:
                 sched.step()
-            mean_loss = float(acc.reduce(loss.detach(), reduction="mean"))  # over the ranks' slices
-            logs.append({"micro_step": m, "epoch": epoch, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
+            n_batch = max(float(weights[plan.chunk(m)].sum()), 1.0)
+            mean_loss = float(acc.reduce(summed.detach(), reduction="sum")) / n_batch  # the global batch's mean
+            logs.append({"micro_step": m, "epoch": plan.epoch(m), "loss": mean_loss,
+                         "lr": float(sched.get_last_lr()[0])})  # torchao keeps lr as a 0-d tensor
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:
                 checkpoint.save(acc, ckpt, m + 1, logs)
@@ -259,7 +263,21 @@ class Finetune:
         dev = pick_device(encoder.device)
         return MultiHeadRM.load(model_dir, dtype=pick_dtype(encoder.dtype, dev)).to(dev)
 
-    def _score_pairs(self, rm: MultiHeadRM, encoder: Encoder, pairs: pd.DataFrame) -> np.ndarray:
+    def _score_pairs(self, rm: MultiHeadRM, encoder: Encoder, pairs: pd.DataFrame, shared: bool = False) -> np.ndarray:
+        """(N, 2, K) head scores of the pairs. ``shared``: every process of the launch calls this together; process
+        r of n scores pairs r, r + n, ... and all receive the whole array (``gather_object``), so n processes score
+        each pair once instead of n times. One process: all pairs, the same numbers."""
         ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]
-        return score_ids(rm, encoder.tok, ids, self.score_batch_size).reshape(len(pairs), 2, -1)
+        state = PartialState()
+        n = state.num_processes if shared else 1
+        mine = np.arange(len(pairs))[state.process_index % n:: n]
+        part = score_ids(rm, encoder.tok, [ids[2 * i + s] for i in mine for s in (0, 1)], self.score_batch_size)
+        if n == 1:
+            return part.reshape(len(pairs), 2, rm.num_heads)
+        from accelerate.utils import gather_object
+
+        out = np.empty((len(pairs), 2, rm.num_heads))
+        for idx, scores in gather_object([(mine, part.reshape(len(mine), 2, rm.num_heads))]):
+            out[idx] = scores
+        return out
 

@@ -51,6 +51,17 @@ class MultiHeadRM(nn.Module):
     def num_heads(self) -> int:
         return self.heads.out_features
 
+    base_model_prefix = "backbone"  # where accelerate's FSDP2 looks for the final norm to shard with the tail
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The backbone's token embedding: FSDP2 preparation in accelerate shards it as its own unit (without it the
+        whole matrix stays in the root unit, gathered for the entire step)."""
+        return self.backbone.get_input_embeddings()
+
+    def get_output_embeddings(self) -> None:
+        """None: the K heads replace a language-model head, so no output embedding is tied to the input one."""
+        return None
+
     @property
     def _no_split_modules(self) -> Any:
         """The backbone's repeated layer classes: what FSDP's transformer auto-wrap shards one unit at a time."""

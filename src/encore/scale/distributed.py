@@ -16,11 +16,30 @@ from encore.scale.memory import SHARDED
 OPTIMS = ("adamw", "adamw_8bit")
 
 
+def launch_state() -> Any:
+    """The launch's accelerate ``PartialState``, made first so every later ``PartialState()`` shares it. It honours
+    ``ACCELERATE_USE_CPU`` as ``AcceleratorState`` does; a bare ``PartialState()`` ignores it, and on CPU every rank
+    of a ``torchrun`` / ``accelerate launch`` would then believe it runs alone."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def runtime_strategy(acc: Any) -> tuple[str, int]:
-    """(strategy, processes) of the running accelerate job: single, ddp, fsdp (FULL_SHARD / HYBRID) or zero3."""
+    """(strategy, processes) of the running accelerate job: single, ddp, fsdp (FULL_SHARD / HYBRID) or zero3.
+    Stops when the launcher started more processes (``WORLD_SIZE``) than accelerate joined: each would train alone
+    and overwrite the others' checkpoints."""
+    import os
+
     from accelerate.utils import DistributedType
 
     n = acc.num_processes
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > n:
+        raise RuntimeError(f"launched as {world} processes (WORLD_SIZE) but accelerate runs {n}: every rank would "
+                           "train alone into the same checkpoints. On CPU set ACCELERATE_USE_CPU=true and start the "
+                           "job through experiments/*.py (they call encore.scale.distributed.launch_state first)")
     if acc.distributed_type == DistributedType.FSDP:
         plugin = acc.state.fsdp_plugin
         sharding = str(getattr(plugin, "sharding_strategy", "FULL_SHARD")) if plugin else "FULL_SHARD"
@@ -29,6 +48,29 @@ def runtime_strategy(acc: Any) -> tuple[str, int]:
         stage = acc.state.deepspeed_plugin.zero_stage
         return ("zero3" if stage == 3 else "ddp"), n
     return ("ddp" if n > 1 else "single"), n
+
+
+def fill_deepspeed_config(acc: Any, micro_batch: int, max_grad_norm: float, hidden_size: int) -> None:
+    """Under DeepSpeed, the ``auto`` entries that ``accelerate.prepare`` would read off a DataLoader or
+    ``model.config`` — this trainer passes neither — filled from the run's own settings: micro batch (pairs per
+    process, ``train.batch_size``), the global batch ``micro × grad_accum × processes``, gradient clipping
+    (``train.max_grad_norm``: DeepSpeed clips inside its engine) and the hidden-size-based ZeRO buckets, as accelerate
+    derives them. Entries the DeepSpeed config sets to a number are kept. Other strategies: nothing to do."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type != DistributedType.DEEPSPEED:
+        return
+    plugin, ga = acc.deepspeed_plugin, acc.gradient_accumulation_steps
+    values = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": ga,
+              "gradient_clipping": max_grad_norm,
+              "zero_optimization.reduce_bucket_size": hidden_size * hidden_size,
+              "zero_optimization.stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+              "zero_optimization.stage3_param_persistence_threshold": 10 * hidden_size}
+    for key in values:
+        plugin.fill_match(key, must_match=False, **values)  # replaces an "auto", leaves a number
+    values = {"train_batch_size": plugin.get_value("train_micro_batch_size_per_gpu")
+              * plugin.get_value("gradient_accumulation_steps") * acc.num_processes}
+    plugin.fill_match("train_batch_size", must_match=False, **values)
 
 
 def _read_config(path: str | Path) -> dict:
@@ -70,11 +112,15 @@ def check_combination(strategy: str, lora_r: int, optim: str) -> None:
                          "accelerate config, or set train.lora_r=0 for sharded full fine-tuning")
     if strategy == "zero3" and optim != "adamw":
         raise ValueError("train.optim=adamw_8bit under DeepSpeed: DeepSpeed brings its own optimiser; use train.optim=adamw")
-    if strategy == "fsdp" and optim == "adamw_8bit":
-        raise ValueError("train.optim=adamw_8bit under FSDP: accelerate's FSDP2 preparation upcasts the bf16 weights to "
-                         "fp32 (which turns bf16 stochastic rounding off), and torchao's 8-bit state cannot be saved "
-                         "in FSDP checkpoints (pytorch/ao issue 1185, open); use train=finetune (fp32 AdamW) under "
-                         "conf/accelerate/fsdp.yaml, or train=finetune_1gpu with conf/accelerate/ddp.yaml")
+    if strategy == "fsdp" and optim != "adamw":
+        # torchao's 8-bit state cannot be saved by FSDP's optimiser state dict (pytorch/ao#1185, open), so the run
+        # would die at its first checkpoint; and FSDP2 under mixed precision upcasts trainable bf16 weights to fp32
+        # (accelerate's fsdp2_prepare_model), which silently turns bf16 stochastic rounding off.
+        raise ValueError("train.optim=adamw_8bit under FSDP: torchao's 8-bit optimiser state cannot be checkpointed "
+                         "by FSDP (pytorch/ao#1185), and FSDP2 upcasts bf16 weights to fp32, turning stochastic "
+                         "rounding off; use train=finetune (fp32 weights, train.optim=adamw) with "
+                         "conf/accelerate/fsdp.yaml, or run train=finetune_1gpu with conf/accelerate/ddp.yaml or "
+                         "one process")
 
 
 def make_optimizer(params: Iterable[torch.nn.Parameter], optim: str, lr: float, weight_decay: float) -> Any:

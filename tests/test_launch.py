@@ -1,0 +1,104 @@
+"""The multi-process recipe end to end through the Hydra runners, as a user types it, on CPU: rate with
+``experiments/rate.py``, fine-tune with ``experiments/train_rm.py`` under ``torchrun`` (2 gloo processes, which
+accelerate joins as under ``accelerate launch`` on GPUs), killed after a checkpoint and relaunched, then
+``experiments/reproduce.py`` from the caches. The data size (37 pairs, 33 trained) divides neither by the global batch
+nor by the world size, and the last accumulation window is short: the two-process model must still be the
+one-process model. Not covered here: FSDP and DeepSpeed (accelerate runs them only on GPUs) and NCCL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+COMMON = ["rater=hf_tiny", "data=demo", "data.limit=37", "model=tiny_decoder", "logger=none", "method=encore",
+          "stats.n_boot=20", "stats.n_perm=50"]
+OPTS = ["train.progress=false", "train.save_every=1", "train.grad_accum=2", "train.val_frac=0.1", "train.lr=1e-3"]
+
+
+def _env(cache):
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="offline", ACCELERATE_USE_CPU="true",
+                ACCELERATE_MIXED_PRECISION="no", ENCORE_CACHE_DIR=str(cache))
+
+
+def _cmd(script, run_dir, *args, ranks=1, port=29530):
+    launcher = [sys.executable] if ranks == 1 else [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+                                                    str(ranks), "--master_port", str(port)]
+    return [*launcher, str(ROOT / "experiments" / script), *COMMON, *args, f"hydra.run.dir={run_dir}"]
+
+
+def _run(cache, cmd):
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out.stdout + out.stderr
+
+
+def _preempted(cache, cmd):
+    """Start the launch, kill its whole process group (launcher and ranks) once a checkpoint is complete."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not list((cache / "checkpoints").glob("*/LATEST")):
+        assert proc.poll() is None, f"the launch ended before its first checkpoint: {proc.stderr.read()[-3000:]}"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((cache / "models").glob("*/encore.json"))  # stopped before the model was written
+
+
+def _scores(run_dir):
+    return pd.read_parquet(run_dir / "head_scores.parquet")["score"].to_numpy()
+
+
+@pytest.mark.slow
+def test_two_ranks_preempted_and_relaunched_train_the_one_process_model_then_reproduce_reads_it(tmp_path):
+    cache = tmp_path / "cache"
+    _run(cache, _cmd("rate.py", tmp_path / "rate"))
+    train = ["train=finetune", *OPTS, "train.epochs=2"]
+    _preempted(cache, _cmd("train_rm.py", tmp_path / "killed", *train, "train.batch_size=4", ranks=2))
+    resumed = _run(cache, _cmd("train_rm.py", tmp_path / "two", *train, "train.batch_size=4", ranks=2, port=29531))
+    assert "resuming" in resumed
+    (model,) = (cache / "models").glob("*/encore.json")
+    meta = json.loads(model.read_text())
+    assert (meta["strategy"], meta["processes"]) == ("ddp", 2)
+    log = pd.read_csv(model.parent / "train_log.csv")
+    assert log["micro_step"].tolist() == list(range(10))  # 5 global batches per epoch (the last of 1 pair) x 2
+
+    _run(cache, _cmd("train_rm.py", tmp_path / "one", *train, "train.batch_size=8"))  # same global batch, 1 process
+    one, two = _scores(tmp_path / "one"), _scores(tmp_path / "two")
+    assert one.std() > 0.05
+    np.testing.assert_allclose(two, one, atol=2e-5)  # same model; reductions in another order
+
+    rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train, "train.batch_size=4"))
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["rating"]["n_new"] == 0 and metrics["heads"]["head_scores_cached"]  # nothing recomputed
+    assert "fine-tuning" not in rep
+    np.testing.assert_allclose(_scores(tmp_path / "rep"), two)
+    assert (tmp_path / "rep" / "main_table.csv").exists()
+
+
+@pytest.mark.slow
+def test_the_one_gpu_recipe_under_two_ranks_checkpoints_and_resumes(tmp_path):
+    """train=finetune_1gpu (bf16 weights, torchao AdamW8bit with stochastic rounding) data-parallel on 2 ranks:
+    preempted after a checkpoint, relaunched, and finished; its model agrees with the one-process run up to bf16
+    rounding (stochastic rounding draws the same numbers on every rank, seeded alike)."""
+    cache = tmp_path / "cache"
+    _run(cache, _cmd("rate.py", tmp_path / "rate"))
+    train = ["train=finetune_1gpu", *OPTS, "train.epochs=2", "train.gradient_checkpointing=false"]
+    _preempted(cache, _cmd("train_rm.py", tmp_path / "killed", *train, "train.batch_size=4", ranks=2, port=29532))
+    resumed = _run(cache, _cmd("train_rm.py", tmp_path / "two", *train, "train.batch_size=4", ranks=2, port=29533))
+    assert "resuming" in resumed
+    (model,) = (cache / "models").glob("*/encore.json")
+    assert json.loads(model.read_text())["processes"] == 2
+    assert pd.read_csv(model.parent / "train_log.csv")["lr"].dtype == float
+    _run(cache, _cmd("train_rm.py", tmp_path / "one", *train, "train.batch_size=8"))
+    np.testing.assert_allclose(_scores(tmp_path / "two"), _scores(tmp_path / "one"), atol=5e-2)

@@ -146,7 +146,7 @@ def test_micro_batches_weigh_every_window_to_its_mean_on_any_world_size():
     """33 pairs, 4 per process: on 2 processes the 5th batch of an epoch holds one pair, so rank 1 runs a weight-0
     pair; the last window (micro-step 9 of 9 with accumulation 2) still steps. After the trainer's division by A and
     the mean over n processes, the weights of each window's entries sum to 1: the gradient of the window's mean."""
-    from encore.batches import MicroBatches
+    from encore.rm.batches import MicroBatches
 
     w = np.random.default_rng(0).integers(0, 4, size=40).astype(float)  # rated entries per pair, some none
     for n in (1, 2, 3):

@@ -25,7 +25,7 @@ from accelerate import PartialState
 from encore.rm import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
 from encore.rm.backbone import Encoder
-from encore.batches import MicroBatches
+from encore.rm.batches import MicroBatches
 from encore.data.pairs import fingerprint
 from encore.rm.splits import validation_split
 from encore.scale.distributed import OPTIMS, check_combination, fill_deepspeed_config, make_optimizer, runtime_strategy
@@ -213,7 +213,7 @@ class Finetune:
             with acc.accumulate(rm):
                 out = rm(batch["input_ids"], batch["attention_mask"]).view(len(idx), 2, k)  # (B, 2, K)
                 mean = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
-                summed = mean * float(weights[idx].sum()) * (factor > 0)  # S_r (see encore.batches)
+                summed = mean * float(weights[idx].sum()) * (factor > 0)  # S_r (see encore.rm.batches)
                 acc.backward(summed * factor)
                 if acc.sync_gradients and self.max_grad_norm:
                     acc.clip_grad_norm_(rm.parameters(), self.max_grad_norm)

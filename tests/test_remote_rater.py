@@ -110,3 +110,16 @@ def test_kill_and_resume_gives_identical_table(local, tmp_path):
         assert rep["n_cached"] == 2 * 4 * len(RULES)
         assert srv.requests - before == rep["n_new"]  # only what was missing was asked again
     np.testing.assert_array_equal(resumed.values, full.values)
+
+
+def test_top_logprobs_judge_reads_the_answer_letters_in_their_case():
+    """The judge's labels keep their case, as rater=hf reads them ("A", " A", never the word "a"); ratings ignore
+    case ("Yes", "yes"). Found against the real vLLM server (tests/test_vllm_engine.py), where " a" sat in the window."""
+    import math
+
+    from encore.rating.remote import _label_probs
+
+    top = [{"token": t, "logprob": math.log(p)} for t, p in [(" A", 0.2), (" a", 0.3), ("B", 0.1), ("yes", 0.1)]]
+    payload = {"choices": [{"logprobs": {"content": [{"token": " A", "logprob": math.log(0.2), "top_logprobs": top}]}}]}
+    assert _label_probs(payload, ["A", "B"], cases=False)[0] == pytest.approx([0.2, 0.1])
+    assert _label_probs(payload, ["Yes", "No"], cases=True)[0] == pytest.approx([0.1, 0.0])

@@ -1,6 +1,8 @@
 """The SLURM recipe that serves the rater with vLLM inside the job, run here with bash (no SLURM needed) and a
 stand-in for the `vllm serve` command: it must pass the flags that make ratings exact, wait for /health, rate through
-rater=vllm_server, and leave no server behind, also when the server dies at start-up."""
+rater=vllm_server, and leave no server behind, also when the server dies at start-up. The same recipe runs on the
+real server in tests/test_vllm_engine.py (.ci/vllm_lane); these stay because they record the exact flags passed and
+run in every CI run, which the lane (27 minutes from scratch here) does not."""
 
 import json
 import socket

@@ -17,8 +17,7 @@ from encore.rm.tiny import tiny_causal_config  # noqa: E402
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("command")
-    ap.add_argument("model")
-    for flag in ("--host", "--port", "--tensor-parallel-size", "--logprobs-mode", "--max-logprobs",
+    for flag in ("--model", "--host", "--port", "--tensor-parallel-size", "--logprobs-mode", "--max-logprobs",
                  "--generation-config", "--max-model-len"):
         ap.add_argument(flag)
     ap.add_argument("--enable-prefix-caching", action="store_true")

@@ -96,7 +96,7 @@ class OpenAIRater:
         else:
             jobs = [P.rule_messages(p, x, r.text, self.mode, self.scale_max, self.system_prompt)
                     for p, x in zip(prompts, responses) for r in rules]
-            probs, reasons = self._chat(jobs, P.label_options(self.mode, self.scale_max))
+            probs, reasons = self._chat(jobs, P.label_options(self.mode, self.scale_max), cases=True)
         values = np.array([P.rating_from_probs(p, self.mode) if p is not None else np.nan for p in probs])
         return values.reshape(len(responses), K), [reasons[i * K:(i + 1) * K] for i in range(len(responses))]
 
@@ -105,13 +105,13 @@ class OpenAIRater:
             probs, reasons = self._exact([[s] for s in self.prompts.judge_ids(prompts, a, b)], self.prompts.judge_options())
         else:
             probs, reasons = self._chat([P.judge_messages(p, x, y, self.system_prompt) for p, x, y in zip(prompts, a, b)],
-                                        P.JUDGE_LABELS)
+                                        P.JUDGE_LABELS, cases=False)
         return np.array([p[0] / sum(p) if p is not None else np.nan for p in probs]), reasons
 
-    def _chat(self, jobs: list[list[dict]], labels: list[str]) -> tuple[list, list[str]]:
+    def _chat(self, jobs: list[list[dict]], labels: list[str], cases: bool) -> tuple[list, list[str]]:
         bodies = [{"model": self.model, "messages": m, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
                    "top_logprobs": self.top_logprobs, **(self.extra_body or {})} for m in jobs]
-        return asyncio.run(self._run("/chat/completions", bodies, lambda payload: _label_probs(payload, labels)))
+        return asyncio.run(self._run("/chat/completions", bodies, lambda payload: _label_probs(payload, labels, cases)))
 
     def _exact(self, groups: list[list[list[int]]], options: list[list[int]]) -> tuple[list, list[str]]:
         """Token-id prompts (grouped by response: its K rule prompts) to a vLLM server's /v1/completions, sampling
@@ -120,7 +120,7 @@ class OpenAIRater:
         ok, why = split_too_long([max(map(len, g)) for g in groups], self.max_length)
         allowed = [t for ids in options for t in ids]
         bodies = [{"model": self.model, "prompt": s, "max_tokens": 1, "temperature": 1.0, "top_p": 1.0,
-                   "top_k": -1, "seed": 0, "logprobs": len(allowed), "allowed_token_ids": allowed,
+                   "top_k": -1, "logprobs": len(allowed), "allowed_token_ids": allowed,
                    "return_tokens_as_token_ids": True, "add_special_tokens": False, **(self.extra_body or {})}
                   for i in ok for s in groups[i]]
         got, sent_why = asyncio.run(self._run("/completions", bodies,
@@ -200,8 +200,10 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def _label_probs(payload: dict, labels: list[str]) -> tuple[list[float] | None, str]:
-    """Sum the probabilities of the top-logprob tokens that spell each label (case and spaces ignored)."""
+def _label_probs(payload: dict, labels: list[str], cases: bool = True) -> tuple[list[float] | None, str]:
+    """Sum the probabilities of the top-logprob tokens that spell each label, surrounding spaces ignored and, with
+    ``cases``, case too: the token set ``PromptTokenizer.label_ids`` reads for rater=hf (the judge's "A"/"B" keep
+    their case, as lower-case "a" is a common word, not an answer)."""
     try:
         first = payload["choices"][0]["logprobs"]["content"][0]
         top = first.get("top_logprobs") or [first]
@@ -209,9 +211,9 @@ def _label_probs(payload: dict, labels: list[str]) -> tuple[list[float] | None, 
         return None, "response has no logprobs (does the server support logprobs/top_logprobs?)"
     probs = [0.0] * len(labels)
     for entry in top:
-        tok = str(entry.get("token", "")).strip().lower()
+        tok = str(entry.get("token", "")).strip()
         for j, label in enumerate(labels):
-            if tok == label.lower():
+            if (tok.lower() == label.lower()) if cases else tok == label:
                 probs[j] += math.exp(float(entry["logprob"]))
     if sum(probs) == 0:
         return None, "no label token among top_logprobs (raise rater.top_logprobs)"

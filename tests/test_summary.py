@@ -24,7 +24,7 @@ def test_the_summary_names_encore_against_the_best_baseline_and_the_papers_numbe
     assert "paper: ENCORE 88.5, Gating (MoE) 86.0  (ours: ENCORE 70.0, Gating (MoE) 76.4)" in text
 
 
-def test_a_run_writes_its_summary_to_its_log_and_run_dir(tmp_path, cache, caplog):
+def test_a_correlation_run_writes_its_summary_to_its_log_and_draws_its_figures(tmp_path, cache, caplog):
     import logging
 
     from encore.pipeline import run_correlation
@@ -34,6 +34,8 @@ def test_a_run_writes_its_summary_to_its_log_and_run_dir(tmp_path, cache, caplog
     with caplog.at_level(logging.INFO, logger="encore.pipeline"):
         m = run_correlation(make_cfg("data.limit=10", cache=cache), tmp_path / "run")
     text = (tmp_path / "run" / "summary.txt").read_text()
+    assert {p.name for p in (tmp_path / "run" / "figures").iterdir()} >= {"entropy_vs_accuracy.png",
+                                                                        "rating_distributions.png"}
     assert text.strip() == m["summary"] and "study: entropy vs accuracy over 10 rules and 10 pairs" in text
     assert any("what this run found" in r.getMessage() and m["summary"].splitlines()[-1] in r.getMessage()
                for r in caplog.records)

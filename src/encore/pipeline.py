@@ -201,22 +201,22 @@ def _tracker(cfg: DictConfig, run_dir: Path, job: str) -> Tracker:
 FILLERS = ("rate", "train_rm")  # runners that exist to fill caches: cache_only never applies to them
 
 
-def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
+def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool = False) -> dict[str, Any]:
     """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures, export), write metrics.json and end
     with the run's summary (logged, ``summary.txt``). With ``cache_only=true`` (sweep and ablation experiments) any
     cache miss stops the job, naming the command that fills it, before a rater or backbone loads."""
     fill = fill_command() if cfg.get("cache_only") and job not in FILLERS else None
     with cache_only(fill):
-        metrics = _stages(cfg, Path(run_dir), job, upto)
+        metrics = _stages(cfg, Path(run_dir), job, upto, figures)
     if metrics.get("summary"):
         write_bytes(Path(run_dir) / "summary.txt", (metrics["summary"] + "\n").encode("utf-8"))
         log.info("what this run found:\n  %s", metrics["summary"].replace("\n", "\n  "))
     return metrics
 
 
-def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
+def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) -> dict[str, Any]:
     order = ["rate", "study", "heads", "evaluate", "figures", "export"]
-    todo = set(order[: order.index(upto) + 1])
+    todo = set(order[: order.index(upto) + 1]) | ({"figures"} if figures else set())
     # Everything that can be wrong with the input is checked before the first file is written.
     t0 = time.perf_counter()
     check_settings(cfg)
@@ -294,7 +294,7 @@ def run_rate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def run_correlation(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    return _run(cfg, run_dir, "correlation", "study")
+    return _run(cfg, run_dir, "correlation", "study", figures=True)  # the study's figures: entropy vs accuracy
 
 
 def run_train_rm(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

@@ -169,6 +169,8 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
         w = np.atleast_2d(m.weights(ctx))
         row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
         row["params"] = _params(m)
+        if len(w) == 1 and np.count_nonzero(w[0]) == 1:  # all weight on one rule: name it (figures, tables)
+            row["rule"] = ctx.rules[int(np.flatnonzero(w[0])[0])]
         rows.append(row)
         for s, ws in enumerate(w):
             weights += [{"method": m.name, "seed": s, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, ws)]

@@ -1,11 +1,14 @@
-"""Shared wiring for the thin Hydra runners: logging and the run directory."""
+"""Shared wiring for the thin Hydra runners: logging and the run directory (a failed run's empty directory is
+removed by the Hydra callback in encore.run_dirs)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Callable
 
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 
 import encore.rundir  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
 
@@ -27,3 +30,12 @@ def quiet_libraries() -> None:
     # deprecation in torchao's registration: neither is actionable for a user of this package.
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_job(stage: Callable[[DictConfig, Path], Any], cfg: DictConfig) -> Any:
+    """Run ``stage(cfg, run_dir)`` and print where its results are."""
+    quiet_libraries()
+    out = run_dir()
+    result = stage(cfg, out)
+    print(f"run dir: {out}")
+    return result

@@ -5,16 +5,13 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from _runner import quiet_libraries, run_dir
+from _runner import run_job
 from encore.pipeline import run_correlation
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    quiet_libraries()
-    out = run_dir()
-    run_correlation(cfg, out)
-    print(f"run dir: {out}")
+    run_job(run_correlation, cfg)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
     python experiments/plan.py experiment=paper_main_table plan.gpus=8x80GB
     python experiments/plan.py experiment=paper_main_table train=finetune plan.accelerate_config=conf/accelerate/fsdp.yaml
 
-Exit status 0 when every stage fits, 1 otherwise (each stage that does not fit prints its fix).
+Exit status 0 when every stage fits, 1 otherwise (each stage that does not fit prints its fix). The plan is also
+written to runs/plans/<experiment>_<time>.plan.json.
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 
 import hydra
 from omegaconf import DictConfig
@@ -18,11 +20,11 @@ from encore.artifacts import write_json
 from encore.plan import format_plan, plan_experiment
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name="plan", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     quiet_libraries()
     plan = plan_experiment(cfg)
-    write_json(run_dir() / "plan.json", plan)
+    write_json(run_dir() / f"{cfg.experiment_name}_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}.plan.json", plan)
     print(format_plan(plan))
     if not plan["fits"]:
         sys.exit(1)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.pipeline import build, run_correlation, run_evaluate, run_reproduce
+from encore.pipeline import build, run_correlation, run_evaluate, run_reproduce, run_train_rm
 
 from conftest import CONF, SHARED_HH, make_cfg
 
@@ -44,10 +44,13 @@ def test_paper_experiments_name_the_papers_hub_ids():
     assert paper_cfg("ablation_topk").hydra.sweeper.params["method.k"] == "range(1,11)"
 
 
-@pytest.mark.parametrize("launcher, target", [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")])
+@pytest.mark.parametrize("launcher, target", [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
+                                              ("slurm_cpu", "SlurmLauncher")])
 def test_launcher_configs_compose(launcher, target):
     cfg = paper_cfg("tau_sweep", f"hydra/launcher={launcher}")
     assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm_cpu":  # sized for cache-only jobs: no GPU, a few cores
+        assert cfg.hydra.launcher.gpus_per_node == 0 and cfg.hydra.launcher.mem_gb <= 32
 
 
 def test_paper_correlation_runs_offline(tmp_path, cache):
@@ -73,7 +76,10 @@ def test_paper_main_tables_run_offline(tmp_path, cache, name):
 @pytest.mark.parametrize("name, expect", [("tau_sweep", {"encore", "tau_to_inf", "tau_to_zero", "single_rule"}),
                                           ("ablation_topk", {"topk"})])
 def test_sweep_experiments_run_one_job_offline(tmp_path, cache, name, expect):
-    run_evaluate(paper_cfg(name, *OFFLINE, "stats.n_boot=20", "stats.n_perm=100", f"cache_dir={cache}"), tmp_path / "r")
+    cfg = paper_cfg(name, *OFFLINE, "stats.n_boot=20", "stats.n_perm=100", f"cache_dir={cache}")
+    assert cfg.cache_only  # a sweep job only reads caches: fill them first, as the main table's run would
+    run_train_rm(cfg, tmp_path / "filled")
+    run_evaluate(cfg, tmp_path / "r")
     table = pd.read_csv(tmp_path / "r" / "main_table.csv").set_index("method")
     assert set(table.index) == expect
     if name == "tau_sweep":  # the limits: τ → ∞ is uniform weights, τ → 0 one rule

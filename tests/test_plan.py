@@ -75,7 +75,9 @@ def test_plan_runner_exits_1_when_a_stage_does_not_fit(tmp_path):
     good = subprocess.run([*cmd, "plan.gpus=8x80GB"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert bad.returncode == 1 and "DOES NOT FIT" in bad.stdout and "fix: " in bad.stdout
     assert good.returncode == 0 and "every stage fits" in good.stdout
-    assert list((tmp_path / "runs").rglob("plan.json"))
+    plans = sorted(p.relative_to(tmp_path / "runs") for p in (tmp_path / "runs").rglob("*") if p.is_file())
+    assert [p.parent.name for p in plans] == ["plans", "plans"] and all(p.name.endswith(".plan.json") for p in plans)
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_dir() and p.name != "plans"]  # no run directories
 
 
 @pytest.mark.parametrize("name, strategy, env_key", [("ddp", "ddp", None), ("fsdp", "fsdp", "FSDP_VERSION"),

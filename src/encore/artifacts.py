@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from encore.cache_only import refuse_compute
+
 log = logging.getLogger(__name__)
 
 
@@ -148,13 +150,15 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
     its arrays as written (:func:`arrays_checksum`, so an edited value, or an entry rewritten without one, is
     caught), no infinite value, and whatever ``check`` (shapes, ranges) returns no problem for. An invalid entry is
     logged and recomputed, never used. The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no
-    model.
+    model. In a cache-only job (:mod:`encore.cache_only`) a miss
+    raises instead of computing.
     """
     if path.exists():
         arrays, problem = _validated(path, check)
         if problem is None:
             return arrays, True
         log.warning("cache entry %s is invalid (%s): recomputing it", path, problem)
+    refuse_compute(f"{path.parent.name}/{path.name}")
     arrays = compute()
     problem = check(arrays) if check else None
     if problem:  # our own computation failed its check: a bug or a broken model, not a cache to keep

@@ -76,6 +76,9 @@ def evaluate_rewards(name: str, rewards: np.ndarray, subsets: np.ndarray, n_boot
     row: dict[str, Any] = {"method": name, "n_seeds": len(correct)}
     for s in per_seed[0]:
         row[s] = 100 * float(np.mean([a[s] for a in per_seed]))
+        m = subsets == s  # the subset's own 95% interval (pairs resampled within it), drawn on its panel
+        s_lo, s_hi = bootstrap_ci(mean_correct[m], subsets[m], lambda c, _: float(c.mean()), n_boot=n_boot, seed=seed)
+        row[f"{s}_ci_low"], row[f"{s}_ci_high"] = 100 * s_lo, 100 * s_hi
     # safety_std: the sample standard deviation over seeds (ddof=1), the spread a reader expects from "± std"
     row.update(safety=100 * float(heads.mean()), safety_std=100 * float(heads.std(ddof=1)) if len(correct) > 1 else 0.0,
                safety_ci_low=100 * lo, safety_ci_high=100 * hi, overall=100 * float(correct.mean()))

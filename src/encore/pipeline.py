@@ -24,10 +24,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from encore.artifacts import write_frame, write_json
+from encore.artifacts import write_bytes, write_frame, write_json
+from encore.cache_only import CacheMiss, active as cache_only_active, cache_only
 from encore.data.pairs import fingerprint
 from encore.rm.export import stage_export
 from encore.report.figures import run_figures
+from encore.job import fill_command, rate_command, wandb_names
 from encore.judge import LLMJudge
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
@@ -38,7 +40,8 @@ from encore.settings import check_fields, check_settings
 from encore.study import stage_study
 from encore.report.style import NAMES_FILE, Names
 from encore.report.tables import write_tables
-from encore.tracking import Tracker, make_tracker
+from encore.summary import summary_text
+from encore.tracking import Tracker
 from encore.rm.truncation import truncation_report
 
 log = logging.getLogger(__name__)
@@ -72,13 +75,13 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
         ratings, report = given or rate_pairs(pairs, rules, rater, Path(cfg.cache_dir) / "ratings",
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
                                      slicing=slicing,
-                                     cached_only=PartialState().num_processes > 1,
-                                     max_missing_share=cfg.rating.max_missing_share,
-                                     other_raters=cfg.rating.get("other_raters", "stop"),
-                                     overrides=rater_overrides())
+                                     cached_only=PartialState().num_processes > 1 or cache_only_active(),
+                                     max_missing_share=cfg.rating.max_missing_share)
     except MissingShards as e:
         raise e.with_command(rate_command())
     except NotRated as e:
+        if cache_only_active():  # a sweep job: the rater is never loaded
+            raise CacheMiss(f"{e.n} rating(s) of the training pairs", fill_command()) from None
         raise NotRated(e.n, rate_command()) from None
     if ratings is not None:
         write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
@@ -93,18 +96,6 @@ def run_setup(cfg: DictConfig) -> dict[str, str]:
              or (f"ratings file {Path(str(cfg.rater.path)).name}" if cfg.rater.get("path") else target(cfg.rater)))
     return {"rater": str(rater), "backbone": str(cfg.model.get("name_or_path")), "train": target(cfg.train),
             "data": dataset_name(cfg.data)}
-
-
-def rate_command() -> str:
-    """``python experiments/rate.py`` with this job's own overrides (sharding settings left out), so an error can
-    name the exact command that fills what is missing."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return "python experiments/rate.py <your overrides>"
-    keep = [o for o in HydraConfig.get().overrides.task
-            if o.split("=")[0].lstrip("+~") not in ("rating.shard", "rating.num_shards", "hydra/launcher")]
-    return " ".join(["python experiments/rate.py", *keep])
 
 
 def rater_overrides() -> list[str] | None:
@@ -206,6 +197,8 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
         w = np.atleast_2d(m.weights(ctx))
         row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
         row["params"] = _params(m)
+        if len(w) == 1 and np.count_nonzero(w[0]) == 1:  # all weight on one rule: name it (figures, tables)
+            row["rule"] = ctx.rules[int(np.flatnonzero(w[0])[0])]
         rows.append(row)
         for s, ws in enumerate(w):
             weights += [{"method": m.name, "seed": s, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, ws)]
@@ -227,18 +220,33 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
 
 # --------------------------------------------------------------------------------------------------- runners
 def _tracker(cfg: DictConfig, run_dir: Path, job: str) -> Tracker:
-    lg = cfg.logger
-    if lg.kind == "none" or not PartialState().is_main_process:
-        return make_tracker("none", run_dir, {})
-    return make_tracker(lg.kind, run_dir, OmegaConf.to_container(cfg, resolve=True), project=lg.project,
-                        mode=lg.mode, group=cfg.experiment_name, job_type=job, entity=lg.get("entity"))
+    """The ``logger`` group's tracker (a ``_target_`` partial), on the main process only."""
+    if not PartialState().is_main_process:
+        return Tracker()
+    config = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+              for k, v in cfg.items() if k != "hydra"}
+    return build(cfg.logger)(run_dir=run_dir, config=config, job_type=job, **wandb_names(cfg.experiment_name, job))
 
 
-def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
-    """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures, export) and write metrics.json."""
-    run_dir = Path(run_dir)
+FILLERS = ("rate", "train_rm")  # runners that exist to fill caches: cache_only never applies to them
+
+
+def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool = False) -> dict[str, Any]:
+    """Run the stages up to ``upto`` (rate, study, heads, evaluate, figures, export), write metrics.json and end
+    with the run's summary (logged, ``summary.txt``). With ``cache_only=true`` (sweep and ablation experiments) any
+    cache miss stops the job, naming the command that fills it, before a rater or backbone loads."""
+    fill = fill_command() if cfg.get("cache_only") and job not in FILLERS else None
+    with cache_only(fill):
+        metrics = _stages(cfg, Path(run_dir), job, upto, figures)
+    if metrics.get("summary"):
+        write_bytes(Path(run_dir) / "summary.txt", (metrics["summary"] + "\n").encode("utf-8"))
+        log.info("what this run found:\n  %s", metrics["summary"].replace("\n", "\n  "))
+    return metrics
+
+
+def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) -> dict[str, Any]:
     order = ["rate", "study", "heads", "evaluate", "figures", "export"]
-    todo = set(order[: order.index(upto) + 1])
+    todo = set(order[: order.index(upto) + 1]) | ({"figures"} if figures else set())
     # Everything that can be wrong with the input is checked before the first file is written.
     t0 = time.perf_counter()
     check_settings(cfg)
@@ -301,9 +309,10 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str) -> dict[str, Any]:
                                              cfg.export.method, wide, stats, [r.as_dict() for r in rules],
                                              {"text_format": encoder.text_format, "backbone": encoder.identity(),
                                               "train": trainer.identity()}, run_dir / "export")
-        if cfg.logger.get("log_artifacts", False):
-            arts = [p for p in (run_dir / "ratings.parquet", run_dir / "head_scores.parquet") if p.exists()]
-            tracker.log_artifact(f"{cfg.experiment_name}-scores", "scores", arts)
+        arts = [p for p in (run_dir / "ratings.parquet", run_dir / "head_scores.parquet") if p.exists()]
+        tracker.log_artifact(f"{cfg.experiment_name}-scores", "scores", arts, Path(cfg.cache_dir) / "wandb_logged")
+        metrics["summary"] = summary_text(metrics, names, cfg.get("paper"))
+        tracker.log_summary(metrics["summary"])
         metrics["seconds"] = time.perf_counter() - t0
         write_json(run_dir / "metrics.json", metrics)
         failed = False
@@ -317,7 +326,7 @@ def run_rate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def run_correlation(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    return _run(cfg, run_dir, "correlation", "study")
+    return _run(cfg, run_dir, "correlation", "study", figures=True)  # the study's figures: entropy vs accuracy
 
 
 def run_train_rm(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

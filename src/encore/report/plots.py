@@ -212,6 +212,7 @@ def draw_rating_distributions(hist: pd.DataFrame, names: Names | None = None) ->
     order = sorted(range(len(labels)), key=lambda i: labels[i] != "chosen")
     fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside upper center", ncols=2)
     fig.supxlabel("rating ψ", fontsize=6.5)
+    fig.supylabel("responses", fontsize=6.5)
     return fig
 
 

@@ -51,19 +51,31 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     err = np.vstack([t["safety"] - t["safety_ci_low"], t["safety_ci_high"] - t["safety"]])
     for yi, xi, e0, e1, c in zip(y, t["safety"], err[0], err[1], colours):
         ax.errorbar(xi, yi, xerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, elinewidth=0.8, capsize=1.5, ms=3.5)
-    ax.set_yticks(y, [names.method(m) + marks.get(m, "") for m in t["method"]])
+    rule_of = t["rule"] if "rule" in t else pd.Series([None] * len(t))  # a method with all weight on one rule
+    labels = [names.method(m) + (f" ({names.rule(r)})" if isinstance(r, str) and r else "") + marks.get(m, "")
+              for m, r in zip(t["method"], rule_of)]
+    ax.set_yticks(y, labels)
     for label, m in zip(ax.get_yticklabels(), t["method"]):
         if m == "encore":
             label.set_color(ENCORE)
             label.set_fontweight("bold")
     ax.set_xlabel("Safety (%), 95% CI")
     ax.set_title("RewardBench Safety")
-    for a, s in zip(axes[1:], subsets):
-        a.scatter(t[s], y, c=colours, s=10, zorder=3)
+    # the subsets on one shared range, so panels compare at a glance, each point with its own 95% interval
+    lo_cols = [f"{s}_ci_low" if f"{s}_ci_low" in t else s for s in subsets]
+    hi_cols = [f"{s}_ci_high" if f"{s}_ci_high" in t else s for s in subsets]
+    if subsets:
+        lo = max(0.0, float(np.nanmin(t[lo_cols].to_numpy(float))) - 5)
+        hi = min(102.0, float(np.nanmax(t[hi_cols].to_numpy(float))) + 5)
+    for a, s, lo_c, hi_c in zip(axes[1:], subsets, lo_cols, hi_cols):
+        for yi, xi, e0, e1, c in zip(y, t[s], t[s] - t[lo_c], t[hi_c] - t[s], colours):
+            a.errorbar(xi, yi, xerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, elinewidth=0.6, capsize=1, ms=2.5,
+                       zorder=3)
         a.set_title(wrap(names.subset(s), 11), fontsize=6.5)
-        a.set_xlim(max(0, t[s].min() - 10), min(100, t[s].max() + 10) if t[s].max() < 95 else 102)
+        a.set_xlim(lo, hi)
         a.xaxis.set_major_locator(FixedLocator(_two_ticks(a.get_xlim())))
         a.tick_params(axis="y", length=0)
+        a.set_xlabel("accuracy (%)", fontsize=6)
     for a in axes:
         a.grid(axis="y", color="#E5E5E5", lw=0.5)
         a.set_axisbelow(True)
@@ -134,13 +146,26 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
     fig, ax = plt.subplots(figsize=(TWO_COL if len(cols) > 6 else ONE_COL + 1.2, 0.22 * len(wide) + 1.3),
                            layout="constrained")
     values = wide.to_numpy(float)
+    # a column with all weight on one rule (single rule, τ → 0) would set the scale and flatten the rest: the scale
+    # ends at the largest weight of the other columns, and cells beyond it show as its end colour (colour bar arrow)
+    one_hot = np.array([np.count_nonzero(np.nan_to_num(c)) == 1 for c in values.T])
+    rest = values[:, ~one_hot] if (~one_hot).any() else values
     if np.nanmin(values) < 0:  # signed weights (BT-optimised): a diverging map centred on 0
         from matplotlib.colors import TwoSlopeNorm
 
-        bound = float(np.nanmax(np.abs(values)))
+        bound = float(np.nanmax(np.abs(rest))) or 1.0
         im = ax.imshow(values, aspect="auto", cmap="PuOr_r", norm=TwoSlopeNorm(0, -bound, bound))
+        extend = "both" if np.nanmax(np.abs(values)) > bound * (1 + 1e-9) else "neither"
     else:
-        im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0)
+        vmax = float(np.nanmax(rest)) or 1.0
+        im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=vmax)
+        extend = "max" if np.nanmax(values) > vmax * (1 + 1e-9) else "neither"
+    if len(cols) <= 12:  # each cell's value written on it, in black or white by the cell's lightness
+        for (i, j), v in np.ndenumerate(values):
+            if np.isfinite(v):
+                r, g, b, _ = im.cmap(im.norm(v))
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=4.5,
+                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
     ax.set_yticks(range(len(wide)), [names.rule(r) for r in wide.index])
     ax.set_xticks(range(len(cols)), cols, rotation=90 if len(cols) > 10 else 0, fontsize=6 if by == "tau" else 5.5)
     if by == "method":
@@ -150,7 +175,7 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
                 label.set_fontweight("bold")
     ax.set_xlabel("temperature τ" if by == "tau" else "")
     ax.spines[:].set_visible(False)
-    fig.colorbar(im, ax=ax, label="ENCORE weight" if by == "tau" else "weight", shrink=0.9)
+    fig.colorbar(im, ax=ax, label="ENCORE weight" if by == "tau" else "weight", shrink=0.9, extend=extend)
     return fig
 
 

@@ -46,21 +46,33 @@ def caption(setup: dict | None, n_seeds: int) -> str:
             f"RewardBench Safety accuracy (%) per subset and overall.{seeds} Bold: best per column.")
 
 
+def _stacked(name: str) -> str:
+    """A header on two lines, split at the space nearest its middle ("Refusals / (dangerous)"), bottom-aligned, so
+    the subset columns are as narrow as their numbers."""
+    words = name.split(" ")
+    if len(words) < 2:
+        return latex_escape(name)
+    cut = min(range(1, len(words)), key=lambda i: abs(len(" ".join(words[:i])) - len(" ".join(words[i:]))))
+    top, bottom = " ".join(words[:cut]), " ".join(words[cut:])
+    return rf"\begin{{tabular}}[b]{{@{{}}c@{{}}}}{latex_escape(top)}\\{latex_escape(bottom)}\end{{tabular}}"
+
+
 def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None) -> str:
     subsets = [s for s in SAFETY_COUNTS if s in table.columns]
     cols = [*subsets, "safety"]
     cells, best = _cells(table, cols)
     n_seeds = int(table.get("n_seeds", pd.Series([1])).max())
-    head = " & ".join(["Method", *[latex_escape(names.subset(s)) for s in subsets], "Safety"]) + r" \\"
+    head = " & ".join(["Method", *[_stacked(names.subset(s)) for s in subsets], "Safety"]) + r" \\"
     rows = []
     for m, vals, b in zip(table["method"], cells, best):
         shown = [rf"\textbf{{{latex_escape(v)}}}" if isbest else latex_escape(v) for v, isbest in zip(vals, b)]
         rows.append(" & ".join([latex_escape(names.method(m)), *shown]) + r" \\")
     spec = "l" + "r" * len(cols)
-    return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering", r"\small",
+    # table*: the method column and six numbers (some with ± std) need the full text width of a two-column page
+    return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{table*}[t]", r"\centering", r"\small",
                       rf"\caption{{{latex_escape(caption(setup, n_seeds))}}}", r"\label{tab:main}",
                       rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *rows, r"\bottomrule",
-                      r"\end{tabular}", r"\end{table}", ""])
+                      r"\end{tabular}", r"\end{table*}", ""])
 
 
 def main_table_md(table: pd.DataFrame, names: Names, setup: dict | None = None) -> str:

@@ -24,6 +24,7 @@ from accelerate import PartialState
 
 from encore.rm import checkpoint
 from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
+from encore.cache_only import refuse_compute
 from encore.rm.backbone import Encoder
 from encore.rm.batches import MicroBatches
 from encore.data.pairs import fingerprint
@@ -169,6 +170,7 @@ class Finetune:
         model_dir, ckpt = cache_dir / "models" / key, cache_dir / "checkpoints" / key
         if (model_dir / META).exists():
             return model_dir
+        refuse_compute(f"the fine-tuned reward model models/{key}")
         mp = self.mixed_precision
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-import encore.rundir  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
+import encore.run_dirs  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
 
 
 def run_dir() -> Path:

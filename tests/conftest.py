@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import encore.rundir  # noqa: F401  ${encore_run:} in hydra.run.dir, registered as the runners register it
+import encore.run_dirs  # noqa: F401  ${encore_run:} in hydra.run.dir, registered as the runners register it
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

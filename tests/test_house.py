@@ -15,11 +15,12 @@ from conftest import ROOT
 SRC = ROOT / "src" / "encore"
 # Layers, lowest first: a module may import modules of its own layer or a lower one, never a higher one.
 LAYERS = [
-    ["encore.errors", "encore.artifacts", "encore.rundir", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
+    ["encore.errors", "encore.artifacts", "encore.cache_only", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
     ["encore.scale", "encore.data"],                    # hardware and models before loading; pairs and their readers
     ["encore.rules", "encore.settings", "encore.evaluate", "encore.report"],
     ["encore.rating", "encore.rm"],                     # raters; the reward model and its trainers
-    ["encore.judge", "encore.methods", "encore.gating", "encore.study", "encore.tracking"],
+    ["encore.judge", "encore.methods", "encore.gating", "encore.study", "encore.tracking", "encore.summary",
+     "encore.job", "encore.run_dirs"],  # stages, and the glue between Hydra jobs and runs
     ["encore.pipeline"],
     ["encore.plan", "encore.plan_costs", "encore.replicas"],  # preflight plan; rater copies over a node's GPUs
 ]

@@ -118,7 +118,7 @@ def test_two_runs_started_in_the_same_second_get_two_directories(monkeypatch):
 
 
 def test_the_ranks_of_one_launch_share_a_directory_and_two_launches_do_not():
-    from encore.rundir import run_token
+    from encore.run_dirs import run_token
 
     rank = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
             "TORCHELASTIC_RUN_ID": "none"}

@@ -20,7 +20,7 @@ LAYERS = [
     ["encore.rules", "encore.settings", "encore.evaluate", "encore.report"],
     ["encore.rating", "encore.rm"],                     # raters; the reward model and its trainers
     ["encore.judge", "encore.methods", "encore.gating", "encore.study", "encore.tracking", "encore.summary",
-     "encore.job", "encore.run_dirs"],  # stages, and the glue between Hydra jobs and runs
+     "encore.job", "encore.run_dirs", "encore.main_table"],  # stages, and the glue between Hydra jobs and runs
     ["encore.pipeline"],
     ["encore.plan", "encore.plan_costs", "encore.replicas"],  # preflight plan; rater copies over a node's GPUs
 ]

@@ -26,6 +26,18 @@ def rate_command() -> str:
     return " ".join(["python experiments/rate.py", *(map(shlex.quote, keep) if keep is not None else ["<your overrides>"])])
 
 
+def rater_overrides() -> list[str] | None:
+    """The overrides that chose this job's rater (``rater=vllm_server rater.model=...``), recorded beside its
+    ratings so a later job of another recipe can be told how to use them; None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    own = [o for o in hc.overrides.task if o.lstrip("+~").startswith("rater.")]
+    return [f"rater={hc.runtime.choices.get('rater')}", *own]
+
+
 def fill_command() -> str:
     """The one run that computes everything this cache-only job reads: the same runner with the job's overrides
     (its swept value included) and ``cache_only=false``."""

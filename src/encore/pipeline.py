@@ -10,8 +10,6 @@ Each stage reads the cache of the one before (keyed by content hash under ``cfg.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -29,9 +27,9 @@ from encore.cache_only import CacheMiss, active as cache_only_active, cache_only
 from encore.data.pairs import fingerprint
 from encore.rm.export import stage_export
 from encore.report.figures import run_figures
-from encore.job import fill_command, rate_command, wandb_names
+from encore.job import fill_command, rate_command, rater_overrides, wandb_names
 from encore.judge import LLMJudge
-from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
+from encore.main_table import dataset_name, run_setup, stage_evaluate
 from encore.methods import FitContext
 from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rating.given import given_ratings, is_given
@@ -39,7 +37,6 @@ from encore.rules import Rule, load_rules
 from encore.settings import check_fields, check_settings
 from encore.study import stage_study
 from encore.report.style import NAMES_FILE, Names
-from encore.report.tables import write_tables
 from encore.summary import summary_text
 from encore.tracking import Tracker
 from encore.rm.truncation import truncation_report
@@ -76,7 +73,9 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
                                      chunk_size=cfg.rating.chunk_size, retry_missing=cfg.rating.retry_missing,
                                      slicing=slicing,
                                      cached_only=PartialState().num_processes > 1 or cache_only_active(),
-                                     max_missing_share=cfg.rating.max_missing_share)
+                                     max_missing_share=cfg.rating.max_missing_share,
+                                     other_raters=cfg.rating.get("other_raters", "stop"),
+                                     overrides=rater_overrides())
     except MissingShards as e:
         raise e.with_command(rate_command())
     except NotRated as e:
@@ -87,27 +86,6 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
         write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
     write_json(run_dir / "rating_report.json", report)
     return ratings, report
-
-
-def run_setup(cfg: DictConfig) -> dict[str, str]:
-    """Which rater, backbone, trainer and data produced a run (captions of its tables)."""
-    target = lambda node: str(node.get("_target_", "")).rsplit(".", 1)[-1]  # noqa: E731
-    rater = (cfg.rater.get("model") or cfg.rater.get("name")  # a model, or a ratings source's name or file
-             or (f"ratings file {Path(str(cfg.rater.path)).name}" if cfg.rater.get("path") else target(cfg.rater)))
-    return {"rater": str(rater), "backbone": str(cfg.model.get("name_or_path")), "train": target(cfg.train),
-            "data": dataset_name(cfg.data)}
-
-
-def rater_overrides() -> list[str] | None:
-    """The overrides that chose this job's rater (``rater=vllm_server rater.model=...``), recorded beside its
-    ratings so a later job of another recipe can be told how to use them; None outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    own = [o for o in hc.overrides.task if o.lstrip("+~").startswith("rater.")]
-    return [f"rater={hc.runtime.choices.get('rater')}", *own]
 
 
 def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pairs: pd.DataFrame,
@@ -138,16 +116,6 @@ def stage_heads(cfg: DictConfig, train: pd.DataFrame, ratings: Ratings, eval_pai
     return arrays, report, encoder, trainer
 
 
-def dataset_name(data_cfg: DictConfig) -> str:
-    """A short label for the training data of a run (figure panels group runs by it)."""
-    for key in ("source", "hub_id"):
-        if data_cfg.get(key):
-            return str(data_cfg[key])
-    if data_cfg.get("path"):
-        return Path(str(data_cfg.path)).name
-    return f"demo-{data_cfg.get('split', 'train')}"
-
-
 def method_objects(method_cfg: DictConfig) -> list[Any]:
     """``method`` is one method (has ``_target_``) or a mapping of named methods (``method=all``). Each is checked
     and built before anything is read; an error names the key as typed (``method.encore.tau`` under method=all)."""
@@ -169,53 +137,6 @@ def checked_build(node: DictConfig, prefix: str) -> Any:
         if prefix == group or f"{prefix}." in str(e):
             raise
         raise type(e)(str(e).replace(f"{group}.", f"{prefix}.")) from None
-
-
-def _params(method: Any) -> str:
-    return json.dumps({f.name: getattr(method, f.name) for f in dataclasses.fields(method) if f.name != "name"},
-                      sort_keys=True, default=str)
-
-
-def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
-                   run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    eval_pairs, scores = ctx.eval_pairs, ctx.eval_scores
-    subsets = eval_pairs["subset"].to_numpy()
-    names = [m.name for m in methods]
-    if len(set(names)) != len(names):
-        raise ValueError(f"method: two methods share a name in {names}; give each a distinct method.<key>.name")
-    rows, weights, correct = [], [], {}
-    for m in methods:
-        if hasattr(m, "rewards"):  # scores pairs itself (single-head BT, gating, judge): no fixed weights
-            rewards, extra = m.rewards(ctx)
-            row, correct[m.name] = evaluate_rewards(m.name, rewards, subsets, n_boot=cfg.stats.n_boot,
-                                                    seed=cfg.stats.seed)
-            mean_w = extra.pop("mean_weights", None)  # a gate's weights, averaged over evaluation prompts
-            if mean_w is not None:
-                weights += [{"method": m.name, "seed": 0, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, mean_w)]
-            rows.append({**row, **extra, "params": _params(m)})
-            continue
-        w = np.atleast_2d(m.weights(ctx))
-        row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
-        row["params"] = _params(m)
-        if len(w) == 1 and np.count_nonzero(w[0]) == 1:  # all weight on one rule: name it (figures, tables)
-            row["rule"] = ctx.rules[int(np.flatnonzero(w[0])[0])]
-        rows.append(row)
-        for s, ws in enumerate(w):
-            weights += [{"method": m.name, "seed": s, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, ws)]
-    table = pd.DataFrame(rows)
-    weights_long = pd.DataFrame(weights, columns=["method", "seed", "rule", "weight"])
-    ref = cfg.stats.reference if cfg.stats.reference in correct else None
-    sig = compare_to(ref, correct, subsets, n_perm=cfg.stats.n_perm, seed=cfg.stats.seed) if ref else pd.DataFrame()
-    wide = (weights_long.groupby(["method", "rule"], sort=False)["weight"].mean().unstack("rule")
-            .reindex(columns=ctx.rules).reset_index())  # method × rule, seeds averaged
-    write_frame(run_dir / "main_table.csv", table)
-    write_frame(run_dir / "weights.csv", wide)
-    write_frame(run_dir / "weights_long.csv", weights_long)
-    write_frame(run_dir / "significance.csv", sig)
-    write_tables(run_dir, Names.from_run(run_dir), table=table, setup=run_setup(cfg))
-    write_frame(run_dir / "eval_correct.csv", pd.DataFrame({"pair_id": eval_pairs["pair_id"], "subset": subsets,
-                                                            **{f"correct_{k}": v for k, v in correct.items()}}))
-    return table, wide, sig
 
 
 # --------------------------------------------------------------------------------------------------- runners

@@ -40,12 +40,11 @@ class PromptTokenizer:
             from transformers import AutoTokenizer
 
             from encore.backbone import resolve_model_path
+            from encore.padding import ensure_pad_token
             from encore.tiny import resolve_tokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(resolve_tokenizer(resolve_model_path(self.tokenizer)),
-                                                      revision=self.revision)
-            if self._tok.pad_token_id is None:
-                self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
+            self._tok = ensure_pad_token(AutoTokenizer.from_pretrained(
+                resolve_tokenizer(resolve_model_path(self.tokenizer)), revision=self.revision))
         return self._tok
 
     # ------------------------------------------------------------------ labels

@@ -16,7 +16,7 @@ from encore.rating.hf import HFRater
 from encore.rating.tokens import PromptTokenizer
 from encore.rules import Rule
 
-from conftest import SHARED_TOKENIZERS, needs_real_tokenizers
+from conftest import SHARED_HH, SHARED_TOKENIZERS, make_cfg, needs_real_tokenizers
 
 pytestmark = needs_real_tokenizers
 BOS, EOT, START, END = 128000, 128009, 128006, 128007
@@ -125,3 +125,29 @@ def test_left_padded_rater_batch_rates_like_one_prompt_at_a_time(both, prompts):
     (batched, _), (alone, _) = (r.rate(*args) for r in raters)
     assert np.isfinite(batched).all()
     np.testing.assert_allclose(batched, alone, atol=1e-5)
+
+
+@pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
+def test_plan_counts_the_paper_raters_tokens_with_the_real_tokenizer(cache):
+    """experiment=paper_main_table plans the 70B rater from its recorded architecture; with its tokenizer readable
+    (rater.tokenizer=shared:llama3-instruct) the prefill tokens are the rater's own prompt ids, exactly (40 texts:
+    all counted), not characters / 4."""
+    from encore.pipeline import build
+    from encore.plan import plan_experiment
+    from encore.rules import load_rules
+    from omegaconf import OmegaConf
+
+    base = ["experiment=paper_main_table", "eval=demo", "data=hh_rlhf_harmless", f"data.path={SHARED_HH}",
+            "data.limit=20", "plan.gpus=8x80GB"]
+    plan = plan_experiment(make_cfg(*base, "rater.tokenizer=shared:llama3-instruct", cache=cache))
+    d = plan["data"]
+    assert d["tokens_from"].startswith("rater tokenizer on 40 of 40") and d["n_prompts"] == 400
+    cfg = make_cfg(*base, cache=cache)
+    pairs, rules = build(cfg.data), load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
+    seqs = PromptTokenizer("shared:llama3-instruct").rule_ids(
+        [p for p in pairs["prompt"] for _ in (0, 1)], [x for c, r in zip(pairs["chosen"], pairs["rejected"]) for x in (c, r)],
+        rules)
+    assert d["prefill_tokens"] == sum(len(s) for per in seqs for s in per)
+    assert d["longest_prompt_tokens"] == max(len(s) for per in seqs for s in per)
+    estimate = plan_experiment(cfg)["data"]
+    assert "characters / 4" in estimate["tokens_from"] and "rater.tokenizer=shared:" in estimate["tokens_from"]

@@ -16,8 +16,12 @@ import encore.run_dirs  # noqa: F401  ${encore_run:} in hydra.run.dir, registere
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SHARED_HH = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test.jsonl.gz"
+SHARED_TOKENIZERS = ROOT.parent / "shared" / "tokenizers"  # the paper's real Llama-3 / 3.1 tokenizers (CI: beside the clone)
+needs_real_tokenizers = pytest.mark.skipif(not (SHARED_TOKENIZERS / "llama31" / "tokenizer.json").is_file(),
+                                           reason=f"the real Llama-3 tokenizers are not at {SHARED_TOKENIZERS}")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ENCORE_TOKENIZERS", str(SHARED_TOKENIZERS))  # what `shared:<folder>` configs resolve against
 os.environ.setdefault("WANDB_MODE", "offline")
 
 # The fast offline stack used by pipeline tests: tiny random backbone, no wandb, few bootstrap replicates.

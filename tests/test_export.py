@@ -13,7 +13,7 @@ from encore.data.pairs import to_messages
 from encore.pipeline import run_export
 from encore.rm.model import MultiHeadRM
 
-from conftest import make_cfg
+from conftest import make_cfg, needs_real_tokenizers
 
 SMALL = ["data.limit=16", "eval.subsets=[donotanswer,xstest-should-respond]", "method=all"]
 FINETUNE = ["train=finetune", "train.max_steps=3", "train.batch_size=4", "train.grad_accum=1", "train.progress=false",
@@ -56,6 +56,20 @@ def test_decoder_export_scores_like_the_pipeline(tmp_path, cache, train):
     for side in ("left", "right"):
         got = exported_scores(ex["composed"], eval_pairs, side)
         np.testing.assert_allclose(got + offset, phi, atol=2e-5)
+
+
+@needs_real_tokenizers
+def test_llama31_export_scores_like_the_pipeline(tmp_path, cache):
+    """Llama-3.1's tokenizer has no pad token and its EOS, <|eot_id|>, closes every turn: the exported classifier
+    finds the last token by comparing ids with pad_token_id, so padding with EOS would score the token before the
+    response's end. The composed model scores like the pipeline on the real tokenizer."""
+    cfg = make_cfg("model=tiny_llama31", "model.max_length=256", *SMALL, cache=cache)
+    m = run_export(cfg, tmp_path / "run")
+    from encore.pipeline import build
+
+    phi, _ = pipeline_phi(tmp_path / "run")
+    got = exported_scores(m["export"]["composed"], build(cfg.eval), "right")
+    np.testing.assert_allclose(got + m["export"]["score_offset"], phi, atol=2e-5)
 
 
 def test_encoder_export_round_trips_multihead_and_explains_the_skip(tmp_path, cache):

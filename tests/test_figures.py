@@ -152,3 +152,12 @@ def test_names_that_cannot_be_placed_fall_back_to_numbers_and_a_key(monkeypatch)
     assert len(calls) == 2 and {"1", "2", "3"} <= set(texts) and "No violence" not in texts
     assert any("1  No violence" in t and "2  No hate" in t for t in texts)
     assert overlapping_texts(fig) == [] and texts_outside(fig) == []
+
+
+def test_undefined_correlation_from_json_draws_the_points_without_an_r():
+    """Rules with equal entropies have no Pearson r; correlation.json stores it as null, which comes back as None."""
+    stats = pd.DataFrame({"rule": ["no_violence", "no_hate"], "entropy": [0.68, 0.68], "accuracy": [0.6, 0.7],
+                          "dataset": ""})
+    corr = pd.DataFrame([{"dataset": "", "pearson_r": None, "pearson_p": None}])
+    fig = plots.draw_entropy_vs_accuracy(stats, corr, Names.from_config())
+    assert not any("$r$" in t.get_text() for t in fig.axes[0].texts)

@@ -68,3 +68,22 @@ def test_bf16_finetune_1gpu_step_on_gpu(tmp_path):
     assert [n for n in before if torch.equal(before[n].cpu(), after[n].cpu())] == []
     loss = pd.read_csv(d / "train_log.csv")["loss"].to_numpy()
     assert loss[-5:].mean() < loss[:3].mean()
+
+
+def test_gpu_check_at_1b_passes_and_the_plan_does_not_under_count(tmp_path):
+    """experiments/gpu_check.py's checks at its default GPU size (the Llama-3.2-1B shape, real tokenizers): ratings
+    finite, bf16 within 0.02 of fp32, vLLM within 0.02 of hf where vLLM imports, training loss finite, and every
+    stage's measured peak (torch.cuda.max_memory_allocated) at most its planned bytes."""
+    from hydra import compose, initialize_config_dir
+
+    from encore.gpu_check import run_gpu_check
+
+    from conftest import CONF, needs_real_tokenizers
+
+    if needs_real_tokenizers.args[0]:
+        pytest.skip(needs_real_tokenizers.kwargs["reason"])
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="gpu_check", overrides=[f"report={tmp_path / 'r.json'}"])
+    report = run_gpu_check(cfg, tmp_path)
+    assert report["ok"], report["checks"]
+    assert all(s["measured_bytes"] for s in report["stages"])

@@ -63,7 +63,8 @@ def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int, seed: 
     except Exception as e:  # noqa: BLE001 - no tokenizer here: estimate, and say so
         chars = np.array([len(texts[i][0]) + len(texts[i][1]) + 400 for i in pick], float)  # + template and rule
         full, shared, longest = K * chars / 4, chars / 4 - 15, int(chars.max() / 4)
-        how = f"estimated as characters / 4 (tokenizer not readable here: {type(e).__name__})"
+        how = (f"estimated as characters / 4 (tokenizer not readable here: {type(e).__name__}; for exact counts set "
+               "rater.tokenizer to a local copy, e.g. rater.tokenizer=shared:llama3-instruct for Llama-3)")
     chars = np.array([len(texts[i][0]) + len(texts[i][1]) for i in pick], float)
     out.update(prefill_tokens=int((weights * full).sum()),
                prefill_tokens_prefix_reuse=int((weights * (full - (K - 1) * shared)).sum()),

@@ -41,11 +41,10 @@ class PromptTokenizer:
 
             from encore.scale.paths import resolve_model_path
             from encore.rm.tiny import resolve_tokenizer
+            from encore.padding import ensure_pad_token
 
-            self._tok = AutoTokenizer.from_pretrained(resolve_tokenizer(resolve_model_path(self.tokenizer)),
-                                                      revision=self.revision)
-            if self._tok.pad_token_id is None:
-                self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
+            self._tok = ensure_pad_token(AutoTokenizer.from_pretrained(
+                resolve_tokenizer(resolve_model_path(self.tokenizer)), revision=self.revision))
         return self._tok
 
     # ------------------------------------------------------------------ labels

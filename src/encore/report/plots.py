@@ -130,7 +130,8 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
             ax.set_ylabel("Rule accuracy (%)")
         objects = []
         row = corr[corr["dataset"] == name] if corr is not None and "dataset" in corr else None
-        if row is not None and len(row) and np.isfinite(row["pearson_r"].iloc[0]):
+        # correlation.json stores an undefined r (all entropies equal) as null: read it as NaN, draw no annotation
+        if row is not None and len(row) and np.isfinite(pd.to_numeric(row["pearson_r"], errors="coerce").iloc[0]):
             r = row.iloc[-1]
             span = [y[ok]] if err is None else [y[ok] + f * (err[1][ok] if f > 0 else err[0][ok])
                                                 for f in (-1, -0.5, 0.5, 1)]  # the intervals are in the way too

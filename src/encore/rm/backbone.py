@@ -161,9 +161,9 @@ class Encoder:
         from encore.rm.tiny import resolve_tokenizer
 
         tok_src = resolve_tokenizer(resolve_model_path(self.tokenizer or self.name_or_path))
-        tok = AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token or tok.unk_token
+        from encore.padding import ensure_pad_token
+
+        tok = ensure_pad_token(AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision))
         tok.truncation_side = "left"  # a saved (exported) tokenizer that truncates keeps the response, as we do
         return tok
 

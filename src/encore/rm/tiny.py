@@ -1,7 +1,10 @@
-"""Tiny random-weight causal LMs and locally built tokenizers, for offline tests and benchmarks (never downloads).
+"""Tiny random-weight causal LMs and their tokenizers, for offline tests, dry runs and benchmarks (never downloads).
 
-Two tokenizer families: ``tiny-bpe`` (byte-level BPE trained here, GPT-2 style, labels like "ĠYes") and
-``tiny-wordpiece`` (the embedded MiniLM's lower-casing WordPiece vocabulary). Both get a small chat template.
+Tokenizers built here: ``tiny-bpe`` (byte-level BPE trained here, GPT-2 style, labels like "ĠYes") and
+``tiny-wordpiece`` (the embedded MiniLM's lower-casing WordPiece vocabulary), both with a small chat template.
+Real ones read from disk: ``shared:<folder>`` names a folder of the paper's tokenizers (``llama3-instruct``,
+``llama31``: 128,256 tokens, no pad token, BOS from the chat template), looked up in ``$ENCORE_TOKENIZERS``, else
+``../shared/tokenizers`` beside the repository, else ``../shared/tokenizers`` from the working directory.
 """
 
 from __future__ import annotations
@@ -79,17 +82,43 @@ def _build(name: str, out: Path) -> None:
     fast.save_pretrained(out)
 
 
+SHARED = "shared:"
+
+
+def shared_tokenizers_dir() -> Path | None:
+    """The folder holding the real tokenizers, or None when this machine has none (see the module docstring)."""
+    env = os.environ.get("ENCORE_TOKENIZERS")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2].parent / "shared" / "tokenizers",
+                   Path.cwd().parent / "shared" / "tokenizers"]
+    return next((c for c in candidates if c.is_dir()), None)
+
+
 def resolve_tokenizer(name_or_path: str) -> str:
-    return tokenizer_dir(name_or_path) if name_or_path in ("tiny-bpe", "tiny-wordpiece") else name_or_path
+    """``tiny-bpe`` / ``tiny-wordpiece``: the directory built here; ``shared:<folder>``: that real tokenizer's
+    directory (an error naming the fix when it is absent); anything else passes through."""
+    if name_or_path in ("tiny-bpe", "tiny-wordpiece"):
+        return tokenizer_dir(name_or_path)
+    if not name_or_path.startswith(SHARED):
+        return name_or_path
+    root = shared_tokenizers_dir()
+    folder = root / name_or_path[len(SHARED):] if root else None
+    if folder is None or not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"tokenizer {name_or_path!r}: no {name_or_path[len(SHARED):]}/tokenizer.json under "
+                                f"{root or '../shared/tokenizers'}; set ENCORE_TOKENIZERS to the folder that holds "
+                                "llama3-instruct/ and llama31/")
+    return str(folder)
 
 
 def tiny_causal_config(model_type: str = "llama", hidden: int = 64, layers: int = 2, heads: int = 4,
-                       max_positions: int = 2048) -> dict:
-    """A config dict for ``AutoConfig.for_model`` (vocab size is filled in from the tokenizer)."""
+                       max_positions: int = 2048, intermediate: int | None = None, kv_heads: int | None = None) -> dict:
+    """A config dict for ``AutoConfig.for_model`` (vocab size is filled in from the tokenizer); head_dim is
+    hidden / heads, the MLP ``intermediate`` (default 2 · hidden) wide, ``kv_heads`` (default heads / 2) K/V heads."""
     if model_type == "gpt2":
         return {"model_type": "gpt2", "n_embd": hidden, "n_layer": layers, "n_head": heads, "n_positions": max_positions}
-    return {"model_type": model_type, "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
-            "num_attention_heads": heads, "num_key_value_heads": max(1, heads // 2), "max_position_embeddings": max_positions}
+    return {"model_type": model_type, "hidden_size": hidden, "intermediate_size": intermediate or 2 * hidden,
+            "num_hidden_layers": layers, "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads or max(1, heads // 2), "max_position_embeddings": max_positions}
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

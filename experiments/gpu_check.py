@@ -1,0 +1,54 @@
+"""The first GPU hour: planned vs measured peak memory, bf16 vs fp32 ratings, vLLM vs hf, and rating / training /
+scoring throughput (tokens/s, MFU) on random-weight Llamas with the real tokenizers. Writes a JSON report; exits 1
+when a check fails.
+
+    python experiments/gpu_check.py                 # one GPU, < 10 minutes
+    python experiments/gpu_check.py device=cpu      # smoke mode at tiny size (what the tests run)
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from _runner import quiet_libraries
+from encore.artifacts import write_json
+from encore.gpu_check import run_gpu_check
+from encore.hardware import fmt_bytes
+
+
+def format_report(r: dict) -> str:
+    lines = [f"gpu_check on {r['device']} ({r['size'] if isinstance(r['size'], str) else 'scaled: ' + str(r['size'])})",
+             f"MFU peak: {r['peak_from']}",
+             f"{'stage':<6} {'params':>8} {'planned':>10} {'measured':>10} {'seconds':>8} {'tokens/s':>10} {'MFU':>7}"]
+    for s in r["stages"]:
+        measured = fmt_bytes(s["measured_bytes"]) if s["measured_bytes"] is not None else "n/a on CPU"
+        mfu = f"{s['mfu']:.1%}" if s["mfu"] is not None else "n/a"
+        lines.append(f"{s['stage']:<6} {s['n_params'] / 1e9:>7.2f}B {fmt_bytes(s['planned_bytes']):>10} {measured:>10} "
+                     f"{s['seconds']:>8.2f} {s['tokens_per_s']:>10,.0f} {mfu:>7}")
+    lines.append(f"bf16 vs fp32 ratings: max |Δ| = {r['bf16_vs_fp32_max_abs']:.4f}")
+    v = r["vllm_vs_hf_max_abs"]
+    lines.append(f"rater=vllm vs rater=hf: " + (f"max |Δ| = {v:.4f}" if v is not None else r["vllm_skipped"]))
+    lines += [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in r["checks"].items()]
+    lines.append("all checks passed" if r["ok"] else "SOME CHECKS FAILED")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path="../conf", config_name="gpu_check", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    with tempfile.TemporaryDirectory(prefix="encore-gpu-check-") as work:
+        report = run_gpu_check(cfg, Path(work))
+    write_json(cfg.report, report)
+    print(format_report(report))
+    print(f"report: {cfg.report}")
+    if not report["ok"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from _runner import quiet_libraries
 from encore.artifacts import write_json
 from encore.gpu_check import run_gpu_check
-from encore.hardware import fmt_bytes
+from encore.scale.hardware import fmt_bytes
 
 
 def format_report(r: dict) -> str:

@@ -22,7 +22,7 @@ LAYERS = [
     ["encore.judge", "encore.methods", "encore.gating", "encore.study", "encore.tracking", "encore.summary",
      "encore.job", "encore.run_dirs", "encore.main_table"],  # stages, and the glue between Hydra jobs and runs
     ["encore.pipeline"],
-    ["encore.plan", "encore.plan_costs", "encore.replicas"],  # preflight plan; rater copies over a node's GPUs
+    ["encore.plan", "encore.plan_costs", "encore.replicas", "encore.gpu_check"],  # preflight plan; rater copies over a node's GPUs
 ]
 
 

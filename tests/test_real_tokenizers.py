@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tokenizers import processors
 
-from encore.backbone import Encoder
-from encore.data import load_demo
+from encore.rm.backbone import Encoder
+from encore.data.demo import load_demo
 from encore.rating.hf import HFRater
 from encore.rating.tokens import PromptTokenizer
 from encore.rules import Rule

@@ -1,6 +1,6 @@
 """The first GPU hour (``python experiments/gpu_check.py``): the paper path's three model stages on random-weight
 Llamas of the real 128,256-token vocabulary and the real tokenizers (no hub), scaled up to load a GPU (default: the
-Llama-3.2-1B shape, 1.24 B parameters), each measured against what :mod:`encore.placement` planned.
+Llama-3.2-1B shape, 1.24 B parameters), each measured against what :mod:`encore.scale.placement` planned.
 
 Per stage (rate, train, score): planned bytes (the placement's ``need``) and measured peak
 (``torch.cuda.max_memory_allocated`` from before the model is loaded; "n/a on CPU"), seconds, tokens/s and MFU:
@@ -93,7 +93,7 @@ def check_rating(cfg: DictConfig, pairs: Any, rules: list, device: torch.device,
                  peak: float | None) -> tuple[dict, dict[str, np.ndarray]]:
     """The rater in bf16 (timed, measured), then in fp32 on the same weights; returns the stage row and ratings."""
 
-    from encore.loading import target_gpus
+    from encore.scale.loading import target_gpus
 
     dev = "cuda" if device.type == "cuda" else "cpu"
     make = lambda dtype: _make(cfg.rater, size, device=dev, dtype=dtype)  # noqa: E731
@@ -144,7 +144,7 @@ def check_training(cfg: DictConfig, pairs: Any, n_rules: int, device: torch.devi
     """``cfg.train`` for ``train_steps`` optimiser steps after a one-step warm-up run (compilation, allocator)."""
     import pandas as pd
 
-    from encore.loading import target_gpus
+    from encore.scale.loading import target_gpus
 
     dev = "cuda" if device.type == "cuda" else "cpu"
     enc = _make(cfg.model, size, device=dev)
@@ -169,7 +169,7 @@ def check_training(cfg: DictConfig, pairs: Any, n_rules: int, device: torch.devi
 def check_scoring(cfg: DictConfig, pairs: Any, device: torch.device, size: dict | None, peak: float | None) -> dict:
     """The backbone's inference pass over every response (what head scoring and the gate's inputs cost)."""
 
-    from encore.loading import target_gpus
+    from encore.scale.loading import target_gpus
 
     dev = "cuda" if device.type == "cuda" else "cpu"
     enc = _make(cfg.model, size, device=dev, dtype="bfloat16")

@@ -41,7 +41,7 @@ class PromptTokenizer:
 
             from encore.scale.paths import resolve_model_path
             from encore.rm.tiny import resolve_tokenizer
-            from encore.padding import ensure_pad_token
+            from encore.rm.padding import ensure_pad_token
 
             self._tok = ensure_pad_token(AutoTokenizer.from_pretrained(
                 resolve_tokenizer(resolve_model_path(self.tokenizer)), revision=self.revision))

@@ -161,7 +161,7 @@ class Encoder:
         from encore.rm.tiny import resolve_tokenizer
 
         tok_src = resolve_tokenizer(resolve_model_path(self.tokenizer or self.name_or_path))
-        from encore.padding import ensure_pad_token
+        from encore.rm.padding import ensure_pad_token
 
         tok = ensure_pad_token(AutoTokenizer.from_pretrained(tok_src, revision=None if self.tokenizer else self.revision))
         tok.truncation_side = "left"  # a saved (exported) tokenizer that truncates keeps the response, as we do

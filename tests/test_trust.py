@@ -284,3 +284,21 @@ def test_a_rule_an_llm_rater_never_rated_stops_before_ratings_are_written(tmp_pa
     with pytest.raises(DataError, match=r"rule\(s\) b have no rating"):
         stage_ratings(cfg, HalfBlind(), load_demo("train").iloc[:4], RULES, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------- files that name themselves
+def test_a_jsonl_with_a_bom_a_parquet_directory_and_a_symlink_loop_are_read_or_named(tmp_path):
+    from encore.errors import DataError
+    from encore.sources import read_table
+
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    assert read_table(bom).columns.tolist() == ["prompt", "chosen", "rejected"]
+    part = tmp_path / "ratings.parquet"
+    part.mkdir()
+    pd.DataFrame({"x": [1, 2]}).to_parquet(part / "part-0.parquet")
+    assert read_table(part, "rater.path")["x"].tolist() == [1, 2]
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match="loops back on itself"):
+        read_table(loop, "rater.path")

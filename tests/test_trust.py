@@ -250,3 +250,55 @@ def test_a_disk_offload_folder_goes_with_its_model(tmp_path, monkeypatch):
     del model
     gc.collect()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("encore-offload-")]
+
+
+# ----------------------------------------------------------------------------------------- a rule with no ratings
+def test_a_rule_with_no_ratings_stops_the_run_naming_its_column(tmp_path):
+    from encore.errors import DataError
+    from encore.rating.columns import ColumnRater
+    from encore.rating.given import given_ratings
+
+    pairs = load_demo("train").iloc[:5].copy()
+    for side in ("chosen", "rejected"):
+        pairs[f"{side}:harm_a"] = [True, False, False, True, False]
+        pairs[f"{side}:harm_b"] = None  # the release renamed this category: the label is absent on every pair
+    rater = ColumnRater("pku", {"a": {"column": "harm_a", "scale": [0, 1], "invert": True},
+                                "b": {"column": "harm_b", "scale": [0, 1], "invert": True}})
+    with pytest.raises(DataError, match=r"rule\(s\) b \(column 'harm_b'\) have no rating on any of the 5 pairs"):
+        given_ratings(rater, pairs, RULES, max_missing_share=1.0)
+
+
+def test_a_rule_an_llm_rater_never_rated_stops_before_ratings_are_written(tmp_path, cache):
+    from encore.errors import DataError
+    from encore.pipeline import stage_ratings
+
+    from conftest import make_cfg
+
+    class HalfBlind(FakeRater):
+        def rate(self, prompts, responses, rules):
+            v, why = super().rate(prompts, responses, rules)
+            v[:, 1] = np.nan
+            return v, [[w[0], "refused"] for w in why]
+
+    cfg = make_cfg("rating.max_missing_share=1.0", cache=cache)
+    with pytest.raises(DataError, match=r"rule\(s\) b have no rating"):
+        stage_ratings(cfg, HalfBlind(), load_demo("train").iloc[:4], RULES, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------------------- files that name themselves
+def test_a_jsonl_with_a_bom_a_parquet_directory_and_a_symlink_loop_are_read_or_named(tmp_path):
+    from encore.errors import DataError
+    from encore.sources import read_table
+
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    assert read_table(bom).columns.tolist() == ["prompt", "chosen", "rejected"]
+    part = tmp_path / "ratings.parquet"
+    part.mkdir()
+    pd.DataFrame({"x": [1, 2]}).to_parquet(part / "part-0.parquet")
+    assert read_table(part, "rater.path")["x"].tolist() == [1, 2]
+    loop = tmp_path / "loop.jsonl"
+    loop.symlink_to(loop)
+    with pytest.raises(DataError, match="loops back on itself"):
+        read_table(loop, "rater.path")

@@ -40,7 +40,8 @@ class LLMJudge:
             p_ba, _ = backend.judge(p, r, c)  # chosen shown as B
             return {"chosen_first": p_ab, "chosen_second": 1 - p_ba}
 
-        # everything that shapes a judgement: the model (identity), the judge prompt and its answer labels
+        # Cache-key audit (judgements): the judge's identity (as the rating store's, system_prompt included), the judge
+        # prompt and its answer labels, the eval pairs (fingerprint: every text and subset). Not: batch size, device.
         key = content_hash({"judge": backend.identity(), "template": P.JUDGE_TEMPLATE, "labels": P.JUDGE_LABELS,
                             "label_forms": "as typed"}, fingerprint(pairs))
         root = Path(self.cache_dir or os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore"))

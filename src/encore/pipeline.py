@@ -32,7 +32,7 @@ from encore.judge import LLMJudge
 from encore.main_table import dataset_name, run_setup, stage_evaluate
 from encore.methods import FitContext
 from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate_pairs
-from encore.rating.given import given_ratings, is_given
+from encore.rating.given import check_every_rule_rated, given_ratings, is_given
 from encore.rules import Rule, load_rules
 from encore.settings import check_fields, check_settings
 from encore.study import stage_study
@@ -83,6 +83,7 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
             raise CacheMiss(f"{e.n} rating(s) of the training pairs", fill_command()) from None
         raise NotRated(e.n, rate_command()) from None
     if ratings is not None:
+        check_every_rule_rated(ratings)  # a rule no pair has a rating for stops here, before a file is written
         write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))
     write_json(run_dir / "rating_report.json", report)
     return ratings, report

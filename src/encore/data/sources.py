@@ -15,6 +15,15 @@ def read_table(path: str | Path, field: str = "data.path") -> pd.DataFrame:
     not UTF-8, compressed but not named .gz or the reverse, malformed) is a :class:`DataError` naming the file and
     the fix, never a parser's traceback. ``field`` is the setting named in messages (``data.path``, ``rater.path``)."""
     path = Path(path).expanduser()
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11: a symlink loop
+            raise DataError(f"{field}={str(path)!r} is a symbolic link that loops back on itself. Fix: point the "
+                            "link (or the setting) at the real file") from None
+        except OSError:
+            raise DataError(f"{field}={str(path)!r} is a symbolic link to a file that does not exist "
+                            f"({path.readlink()}). Fix: point the link at the real file") from None
     if not path.exists():
         hub = ", or set data.path=null to use data.hub_id" if field == "data.path" else ""
         raise DataError(f"{field}={str(path)!r} does not exist. Fix: give an existing file{hub}")
@@ -22,6 +31,10 @@ def read_table(path: str | Path, field: str = "data.path") -> pd.DataFrame:
     kind = suffixes[-1] if suffixes else ""
     if kind not in (".jsonl", ".json", ".parquet", ".csv"):
         raise DataError(f"{field}={str(path)!r}: unknown format {kind!r}; use .jsonl, .json, .parquet or .csv (optionally .gz)")
+    if path.is_dir():
+        if kind != ".parquet":
+            raise DataError(f"{field}={str(path)!r} is a directory. Fix: point {field} at a file")
+        return pd.read_parquet(path)  # a partitioned parquet dataset
     if path.stat().st_size == 0:
         raise DataError(f"{field}={str(path)!r} is an empty file. Fix: point {field} at the right file")
     with open(path, "rb") as fh:
@@ -34,13 +47,13 @@ def read_table(path: str | Path, field: str = "data.path") -> pd.DataFrame:
     compression = "gzip" if named_gz else None
     try:
         if kind == ".jsonl":
-            df = pd.read_json(path, lines=True, compression=compression, encoding="utf-8")
+            df = pd.read_json(path, lines=True, compression=compression, encoding="utf-8-sig")
         elif kind == ".json":
-            df = pd.read_json(path, compression=compression, encoding="utf-8")
+            df = pd.read_json(path, compression=compression, encoding="utf-8-sig")
         elif kind == ".parquet":
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, compression=compression, keep_default_na=False, encoding="utf-8")
+            df = pd.read_csv(path, compression=compression, keep_default_na=False, encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{field}={str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start}). Fix: re-encode "
                         f"it, e.g. iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}") from None

@@ -95,6 +95,18 @@ class Ratings:
 
 
 def rater_key(rater: Rater) -> str:
+    # Cache-key audit (rating store): <rater_key>/ = hash of rater.identity(); each row's item = hash of prompt,
+    # response, rule_input(rule). Every identity() says what it covers and what it leaves out:
+    #   hf: model, revision (as typed: pin a commit for an exact key), tokenizer, config+seed (random weights), mode,
+    #       scale_max, system_prompt, max_length, dtype (auto as typed), RULE_TEMPLATE. Not: batch_size,
+    #       prefix_reuse, device, device_map, max_memory, offload_folder (same numbers), the files behind a local
+    #       path (an edited model directory under the same path is not detected).
+    #   vllm: as hf, plus engine_kwargs except ENGINE_SPEED_ONLY. Not: tensor_parallel_size, memory, seed.
+    #   openai: model, mode, scale_max, system_prompt, RULE_TEMPLATE, top_logprobs or (vllm_extensions) tokenizer and
+    #       max_length, extra_body, the server when not on localhost. Not: a local port, the key, transport settings.
+    #   embedding: model, temperature, with_prompt, max_length; rules by follows/violates (rule_fields). Not: device.
+    #   Code constants (the question texts, label forms) are not in any key: editing them is a code change.
+    # Tested input by input in tests/test_cache_keys.py.
     return content_hash(rater.identity())
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from encore.errors import DataError
 from encore.rating.engine import Ratings, check_missing
 from encore.rules import Rule
 from encore.settings import SettingError
@@ -40,4 +42,19 @@ def given_ratings(rater: Any, pairs: pd.DataFrame, rules: list[Rule], max_missin
     if ratings.n_missing:
         log.warning("%d rating(s) missing: %s", ratings.n_missing, report["missing_by_reason"])
     check_missing(ratings.n_missing, ratings.values.size, report["missing_by_reason"], max_missing_share, given=True)
+    check_every_rule_rated(ratings, getattr(rater, "scales", {}))
     return ratings, report
+
+
+def check_every_rule_rated(ratings: Ratings, scales: dict[str, Any] | None = None) -> None:
+    """A rule with no rating on any pair (a renamed label column, a category the release lacks) stops the run
+    before anything is written: its entropy, accuracy and head do not exist. Names the label column looked for."""
+    empty = [r for j, r in enumerate(ratings.rules) if np.isnan(ratings.values[..., j]).all()]
+    if not empty:
+        return
+    where = [f"{r} (column {scales[r].column!r})" if scales and r in scales else r for r in empty]
+    reasons = sorted({str(x) for x in ratings.reasons[..., ratings.rules.index(empty[0])].reshape(-1)})[:2]
+    raise DataError(f"rule(s) {', '.join(where)} have no rating on any of the {len(ratings.pair_ids)} pairs "
+                    f"(e.g. {reasons}). "
+                    "Fix: check the column name against the data's labels (a renamed category?), or leave the rule "
+                    "out of the rule set (rules=...)")

@@ -80,7 +80,8 @@ def assign(chunks: list[list[int]], lengths: list[int], num_shards: int) -> list
 
 
 def slice_key(hashes: list[str], rule_texts: list[str]) -> str:
-    """What a shard record is about: the set of texts (order-free) and the rules."""
+    """What a shard record is about: the set of texts (order-free) and the rules as the rater reads them
+    (:func:`encore.rating.rule_input`); the rater is the store directory the record sits in."""
     return content_hash(sorted(hashes), rule_texts)
 
 

@@ -30,6 +30,9 @@ def embed_pairs(pairs: pd.DataFrame, encoder: Encoder, cache_dir: str | Path, pr
 
     Returns the embeddings and whether the cache was hit (a τ sweep must hit it every time).
     """
+    # Cache-key audit (embeddings): the producer reads the pairs' prompt, chosen, rejected (all in pair_id) and
+    # subset (fingerprint), and the encoder's identity (model, revision, tokenizer, config+seed, pooling, normalize,
+    # max_length, truncation, text_format, an explicit dtype). Not: batch_size, device, placement (same numbers).
     key = content_hash(encoder.identity(), fingerprint(pairs))
     path = Path(cache_dir) / "embeddings" / f"{key}.npz"
 
@@ -96,6 +99,9 @@ class RidgeHeads:
         train_emb, hit_train = embed_pairs(train, encoder, cache)
         eval_emb, hit_eval = embed_pairs(eval_pairs, encoder, cache)
         rh = array_hash(ratings)
+        # Cache-key audit (ridge head scores): the fit reads the train embeddings (encoder + train fingerprint), the
+        # ratings' values (array_hash: order and rule order included), the train prompts as groups (in the train
+        # fingerprint), the eval embeddings (eval fingerprint) and alphas, val_frac, seed. bt_l2 is not read here.
         key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), rh, self.identity())
         arrays, hit = head_scores(train_emb, ratings, eval_emb, self, cache / "head_scores" / f"{key}.npz",
                                   groups=list(train["prompt"]))

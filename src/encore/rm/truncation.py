@@ -32,6 +32,8 @@ def truncation_report(encoder: Any, pairs: Any, cache_dir: str | Path) -> dict[s
     from encore.artifacts import content_hash, read_json, write_json
     from encore.data.pairs import fingerprint
 
+    # Cache-key audit: the report reads the encoder's tokenizer and max_length (identity) and the texts
+    # (fingerprint). A JSON report, recomputed cheaply; it carries no checksum.
     path = Path(cache_dir) / "truncation" / f"{content_hash(encoder.identity(), fingerprint(pairs))}.json"
     if path.exists():
         return read_json(path)

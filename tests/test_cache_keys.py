@@ -183,15 +183,18 @@ def test_head_scores_key_covers_the_ratings_the_pairs_and_the_heads(tmp_path):
     assert not fit(RidgeHeads(), t=train.iloc[::-1].reset_index(drop=True), r=y[::-1].copy())
 
 
-def test_fine_tuned_model_key_counts_the_processes(monkeypatch):
-    """batch_size is per process: two processes train on a global batch twice as large, another model."""
+def test_fine_tuned_model_key_holds_the_global_batch(monkeypatch):
+    """batch_size is per process: two processes at 4 train on the global batch one process at 8 trains on (the
+    same model, tests/test_launch.py), so they share a key; two processes at 8 are another model."""
     import accelerate
 
-    from encore.rm.finetune import _processes
+    from encore.rm.finetune import Finetune, _keyed
 
-    assert _processes() == ()
+    one_at_8 = _keyed(Finetune(batch_size=8).identity())
+    assert one_at_8 == Finetune(batch_size=8).identity()  # one process: the key it always had
     monkeypatch.setattr(accelerate, "PartialState", lambda: type("S", (), {"num_processes": 2})())
-    assert _processes() == ({"processes": 2},)
+    assert _keyed(Finetune(batch_size=4).identity()) == one_at_8
+    assert _keyed(Finetune(batch_size=8).identity()) != one_at_8
 
 
 def test_judge_cache_key_covers_the_judge_and_the_pairs(tmp_path):

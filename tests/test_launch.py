@@ -7,6 +7,7 @@ one-process model. Not covered here: FSDP and DeepSpeed (accelerate runs them on
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -73,12 +74,16 @@ def test_two_ranks_preempted_and_relaunched_train_the_one_process_model_then_rep
     log = pd.read_csv(model.parent / "train_log.csv")
     assert log["micro_step"].tolist() == list(range(10))  # 5 global batches per epoch (the last of 1 pair) x 2
 
-    _run(cache, _cmd("train_rm.py", tmp_path / "one", *train, "train.batch_size=8"))  # same global batch, 1 process
+    # the same global batch in 1 process, trained anew in a cache of its own (this cache would hand it the launch's
+    # model: the key holds the global batch) with the same ratings
+    shutil.copytree(cache / "ratings", tmp_path / "cache_one" / "ratings")
+    _run(tmp_path / "cache_one", _cmd("train_rm.py", tmp_path / "one", *train, "train.batch_size=8"))
     one, two = _scores(tmp_path / "one"), _scores(tmp_path / "two")
     assert one.std() > 0.05
     np.testing.assert_allclose(two, one, atol=2e-5)  # same model; reductions in another order
 
-    rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train, "train.batch_size=4"))
+    # one process at the launch's global batch (2 ranks x 4) reads the model the launch trained
+    rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train, "train.batch_size=8"))
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["rating"]["n_new"] == 0 and metrics["heads"]["head_scores_cached"]  # nothing recomputed
     assert "fine-tuning" not in rep

@@ -289,7 +289,7 @@ def test_a_rule_an_llm_rater_never_rated_stops_before_ratings_are_written(tmp_pa
 # ----------------------------------------------------------------------------------------- files that name themselves
 def test_a_jsonl_with_a_bom_a_parquet_directory_and_a_symlink_loop_are_read_or_named(tmp_path):
     from encore.errors import DataError
-    from encore.sources import read_table
+    from encore.data.sources import read_table
 
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n')

@@ -40,13 +40,15 @@ log = logging.getLogger(__name__)
 _NOT_IN_KEY = {"save_every", "score_batch_size", "progress"}
 
 
-def _processes() -> tuple[dict[str, int], ...]:
-    """The process count where it shapes the model: the global batch is ``batch_size`` x processes. Empty for one
-    process, so single-process keys are the ones they always were."""
+def _keyed(identity: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's identity as the model depends on it: ``batch_size`` is per process, so the key holds the global
+    batch (``batch_size`` x processes). Two ranks at 4 pairs each train the model one process trains at 8 (the
+    micro-batch weighting makes them equal, tests/test_launch.py), so a one-process ``reproduce.py`` with
+    ``train.batch_size=8`` reuses what a two-rank launch at 4 trained; single-process keys are unchanged."""
     from accelerate import PartialState
 
     n = PartialState().num_processes
-    return () if n == 1 else ({"processes": n},)
+    return identity if n == 1 else {**identity, "batch_size": identity["batch_size"] * n}
 
 
 @dataclass
@@ -116,7 +118,7 @@ class Finetune:
         # (global batch). Not: the accelerate strategy (DDP / FSDP give the same update up to rounding), a machine's
         # choice for mixed_precision=auto. Scores add the eval fingerprint. The model directory is reused when its
         # metadata file exists; its weights carry no checksum.
-        key = content_hash(encoder.identity(), fingerprint(train), rh, self.identity(), "mse", *_processes())
+        key = content_hash(encoder.identity(), fingerprint(train), rh, _keyed(self.identity()), "mse")
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
 
         def compute() -> dict[str, np.ndarray]:
@@ -138,7 +140,7 @@ class Finetune:
     def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
                            cache_dir: str | Path) -> np.ndarray:
         """Single-head BT reward model: the same backbone, one head, -log σ(r_c - r_r); (M, 2) eval rewards."""
-        key = content_hash(encoder.identity(), fingerprint(train), self.identity(), "bt", *_processes())
+        key = content_hash(encoder.identity(), fingerprint(train), _keyed(self.identity()), "bt")
         model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
         compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
         arrays, _ = cached_arrays(Path(cache_dir) / "bt_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",

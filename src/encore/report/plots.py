@@ -60,28 +60,27 @@ def _interval_boxes(ax: plt.Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray)
 
 
 MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules): points carry numbers, a key names them
+ITERATIONS = 400  # adjustText steps per attempt (its error reaches 0 sooner on uncluttered panels)
+NEAR_PX = 4.0  # a label this close to its own point, and clearly nearer it than any other, needs no connector
 
 
 def _place_labels(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray, others: list,
-                  bars: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[bool, list]:
-    """adjustText keeps the labels (anchored at points ``x``, ``y``) off each other, the points, the intervals
-    ``bars`` (x, low, high) and ``others``; when a label still covers a point or another label (dense clusters), it
-    runs again from there with stronger repulsion. Returns whether that worked, and the connectors drawn."""
+                  bars: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+    """adjustText keeps the labels (label ``i`` belongs to point ``x[i]``, ``y[i]``) off each other, the points, the
+    intervals ``bars`` (x, low, high) and ``others``, pulling each towards its own point; when a label still covers a
+    point or another label (dense clusters), it runs again from there with stronger repulsion. Returns whether that
+    worked. Connectors are drawn afterwards by :func:`_attach`, to the points themselves."""
     from adjustText import adjust_text
 
-    arrows: list = []
     for k in range(4):
-        for a in arrows:  # the previous attempt's connectors point to where the labels were
-            a.remove()
         fig.canvas.draw()  # settle the layout: the boxes to avoid are in display coordinates
         avoid = [t.get_window_extent() for t in others] + _interval_boxes(ax, *bars)
-        _, arrows = adjust_text(labels, x=x, y=y, objects=avoid, ax=ax, ensure_inside_axes=True,
-                                expand=(1.2 + 0.3 * k, 1.4 + 0.4 * k), force_static=(0.1 * (k + 1), 0.2 * (k + 1)),
-                                arrowprops=dict(arrowstyle="-", color=MUTED, lw=0.4))
-        arrows = list(arrows or [])
+        adjust_text(labels, x=x, y=y, target_x=x, target_y=y, objects=avoid, ax=ax, ensure_inside_axes=True,
+                    expand=(1.2 + 0.3 * k, 1.4 + 0.4 * k), force_static=(0.1 * (k + 1), 0.2 * (k + 1)),
+                    iter_lim=ITERATIONS)  # a step count, not adjustText's default 1 s: the same labels every time
         if not _crowded(fig, ax, labels, x, y):
-            return True, arrows
-    return False, arrows
+            return True
+    return False
 
 
 def _crowded(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray) -> bool:
@@ -92,6 +91,29 @@ def _crowded(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.n
     if any(b.contains(*p) for b in boxes for p in pts):
         return True
     return any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
+
+
+def _attach(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray) -> list:
+    """Each placed label becomes an annotation of its own point (``xy`` = the point's data position, the text where
+    adjustText left it), with a connector from the label's box to the point's centre unless the label sits within
+    ``NEAR_PX`` of its point and over ``2 * NEAR_PX`` nearer it than any other point. Returns the annotations."""
+    fig.canvas.draw()
+    pts = ax.transData.transform(np.column_stack([x, y]))
+    out = []
+    for i, t in enumerate(labels):
+        gaps = [_gap(t.get_window_extent(), p) for p in pts]
+        near = gaps[i] <= NEAR_PX and min((g for j, g in enumerate(gaps) if j != i), default=np.inf) > gaps[i] + 2 * NEAR_PX
+        arrow = None if near else dict(arrowstyle="-", color="#555555", lw=0.5, shrinkA=0, shrinkB=0)
+        out.append(ax.annotate(t.get_text(), xy=(x[i], y[i]), xytext=t.get_position(), ha=t.get_ha(),
+                               va=t.get_va(), fontsize=t.get_fontsize(), color=t.get_color(), arrowprops=arrow,
+                               zorder=4))
+        t.remove()
+    return out
+
+
+def _gap(box, p: np.ndarray) -> float:
+    """Display distance from point ``p`` to the box (0 inside it)."""
+    return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
 
 
 def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = None,
@@ -156,12 +178,12 @@ def _label_rules(fig: plt.Figure, ax: plt.Axes, x: np.ndarray, y: np.ndarray, ru
     while True:
         texts = [",".join(str(k + 1) for k in ks) if numbered else "\n".join(rules[k] for k in ks) for ks in at.values()]
         labels = [ax.text(xi, yi, t, fontsize=5.5, color="#333333") for (xi, yi), t in zip(at, texts)]
-        placed, arrows = _place_labels(fig, ax, labels, px, py, others, bars)
-        if placed or numbered:
+        if _place_labels(fig, ax, labels, px, py, others, bars) or numbered:
             break
-        for artist in labels + arrows:  # names collide: numbers instead
+        for artist in labels:  # names collide: numbers instead
             artist.remove()
         numbered = True
+    _attach(fig, ax, labels, px, py)
     if numbered:  # the key in two columns; constrained layout makes room for it
         key = [f"{k + 1}  {r}" for k, r in enumerate(rules)]
         half = (len(key) + 1) // 2

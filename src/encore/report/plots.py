@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 
 from encore.report import style  # noqa: E402
 from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
@@ -119,7 +120,7 @@ def _gap(box, p: np.ndarray) -> float:
 def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = None,
                              names: Names | None = None) -> plt.Figure:
     """Rule entropy vs accuracy, one panel per ``dataset`` (the paper's figure): per-rule 95% bootstrap intervals on
-    accuracy, a least-squares line, Pearson r with its interval and p, and rule labels placed by adjustText so that
+    accuracy, the least-squares line with its 95% bootstrap band (``sns.regplot``), Pearson r with its interval and p, and rule labels placed by adjustText so that
     none covers another label or a point. ``corr``: rows of correlation.json per dataset."""
     style.apply()
     names = names or Names.from_config()
@@ -137,10 +138,9 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
             err = None
         ax.errorbar(x, y, yerr=err, fmt="o", color=OTHER, ecolor=OTHER, elinewidth=0.6, capsize=1.5, ms=3.5,
                            zorder=3, alpha=0.9)
-        if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
-            slope, icept = np.polyfit(x[ok], y[ok], 1)
-            xs = np.linspace(x[ok].min(), x[ok].max(), 50)
-            ax.plot(xs, slope * xs + icept, color=MUTED, lw=0.8, ls="--", zorder=2)
+        if ok.sum() >= 3 and np.ptp(x[ok]) > 0:  # least-squares line and its 95% bootstrap band
+            sns.regplot(x=x[ok], y=y[ok], ax=ax, scatter=False, ci=95, n_boot=1000, seed=0, truncate=True,
+                        color=MUTED, line_kws=dict(lw=0.8, ls="--", zorder=2))
         lo_y = y[ok] - (err[0][ok] if err is not None else 0)
         hi_y = y[ok] + (err[1][ok] if err is not None else 0)
         pad_x, pad_y = 0.15 * max(np.ptp(x[ok]), 1e-3), 0.08 * max(np.nanmax(hi_y) - np.nanmin(lo_y), 1.0)

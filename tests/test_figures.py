@@ -68,10 +68,10 @@ def test_every_rule_label_is_attached_to_its_own_point(drawn):
     """Each point carries one label, placed at its exact data position; a connector ends on its own point (within 3
     display pixels); a label without one is nearer its own point than any other."""
     fig = drawn["entropy_vs_accuracy"]
+    assert detached_labels(fig) == []
     for ax in fig.axes:
         points = np.unique(data_points(ax).round(2), axis=0)
         assert len(point_labels(ax)) == len(points) > 0
-    assert detached_labels(fig) == []
 
 
 def test_run_and_rebuilt_figures_label_the_same_way(runs, tmp_path, monkeypatch):

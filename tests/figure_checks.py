@@ -115,7 +115,8 @@ def detached_labels(fig, tol: float = 3.0) -> list[str]:
             end = patch.get_transform().transform(patch.get_path().vertices)[-1]
             own = ax.transData.transform(np.asarray(a.xy, float)) if a is not None and a.xycoords == "data" else end
             if not len(pts) or np.hypot(*(pts - end).T).min() > tol or np.hypot(*(own - end)) > tol:
-                out.append(f"connector of {a.get_text() if a is not None else 'a label'!r} ends in empty space")
+                name = a.get_text() if a is not None else "a label"
+                out.append(f"connector of {name!r} ends in empty space")
         for a in labels:
             own = ax.transData.transform(np.asarray(a.xy, float))
             if not len(pts) or np.hypot(*(pts - own).T).min() > tol:

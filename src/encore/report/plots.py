@@ -103,7 +103,8 @@ def _attach(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.nd
     out = []
     for i, t in enumerate(labels):
         gaps = [_gap(t.get_window_extent(), p) for p in pts]
-        near = gaps[i] <= NEAR_PX and min((g for j, g in enumerate(gaps) if j != i), default=np.inf) > gaps[i] + 2 * NEAR_PX
+        nearest_other = min((g for j, g in enumerate(gaps) if j != i), default=np.inf)
+        near = gaps[i] <= NEAR_PX and nearest_other > gaps[i] + 2 * NEAR_PX
         arrow = None if near else dict(arrowstyle="-", color="#555555", lw=0.5, shrinkA=0, shrinkB=0)
         out.append(ax.annotate(t.get_text(), xy=(x[i], y[i]), xytext=t.get_position(), ha=t.get_ha(),
                                va=t.get_va(), fontsize=t.get_fontsize(), color=t.get_color(), arrowprops=arrow,

@@ -1,12 +1,14 @@
 """Layout checks with matplotlib's own renderer: the text objects a figure really draws, whether any two overlap,
-whether any leaves the figure, and whether a legend or a label covers a data point."""
+whether any leaves the figure, whether a legend or a label covers a data point, and whether each point label is
+visibly attached to its own point. An annotation's box here is its text's box (its connector is checked apart)."""
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.collections import PathCollection
 from matplotlib.lines import Line2D
-from matplotlib.text import Text
+from matplotlib.patches import FancyArrowPatch
+from matplotlib.text import Annotation, Text
 
 
 def drawn_texts(fig) -> list[Text]:
@@ -27,9 +29,14 @@ def drawn_texts(fig) -> list[Text]:
     return shown + other
 
 
+def text_box(t: Text, renderer=None):
+    """Display box of the text alone (an annotation's own extent also spans its connector)."""
+    return Text.get_window_extent(t, renderer)
+
+
 def _boxes(fig, texts):
     r = fig.canvas.get_renderer()
-    return [t.get_window_extent(r) for t in texts]
+    return [text_box(t, r) for t in texts]
 
 
 def overlapping_texts(fig, tol: float = 0.5) -> list[tuple[str, str]]:
@@ -78,7 +85,44 @@ def covered_points(fig) -> list[str]:
     for ax in fig.axes:
         pts = data_points(ax)
         for t in ax.texts:
-            b = t.get_window_extent(r).padded(-1)
+            b = text_box(t, r).padded(-1)
             if t.get_visible() and t.get_text().strip() and any(b.contains(*p) for p in pts):
                 out.append(t.get_text())
+    return out
+
+
+def _gap(box, p) -> float:
+    return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
+
+
+def point_labels(ax) -> list[Annotation]:
+    """The annotations of data points: text and an ``xy`` in data coordinates."""
+    return [t for t in ax.texts if isinstance(t, Annotation) and t.get_text().strip() and t.xycoords == "data"]
+
+
+def detached_labels(fig, tol: float = 3.0) -> list[str]:
+    """What a reader could not attach: a connector (an annotation's arrow) whose end is more than ``tol`` display
+    pixels from a data point or from its own annotation's point; a point label whose point is not a data point; a
+    label without connector that is nearer another point than its own."""
+    fig.canvas.draw()
+    out = []
+    for ax in fig.axes:
+        pts = data_points(ax)
+        labels = point_labels(ax)
+        arrows = [(a.arrow_patch, a) for a in ax.texts if isinstance(a, Annotation) and a.arrow_patch is not None]
+        arrows += [(p, None) for p in ax.get_children() if isinstance(p, FancyArrowPatch)]  # connectors drawn on their own
+        for patch, a in arrows:
+            end = patch.get_transform().transform(patch.get_path().vertices)[-1]
+            own = ax.transData.transform(np.asarray(a.xy, float)) if a is not None and a.xycoords == "data" else end
+            if not len(pts) or np.hypot(*(pts - end).T).min() > tol or np.hypot(*(own - end)) > tol:
+                name = a.get_text() if a is not None else "a label"
+                out.append(f"connector of {name!r} ends in empty space")
+        for a in labels:
+            own = ax.transData.transform(np.asarray(a.xy, float))
+            if not len(pts) or np.hypot(*(pts - own).T).min() > tol:
+                out.append(f"label {a.get_text()!r} names no data point")
+            elif a.arrow_patch is None:
+                box = text_box(a)
+                if _gap(box, own) > min(_gap(box, p) for p in pts) + 1e-6:
+                    out.append(f"label {a.get_text()!r} is nearer another point and has no connector")
     return out

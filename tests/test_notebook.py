@@ -1,4 +1,5 @@
-"""The results notebook runs top to bottom on real demo outputs (a full run and a small τ sweep), so it cannot rot."""
+"""The results notebook runs top to bottom on real demo outputs (a full run and a small τ sweep), so it cannot rot,
+and lists the sweep's jobs as one sweep."""
 
 import nbformat
 from nbclient import NotebookClient
@@ -19,5 +20,6 @@ def test_results_notebook_executes_on_demo_runs(tmp_path, cache, monkeypatch):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "3 run directories" in text and "no τ sweep" not in text
+    assert "1 single-run groups; 1 τ sweep(s): " in text and "(2 jobs, τ = 0.5, 4)" in text  # the sweep is one row
     images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert images >= 3  # entropy vs accuracy, main results, accuracy vs τ

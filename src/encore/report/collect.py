@@ -113,3 +113,20 @@ def encore_weights(runs: list[Path], taus: pd.DataFrame) -> pd.DataFrame:
         w = pd.read_csv(Path(row["run"]) / "weights_long.csv")
         frames.append(w[w["method"] == "encore"].assign(tau=row["tau"])[["tau", "rule", "weight"]])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_groups(runs: list[Path]) -> pd.DataFrame:
+    """One row per (experiment, job, dataset): a τ sweep's jobs (ENCORE rows at more than one τ) as one sweep with
+    its τ grid, single runs as themselves; single runs first, each group newest run last. Columns: kind ("run" or
+    "τ sweep"), experiment, job, dataset, n_runs, taus, newest."""
+    if not runs:
+        return pd.DataFrame(columns=["kind", "experiment", "job", "dataset", "n_runs", "taus", "newest"])
+    meta = pd.DataFrame([run_meta(r) for r in runs])
+    tables = main_tables(runs)
+    enc = tables[tables["method"] == "encore"] if "tau" in tables else pd.DataFrame(columns=["run", "tau"])
+    rows = []
+    for (exp, job, ds), g in meta.groupby(["experiment", "job", "dataset"], sort=False, dropna=False):
+        taus = sorted(enc.loc[enc["run"].isin(g["run"]), "tau"].dropna().unique())
+        rows.append({"kind": "τ sweep" if len(taus) > 1 else "run", "experiment": exp, "job": job, "dataset": ds,
+                     "n_runs": len(g), "taus": ", ".join(f"{t:g}" for t in taus), "newest": g["run"].iloc[-1]})
+    return pd.DataFrame(rows).sort_values("kind", key=lambda k: k != "run", kind="stable").reset_index(drop=True)

@@ -16,14 +16,23 @@ from encore.report.tables import write_tables
 log = logging.getLogger(__name__)
 
 
-def run_figures(run_dir: Path, tracker: Any = None) -> list[Path]:
-    """Per-run figures, from the run's own CSVs, with the display names the run recorded."""
+def study_frames(run_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """One run's rule stats and correlation as :func:`collect.rule_stats` and :func:`collect.correlations` give them
+    (a ``dataset`` column naming the panel), so the per-run figure is drawn from the inputs the rebuilt one gets
+    and :func:`plots.draw_entropy_vs_accuracy` picks the same labels (names or numbers) for both."""
+    stats = pd.read_csv(run_dir / "rule_stats.csv").assign(dataset=dataset)
+    p = run_dir / "correlation.json"
+    return stats, pd.DataFrame([{"dataset": dataset, **read_json(p)}]) if p.exists() else None
+
+
+def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "") -> list[Path]:
+    """Per-run figures, from the run's own CSVs, with the display names the run recorded; ``dataset``: the run's
+    training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure."""
     out, names = run_dir / "figures", Names.from_run(run_dir)
     paths: list[Path] = []
     if (run_dir / "rule_stats.csv").exists():
-        corr = pd.DataFrame([{"dataset": "", **read_json(run_dir / "correlation.json")}]) \
-            if (run_dir / "correlation.json").exists() else None
-        paths += plots.entropy_vs_accuracy(pd.read_csv(run_dir / "rule_stats.csv"), out, corr, names)
+        stats, corr = study_frames(run_dir, dataset)
+        paths += plots.entropy_vs_accuracy(stats, out, corr, names)
     if (run_dir / "ratings.parquet").exists():
         hist = plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet"))
         paths += plots.rating_distributions(hist, out, names)

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 
 from encore.report import style  # noqa: E402
 from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
@@ -60,28 +61,27 @@ def _interval_boxes(ax: plt.Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray)
 
 
 MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules): points carry numbers, a key names them
+ITERATIONS = 400  # adjustText steps per attempt (its error reaches 0 sooner on uncluttered panels)
+NEAR_PX = 4.0  # a label this close to its own point, and clearly nearer it than any other, needs no connector
 
 
 def _place_labels(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray, others: list,
-                  bars: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[bool, list]:
-    """adjustText keeps the labels (anchored at points ``x``, ``y``) off each other, the points, the intervals
-    ``bars`` (x, low, high) and ``others``; when a label still covers a point or another label (dense clusters), it
-    runs again from there with stronger repulsion. Returns whether that worked, and the connectors drawn."""
+                  bars: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+    """adjustText keeps the labels (label ``i`` belongs to point ``x[i]``, ``y[i]``) off each other, the points, the
+    intervals ``bars`` (x, low, high) and ``others``, pulling each towards its own point; when a label still covers a
+    point or another label (dense clusters), it runs again from there with stronger repulsion. Returns whether that
+    worked. Connectors are drawn afterwards by :func:`_attach`, to the points themselves."""
     from adjustText import adjust_text
 
-    arrows: list = []
     for k in range(4):
-        for a in arrows:  # the previous attempt's connectors point to where the labels were
-            a.remove()
         fig.canvas.draw()  # settle the layout: the boxes to avoid are in display coordinates
         avoid = [t.get_window_extent() for t in others] + _interval_boxes(ax, *bars)
-        _, arrows = adjust_text(labels, x=x, y=y, objects=avoid, ax=ax, ensure_inside_axes=True,
-                                expand=(1.2 + 0.3 * k, 1.4 + 0.4 * k), force_static=(0.1 * (k + 1), 0.2 * (k + 1)),
-                                arrowprops=dict(arrowstyle="-", color=MUTED, lw=0.4))
-        arrows = list(arrows or [])
+        adjust_text(labels, x=x, y=y, target_x=x, target_y=y, objects=avoid, ax=ax, ensure_inside_axes=True,
+                    expand=(1.2 + 0.3 * k, 1.4 + 0.4 * k), force_static=(0.1 * (k + 1), 0.2 * (k + 1)),
+                    iter_lim=ITERATIONS)  # a step count, not adjustText's default 1 s: the same labels every time
         if not _crowded(fig, ax, labels, x, y):
-            return True, arrows
-    return False, arrows
+            return True
+    return False
 
 
 def _crowded(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray) -> bool:
@@ -94,10 +94,34 @@ def _crowded(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.n
     return any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
 
 
+def _attach(fig: plt.Figure, ax: plt.Axes, labels: list, x: np.ndarray, y: np.ndarray) -> list:
+    """Each placed label becomes an annotation of its own point (``xy`` = the point's data position, the text where
+    adjustText left it), with a connector from the label's box to the point's centre unless the label sits within
+    ``NEAR_PX`` of its point and over ``2 * NEAR_PX`` nearer it than any other point. Returns the annotations."""
+    fig.canvas.draw()
+    pts = ax.transData.transform(np.column_stack([x, y]))
+    out = []
+    for i, t in enumerate(labels):
+        gaps = [_gap(t.get_window_extent(), p) for p in pts]
+        nearest_other = min((g for j, g in enumerate(gaps) if j != i), default=np.inf)
+        near = gaps[i] <= NEAR_PX and nearest_other > gaps[i] + 2 * NEAR_PX
+        arrow = None if near else dict(arrowstyle="-", color="#555555", lw=0.5, shrinkA=0, shrinkB=0)
+        out.append(ax.annotate(t.get_text(), xy=(x[i], y[i]), xytext=t.get_position(), ha=t.get_ha(),
+                               va=t.get_va(), fontsize=t.get_fontsize(), color=t.get_color(), arrowprops=arrow,
+                               zorder=4))
+        t.remove()
+    return out
+
+
+def _gap(box, p: np.ndarray) -> float:
+    """Display distance from point ``p`` to the box (0 inside it)."""
+    return float(np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1)))
+
+
 def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = None,
                              names: Names | None = None) -> plt.Figure:
     """Rule entropy vs accuracy, one panel per ``dataset`` (the paper's figure): per-rule 95% bootstrap intervals on
-    accuracy, a least-squares line, Pearson r with its interval and p, and rule labels placed by adjustText so that
+    accuracy, the least-squares line with its 95% bootstrap band (``sns.regplot``), Pearson r with its interval and p, and rule labels placed by adjustText so that
     none covers another label or a point. ``corr``: rows of correlation.json per dataset."""
     style.apply()
     names = names or Names.from_config()
@@ -115,10 +139,9 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
             err = None
         ax.errorbar(x, y, yerr=err, fmt="o", color=OTHER, ecolor=OTHER, elinewidth=0.6, capsize=1.5, ms=3.5,
                            zorder=3, alpha=0.9)
-        if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
-            slope, icept = np.polyfit(x[ok], y[ok], 1)
-            xs = np.linspace(x[ok].min(), x[ok].max(), 50)
-            ax.plot(xs, slope * xs + icept, color=MUTED, lw=0.8, ls="--", zorder=2)
+        if ok.sum() >= 3 and np.ptp(x[ok]) > 0:  # least-squares line and its 95% bootstrap band
+            sns.regplot(x=x[ok], y=y[ok], ax=ax, scatter=False, ci=95, n_boot=1000, seed=0, truncate=True,
+                        color=MUTED, line_kws=dict(lw=0.8, ls="--", zorder=2))
         lo_y = y[ok] - (err[0][ok] if err is not None else 0)
         hi_y = y[ok] + (err[1][ok] if err is not None else 0)
         pad_x, pad_y = 0.15 * max(np.ptp(x[ok]), 1e-3), 0.08 * max(np.nanmax(hi_y) - np.nanmin(lo_y), 1.0)
@@ -157,12 +180,12 @@ def _label_rules(fig: plt.Figure, ax: plt.Axes, x: np.ndarray, y: np.ndarray, ru
     while True:
         texts = [",".join(str(k + 1) for k in ks) if numbered else "\n".join(rules[k] for k in ks) for ks in at.values()]
         labels = [ax.text(xi, yi, t, fontsize=5.5, color="#333333") for (xi, yi), t in zip(at, texts)]
-        placed, arrows = _place_labels(fig, ax, labels, px, py, others, bars)
-        if placed or numbered:
+        if _place_labels(fig, ax, labels, px, py, others, bars) or numbered:
             break
-        for artist in labels + arrows:  # names collide: numbers instead
+        for artist in labels:  # names collide: numbers instead
             artist.remove()
         numbered = True
+    _attach(fig, ax, labels, px, py)
     if numbered:  # the key in two columns; constrained layout makes room for it
         key = [f"{k + 1}  {r}" for k, r in enumerate(rules)]
         half = (len(key) + 1) // 2

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from encore.report import style  # noqa: E402
@@ -134,8 +135,8 @@ def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, sing
 
 
 def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = None) -> plt.Figure:
-    """Weights as a rules x ``by`` heatmap (``by``: ``method`` or ``tau``); long-form input with columns ``by``,
-    rule, weight (seeds averaged)."""
+    """Weights as a rules x ``by`` heatmap with annotated cells (``sns.heatmap``; ``by``: ``method`` or ``tau``);
+    long-form input with columns ``by``, rule, weight (seeds averaged)."""
     style.apply()
     names = names or Names.from_config()
     wide = weights.groupby([by, "rule"], sort=False)["weight"].mean().unstack(by)
@@ -151,31 +152,27 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
     one_hot = np.array([np.count_nonzero(np.nan_to_num(c)) == 1 for c in values.T])
     rest = values[:, ~one_hot] if (~one_hot).any() else values
     if np.nanmin(values) < 0:  # signed weights (BT-optimised): a diverging map centred on 0
-        from matplotlib.colors import TwoSlopeNorm
-
         bound = float(np.nanmax(np.abs(rest))) or 1.0
-        im = ax.imshow(values, aspect="auto", cmap="PuOr_r", norm=TwoSlopeNorm(0, -bound, bound))
+        scale = dict(cmap="PuOr_r", center=0.0, vmin=-bound, vmax=bound)
         extend = "both" if np.nanmax(np.abs(values)) > bound * (1 + 1e-9) else "neither"
     else:
         vmax = float(np.nanmax(rest)) or 1.0
-        im = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=vmax)
+        scale = dict(cmap="viridis", vmin=0.0, vmax=vmax)
         extend = "max" if np.nanmax(values) > vmax * (1 + 1e-9) else "neither"
-    if len(cols) <= 12:  # each cell's value written on it, in black or white by the cell's lightness
-        for (i, j), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                r, g, b, _ = im.cmap(im.norm(v))
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=4.5,
-                        color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
-    ax.set_yticks(range(len(wide)), [names.rule(r) for r in wide.index])
-    ax.set_xticks(range(len(cols)), cols, rotation=90 if len(cols) > 10 else 0, fontsize=6 if by == "tau" else 5.5)
+    # each cell's value written on it (up to 12 columns), seaborn picking black or white by the cell's luminance
+    sns.heatmap(pd.DataFrame(values, index=[names.rule(r) for r in wide.index], columns=cols), ax=ax,
+                annot=len(cols) <= 12, fmt=".2f", annot_kws={"fontsize": 4.5}, xticklabels=True, yticklabels=True,
+                cbar_kws={"label": "ENCORE weight" if by == "tau" else "weight", "shrink": 0.9, "extend": extend},
+                **scale)
+    ax.tick_params(axis="x", labelrotation=90 if len(cols) > 10 else 0, labelsize=6 if by == "tau" else 5.5)
+    ax.tick_params(axis="both", length=0)
+    ax.tick_params(axis="y", labelrotation=0)
     if by == "method":
         for label, m in zip(ax.get_xticklabels(), wide.columns):
             if m == "encore":
                 label.set_color(ENCORE)
                 label.set_fontweight("bold")
     ax.set_xlabel("temperature τ" if by == "tau" else "")
-    ax.spines[:].set_visible(False)
-    fig.colorbar(im, ax=ax, label="ENCORE weight" if by == "tau" else "weight", shrink=0.9, extend=extend)
     return fig
 
 

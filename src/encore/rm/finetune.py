@@ -114,10 +114,10 @@ class Finetune:
         """Train (or reuse) the K-head RM on ratings (N, 2, K) and score train and eval pairs: (N|M, 2, K)."""
         rh = array_hash(ratings)
         # Cache-key audit (fine-tuned model, its head scores): encoder identity, train fingerprint, the ratings'
-        # values, every Finetune field but save_every / score_batch_size / progress, the objective, the process count
-        # (global batch). Not: the accelerate strategy (DDP / FSDP give the same update up to rounding), a machine's
-        # choice for mixed_precision=auto. Scores add the eval fingerprint. The model directory is reused when its
-        # metadata file exists; its weights carry no checksum.
+        # values, every Finetune field but save_every / score_batch_size / progress, the objective, batch_size as
+        # the global batch (x processes, _keyed). Not: the accelerate strategy (DDP / FSDP give the same update up
+        # to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint. The model
+        # directory is reused when its metadata file exists; its weights carry no checksum.
         key = content_hash(encoder.identity(), fingerprint(train), rh, _keyed(self.identity()), "mse")
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
 

@@ -8,6 +8,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from encore.entropy import TIES
+from encore.stats import min_replicates
+
+MIN_PERM = 19  # 1 / (19 + 1) = 0.05
 
 
 class SettingError(ValueError):
@@ -47,8 +50,16 @@ def check_settings(cfg: DictConfig) -> None:
     if rt.get("other_raters", "stop") not in ("stop", "rate"):
         raise SettingError(f"rating.other_raters={rt.other_raters!r}: use stop (name another rater's cached ratings "
                            "of these pairs and stop) or rate (rate anew with this rater)")
-    _int(ss.n_boot, "stats.n_boot", 1)
-    _int(ss.n_perm, "stats.n_perm", 0)
+    # the fewest replicates a 95% percentile interval and a p-value below 0.05 need (encore.stats' docstring)
+    n_boot = _int(ss.n_boot, "stats.n_boot", 1)
+    if n_boot < min_replicates(0.95):
+        raise SettingError(f"stats.n_boot={n_boot}: a 95% percentile interval needs at least {min_replicates(0.95)} "
+                           "bootstrap replicates (each 2.5% tail must hold one); use stats.n_boot=1000 (the default) "
+                           f"or at least {min_replicates(0.95)}")
+    n_perm = _int(ss.n_perm, "stats.n_perm", 0)
+    if n_perm < MIN_PERM:
+        raise SettingError(f"stats.n_perm={n_perm}: with n sign flips the smallest p-value is 1/(n + 1), so fewer than "
+                           f"{MIN_PERM} can never reach 0.05; use stats.n_perm=10000 (the default) or at least {MIN_PERM}")
 
 
 def check_fields(node: Any, cls: type, prefix: str) -> None:

@@ -20,7 +20,7 @@ from encore import compose
 @dataclass
 class FitContext:
     rules: list[str]
-    entropy: np.ndarray  # (K,) rating entropy of each rule on the training pairs
+    entropy: np.ndarray  # (K,) rating entropy of each rule on the training pairs, in units of log base ``log_base``
     accuracy: np.ndarray  # (K,) rule accuracy on the training pairs
     delta: np.ndarray  # (N, K) ψ(chosen) - ψ(rejected) of the rater on the training pairs
     train_pairs: pd.DataFrame | None = None
@@ -32,11 +32,17 @@ class FitContext:
     rater: Any = None  # the run's rater (an LLM judge reuses its loaded model)
     cache_dir: str | None = None
     rm_report: dict | None = None  # the trainer's report for this run's reward model (e.g. its model_dir)
+    log_base: float = float(np.e)  # study.log_base: the unit of ``entropy`` (e: nats, 2: bits)
+
+    def entropy_nats(self) -> np.ndarray:
+        """H_k in nats, whatever unit the study reports it in: H_nats = H_base · ln(base)."""
+        return np.asarray(self.entropy, float) * np.log(self.log_base)
 
 
 @dataclass
 class Encore:
-    """w = softmax(-H / τ); paper default τ = 2."""
+    """w = softmax(-H / τ) with H in nats, whatever ``study.log_base`` the run reports entropy in, so τ means the
+    same in every run (τ = 2 nats = 2.885 bits); paper default τ = 2."""
 
     tau: float = 2.0
     name: str = "encore"
@@ -45,7 +51,7 @@ class Encore:
         compose.check_tau(self.tau)  # fail at config time, before any stage runs
 
     def weights(self, ctx: FitContext) -> np.ndarray:
-        return compose.encore_weights(ctx.entropy, self.tau)
+        return compose.encore_weights(ctx.entropy_nats(), self.tau)
 
 
 @dataclass

@@ -30,11 +30,15 @@ CI_BASIS = "pair bootstrap: 95% percentile interval over stats.n_boot resamples 
 P_BASIS = "over the K rules: two-sided test of r = 0 with the rules as the sample (scipy.stats.pearsonr, spearmanr)"
 
 
+def log_base(study: DictConfig) -> float:
+    """``study.log_base`` as a number (``e``: nats)."""
+    return float(np.e) if str(study.log_base) == "e" else float(study.log_base)
+
+
 def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.DataFrame, dict]:
     """Per-rule entropy and accuracy, their correlation with a bootstrap interval, and the tie policy's effect."""
     st = cfg.study
-    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins),
-                       np.e if str(st.log_base) == "e" else float(st.log_base))
+    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins), log_base(st))
     by_ties = {t: rule_accuracy(ratings.chosen, ratings.rejected, t) for t in TIES}  # (accuracy, pairs used)
     acc, n_used = by_ties[st.ties]
     if not np.isfinite(acc).any():

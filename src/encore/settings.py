@@ -43,6 +43,7 @@ def check_settings(cfg: DictConfig) -> None:
             ok = False
         if not ok:
             raise SettingError(f"study.log_base={st.log_base!r}: use e (nats), 2 (bits) or another number > 1")
+    check_judge_prompt(cfg)
     _int(rt.chunk_size, "rating.chunk_size", 1)
     share = rt.get("max_missing_share", 1.0)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
@@ -58,8 +59,30 @@ def check_settings(cfg: DictConfig) -> None:
                            f"or at least {min_replicates(0.95)}")
     n_perm = _int(ss.n_perm, "stats.n_perm", 0)
     if n_perm < MIN_PERM:
-        raise SettingError(f"stats.n_perm={n_perm}: with n sign flips the smallest p-value is 1/(n + 1), so fewer than "
-                           f"{MIN_PERM} can never reach 0.05; use stats.n_perm=10000 (the default) or at least {MIN_PERM}")
+        raise SettingError(f"stats.n_perm={n_perm}: with n sign flips the smallest p-value is 1/(n + 1), so fewer "
+                           f"than {MIN_PERM} can never reach 0.05; use stats.n_perm=10000 (the default) or at least "
+                           f"{MIN_PERM}")
+
+
+def _method_nodes(method: Any) -> list[tuple[str, Any]]:
+    """(key as typed, node) for ``method`` (one method) or each method of a mapping (``method=all``)."""
+    if "_target_" in method:
+        return [("method", method)]
+    return [(f"method.{k}", m) for k, m in method.items() if hasattr(m, "get")]
+
+
+def check_judge_prompt(cfg: DictConfig) -> None:
+    """An LLM judge whose prompt is answered after a prefix (RewardBench's "[[") needs a rater that takes token-id
+    prompts: a chat-completions rater cannot put the prefix in the assistant's mouth."""
+    from encore.rating.prompts import judge_prefix
+
+    rater = cfg.get("rater") or {}
+    chat = rater.get("_target_") == "encore.rating.remote.OpenAIRater" and not rater.get("vllm_extensions", False)
+    for key, node in _method_nodes(cfg.get("method") or {}):
+        if node.get("_target_") == "encore.judge.LLMJudge" and chat and judge_prefix(str(node.get("prompt", "encore"))):
+            raise SettingError(f"{key}.prompt={node.prompt}: its answer is read after the prefix "
+                               f"{judge_prefix(str(node.prompt))!r}, which a chat-completions rater (rater=openai) "
+                               "cannot supply; use rater=hf, rater=vllm or rater=vllm_server, or the default prompt")
 
 
 def check_fields(node: Any, cls: type, prefix: str) -> None:

@@ -209,11 +209,13 @@ class HFRater:
         flat = [s for per in batch for s in per]
         return self.forward_full(flat).reshape(len(batch), len(batch[0]), -1)
 
-    def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
-        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token."""
+    def judge(self, prompts: list[str], a: list[str], b: list[str],
+              style: str = "encore") -> tuple[np.ndarray, list[str]]:
+        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token after the prompt
+        ``style``'s answer prefix."""
         self.load()
         options = self.prompts.judge_options()
-        seqs = self.prompts.judge_ids(prompts, a, b)
+        seqs = self.prompts.judge_ids(prompts, a, b, style)
         out = np.full(len(seqs), np.nan)
         ok, reasons = split_too_long(list(map(len, seqs)), self.max_length)
         ok.sort(key=lambda i: -len(seqs[i]))

@@ -216,6 +216,7 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
         if "evaluate" in todo:
             ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
                              accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected,
+                             train_ratings=ratings.values,
                              train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
                              eval_scores=arrays["eval_scores"], encoder=encoder, trainer=trainer, rater=rater,
                              cache_dir=str(cfg.cache_dir), rm_report=metrics["heads"],

@@ -44,6 +44,13 @@ def check_settings(cfg: DictConfig) -> None:
         if not ok:
             raise SettingError(f"study.log_base={st.log_base!r}: use e (nats), 2 (bits) or another number > 1")
     check_judge_prompt(cfg)
+    rater = cfg.get("rater") or {}
+    if rater.get("normalise", True) is not True and rater.get("_target_") != "encore.rating.hf.HFRater":
+        raise SettingError(f"rater.normalise={rater.normalise}: the raw full-vocabulary P(Yes) is read by rater=hf "
+                           "only. vLLM (rater=vllm, vllm_server) returns label log-probabilities after the "
+                           "allowed-token mask, where only their ratio, P(Yes) / (P(Yes) + P(No)), is exact, and a "
+                           "chat server's top log-probabilities may miss a label; use rater=hf or leave "
+                           "rater.normalise unset")
     _int(rt.chunk_size, "rating.chunk_size", 1)
     share = rt.get("max_missing_share", 1.0)
     if not isinstance(share, int | float) or not 0 <= share <= 1:

@@ -109,14 +109,16 @@ def variants(label: str, cases: bool = True) -> list[str]:
     return list(dict.fromkeys(forms))
 
 
-def rating_from_probs(probs: Iterable[float], mode: str) -> float:
-    """Option probabilities -> ψ in [0, 1]. yes_no: P(Yes) / (P(Yes) + P(No)); scale: (E[d] - 1) / (N - 1) under the
-    digit distribution renormalised over 1..N. NaN when the options carry no probability at all."""
+def rating_from_probs(probs: Iterable[float], mode: str, normalise: bool = True) -> float:
+    """Option probabilities -> ψ in [0, 1]. yes_no: P(Yes) / (P(Yes) + P(No)), each the sum over its surface forms
+    ("Yes", " Yes", "yes", ...); with ``normalise=False`` the raw full-vocabulary P(Yes) instead (rater=hf only:
+    the probability mass outside Yes/No then lowers ψ). scale: (E[d] - 1) / (N - 1) under the digit distribution
+    renormalised over 1..N. NaN when the options carry no probability at all."""
     p = list(probs)
     total = sum(p)
     if not total > 0 or not math.isfinite(total):
         return float("nan")
     if mode == "yes_no":
-        return p[0] / total
+        return p[0] if not normalise else p[0] / total
     n = len(p)
     return (sum((i + 1) * q for i, q in enumerate(p)) / total - 1) / (n - 1)

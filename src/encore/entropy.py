@@ -9,9 +9,10 @@ a rating within ``EDGE_TOL`` (1e-6) of an edge k/B is taken to lie on it. So a r
 or 1 - 0.7, read back from JSONL or CSV, or carried as a float32 (0.7 -> 0.699999988). Plain ``int(r * B)`` puts
 0.3, 0.6, 0.7 in bins 3, 6, 7 and ``np.histogram`` in 2, 5, 6: both follow the accidents of binary fractions.
 
-Ties, exactly. A pair ties under a rule when its two ratings differ by at most ``TIE_TOL`` (1e-9): equal up to
-float64 rounding (a value read back from a text file off by one unit in the last place still ties), while two
-distinct float32 ratings (which differ by 3e-8 or more in [0.25, 1]) stay distinct.
+Ties, exactly. A pair ties under a rule when its two ratings differ by at most ``TIE_TOL`` (1e-12): equal up to
+float64 rounding (a value read back from a text file off by one unit in the last place still ties: one ulp is at
+most 1.1e-16 in [0, 1]), while two distinct float32 ratings above 1e-5 (one float32 ulp apart at least 9e-13) stay
+distinct.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scipy import stats
 
 TIES = ("wrong", "half", "drop")
 EDGE_TOL = 1e-6  # a rating this close to a bin edge k/B lies on it
-TIE_TOL = 1e-9  # two ratings of a pair this close are a tie
+TIE_TOL = 1e-12  # two ratings of a pair this close are a tie
 
 
 def discretise(ratings: np.ndarray, bins: int = 10) -> np.ndarray:

@@ -79,17 +79,16 @@ def _method_nodes(method: Any) -> list[tuple[str, Any]]:
 
 
 def check_judge_prompt(cfg: DictConfig) -> None:
-    """An LLM judge whose prompt is answered after a prefix (RewardBench's "[[") needs a rater that takes token-id
-    prompts: a chat-completions rater cannot put the prefix in the assistant's mouth."""
-    from encore.rating.prompts import judge_prefix
-
+    """An LLM judge with another prompt than the default (RewardBench's, answered after the prefix "[[": see
+    encore.rating.prompts) needs a rater that takes token-id prompts: a chat-completions rater cannot put the prefix
+    in the assistant's mouth."""
     rater = cfg.get("rater") or {}
     chat = rater.get("_target_") == "encore.rating.remote.OpenAIRater" and not rater.get("vllm_extensions", False)
     for key, node in _method_nodes(cfg.get("method") or {}):
-        if node.get("_target_") == "encore.judge.LLMJudge" and chat and judge_prefix(str(node.get("prompt", "encore"))):
-            raise SettingError(f"{key}.prompt={node.prompt}: its answer is read after the prefix "
-                               f"{judge_prefix(str(node.prompt))!r}, which a chat-completions rater (rater=openai) "
-                               "cannot supply; use rater=hf, rater=vllm or rater=vllm_server, or the default prompt")
+        if node.get("_target_") == "encore.judge.LLMJudge" and chat and str(node.get("prompt", "encore")) != "encore":
+            raise SettingError(f"{key}.prompt={node.prompt}: its answer is read after a prefix (\"[[\"), which a "
+                               "chat-completions rater (rater=openai) cannot supply; use rater=hf, rater=vllm or "
+                               "rater=vllm_server, or the default prompt")
 
 
 def check_fields(node: Any, cls: type, prefix: str) -> None:

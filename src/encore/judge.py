@@ -16,8 +16,8 @@ scores strictly, count a tie as a miss: :func:`encore.evaluate.pair_correct`).
 
 from __future__ import annotations
 
-import os
 import inspect
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar

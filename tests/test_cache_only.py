@@ -15,7 +15,7 @@ from conftest import CONF, ROOT
 
 # the τ sweep on offline parts: a tiny random Llama rater, a tiny random encoder under ridge heads, the demo pairs
 TINY = ["data=demo", "data.limit=12", "eval=demo", "eval.subsets=[donotanswer]", "rater=hf_tiny",
-        "model=tiny_random", "train=probe", "logger=none", "stats.n_boot=20", "stats.n_perm=50"]
+        "model=tiny_random", "train=probe", "logger=none", "stats.n_boot=39", "stats.n_perm=50"]
 
 
 def sweep_cfg(cache, *overrides):

@@ -36,11 +36,11 @@ def test_evaluate_weights_seeds_and_ci():
     scores = np.zeros((8, 2, 2))
     scores[:, 0, 0] = 1.0  # rule 0 always prefers chosen
     scores[:, 1, 1] = 1.0  # rule 1 always prefers rejected
-    row, correct = evaluate_weights("m", np.array([[1.0, 0.0], [0.0, 1.0]]), scores, subsets, n_boot=20)
+    row, correct = evaluate_weights("m", np.array([[1.0, 0.0], [0.0, 1.0]]), scores, subsets, n_boot=40)
     # seeds at 100 and 0: sample std (ddof=1) is 70.71, not the population std 50
     assert row["safety"] == pytest.approx(50.0) and row["safety_std"] == pytest.approx(100 / np.sqrt(2))
     assert row["n_seeds"] == 2 and correct.tolist() == [0.5] * 8
-    row1, _ = evaluate_weights("m", np.array([1.0, 0.0]), scores, subsets, n_boot=20)
+    row1, _ = evaluate_weights("m", np.array([1.0, 0.0]), scores, subsets, n_boot=40)
     assert row1["safety"] == 100.0 and row1["safety_ci_low"] == 100.0
 
 

@@ -76,7 +76,7 @@ def test_paper_main_tables_run_offline(tmp_path, cache, name):
 @pytest.mark.parametrize("name, expect", [("tau_sweep", {"encore", "tau_to_inf", "tau_to_zero", "single_rule"}),
                                           ("ablation_topk", {"topk"})])
 def test_sweep_experiments_run_one_job_offline(tmp_path, cache, name, expect):
-    cfg = paper_cfg(name, *OFFLINE, "stats.n_boot=20", "stats.n_perm=100", f"cache_dir={cache}")
+    cfg = paper_cfg(name, *OFFLINE, "stats.n_boot=39", "stats.n_perm=100", f"cache_dir={cache}")
     assert cfg.cache_only  # a sweep job only reads caches: fill them first, as the main table's run would
     run_train_rm(cfg, tmp_path / "filled")
     run_evaluate(cfg, tmp_path / "r")

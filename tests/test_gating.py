@@ -92,3 +92,50 @@ def test_after_fine_tuning_the_gate_reads_the_fine_tuned_backbone(tmp_path):
     np.testing.assert_allclose(got, tuned, atol=1e-5)
     frozen = enc.encode(enc.prompt_texts(list(pairs["prompt"])))
     assert np.abs(got - frozen).max() > 1e-3  # not the frozen backbone any more
+
+
+def _ctx_with_two_inputs(n: int = 300, k: int = 4):
+    """A fit context whose head scores and rater ratings of the training pairs differ (heads: the rater's ratings
+    with rule 0 and rule 3 swapped and noise), with a stand-in trainer that embeds prompts as fixed random vectors."""
+    from types import SimpleNamespace
+
+    from encore.methods import FitContext
+
+    s, x = synthetic(n, 2)
+    ratings = s[..., :k]
+    heads = ratings[..., ::-1] + 0.05 * np.random.default_rng(3).normal(size=ratings.shape)
+    emb = {"train": x, "eval": x[:50]}
+    trainer = SimpleNamespace(prompt_embeddings=lambda pairs, enc, cache, rep: emb[pairs])
+    return FitContext(rules=list("abcd"), entropy=np.zeros(k), accuracy=np.zeros(k),
+                      delta=ratings[:, 0] - ratings[:, 1], train_ratings=ratings, train_scores=heads,
+                      eval_scores=heads[:50], train_pairs="train", eval_pairs="eval", trainer=trainer)
+
+
+def _bt_by_hand(d: np.ndarray, l2: float) -> np.ndarray:
+    """argmin_w mean log(1 + exp(-d·w)) + l2/2 |w|², by BFGS on finite differences (not encore's code), Σ|w| = 1."""
+    from scipy import optimize
+
+    loss = lambda w: np.mean(np.logaddexp(0, -(d @ w))) + 0.5 * l2 * w @ w  # noqa: E731
+    w = optimize.minimize(loss, np.zeros(d.shape[1]), method="BFGS", options={"gtol": 1e-10}).x
+    return w / np.abs(w).sum()
+
+
+@pytest.mark.parametrize("inputs", ["heads", "ratings"])
+def test_bt_weights_and_the_gate_fit_on_the_same_declared_inputs(inputs):
+    """Both learned baselines read the same training inputs (heads by default; ratings on request): the BT weights
+    are the BT optimum of that input's Δ, computed here by hand, and the gate is exactly the gate fitted on it."""
+    from encore.methods import BTOptimized, Gating
+
+    ctx = _ctx_with_two_inputs()
+    x = ctx.train_scores if inputs == "heads" else ctx.train_ratings
+    np.testing.assert_allclose(BTOptimized(inputs=inputs).weights(ctx), _bt_by_hand(x[:, 0] - x[:, 1], 1e-3),
+                               atol=2e-5)
+    gate = Gating(epochs=5, inputs=inputs)
+    got, _ = gate.rewards(ctx)
+    fit = fit_gating(ctx.trainer.prompt_embeddings("train", None, None, None), x, gate.hidden, gate.epochs, gate.lr,
+                     gate.weight_decay, gate.dropout, seed=gate.seed)
+    np.testing.assert_array_equal(got[0], fit.rewards(ctx.trainer.prompt_embeddings("eval", None, None, None),
+                                                     ctx.eval_scores))
+    assert BTOptimized().inputs == Gating().inputs == "heads"
+    with pytest.raises(ValueError, match="method.inputs='both'"):
+        BTOptimized(inputs="both")

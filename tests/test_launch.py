@@ -20,7 +20,7 @@ import pytest
 from conftest import ROOT
 
 COMMON = ["rater=hf_tiny", "data=demo", "data.limit=37", "model=tiny_decoder", "logger=none", "method=encore",
-          "stats.n_boot=20", "stats.n_perm=50"]
+          "stats.n_boot=39", "stats.n_perm=50"]
 OPTS = ["train.progress=false", "train.save_every=1", "train.grad_accum=2", "train.val_frac=0.1", "train.lr=1e-3"]
 
 

@@ -106,7 +106,7 @@ def _env(cache: Path) -> dict:
 def test_tau_multirun_in_subprocess_reruns_no_model(tmp_path, cache):
     runs = tmp_path / "runs"
     env = _env(cache) | {"ENCORE_RUNS_DIR": str(runs)}
-    common = ["model=tiny_random", "logger=none", "stats.n_boot=20", "stats.n_perm=100"]
+    common = ["model=tiny_random", "logger=none", "stats.n_boot=39", "stats.n_perm=100"]
     subprocess.run([sys.executable, "experiments/reproduce.py", *common], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     # The tau_sweep experiment on the demo's stand-ins, three τ values, jobs in parallel through the joblib launcher.

@@ -77,7 +77,7 @@ def test_stage_with_a_missing_shard_names_it_and_its_command(tmp_path, cache):
 def test_three_shards_as_a_joblib_multirun_equal_one_unsharded_run(tmp_path):
     """Real processes: the shard jobs run in parallel through the joblib launcher into one shared cache; the
     assembled ratings equal, bit for bit, those of one unsharded process with its own cache."""
-    common = [*TINY, "logger=none", "stats.n_boot=20"]
+    common = [*TINY, "logger=none", "stats.n_boot=39"]
 
     def run(args, cache):
         env = _env(cache) | {"ENCORE_RUNS_DIR": str(tmp_path / "runs")}

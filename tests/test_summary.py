@@ -18,10 +18,12 @@ def test_the_summary_names_encore_against_the_best_baseline_and_the_papers_numbe
          "main_table": TABLE, "significance": SIG}
     paper = {"pearson_r": {"hh-rlhf-harmless": "-0.84 to -0.87"}, "safety": {"encore": 88.5, "gating": 86.0}}
     text = summary_text(m, Names.from_config(None), paper)
-    assert "Pearson r = -0.50 (95% CI -0.80 to -0.10), p = 0.04" in text and "paper: r = -0.84 to -0.87" in text
+    assert "Pearson r = -0.50 (95% CI -0.80 to -0.10, pair bootstrap, rules fixed), p = 0.04 over K = 10 rules" in text
+    assert "paper: r = -0.84 to -0.87 (the paper's own rules; this run's rules differ)" in text
     assert "ENCORE 70.0 (95% CI 61.0 to 77.0) vs best baseline Gating (MoE) 76.4" in text
     assert "-6.4 points, Holm-adjusted p = 0.02" in text
-    assert "paper: ENCORE 88.5, Gating (MoE) 86.0  (ours: ENCORE 70.0, Gating (MoE) 76.4)" in text
+    assert ("paper: ENCORE 88.5, Gating (MoE) 86.0 (the paper's own rules; this run's rules differ)  (ours: ENCORE 70.0, "
+            "Gating (MoE) 76.4)") in text
 
 
 def test_a_correlation_run_writes_its_summary_to_its_log_and_draws_its_figures(tmp_path, cache, caplog):

@@ -1,6 +1,18 @@
 """The study: per-rule rating entropy, per-rule accuracy, and their correlation. Pure numpy/scipy, no I/O.
 
 Missing ratings are NaN throughout: entropy ignores them, accuracy uses only pairs where both sides are rated.
+
+The bins, exactly. With B bins, bin b (0 <= b < B) holds the ratings r with b/B <= r < (b+1)/B, and the last bin
+is closed: it also holds r = 1. The edges are the exact fractions k/B, not their floating-point approximations:
+a rating within ``EDGE_TOL`` (1e-6) of an edge k/B is taken to lie on it. So a rating meant as k/B (0.3, 0.7 or
+2/3 on a declared label scale) lands in bin k (B-1 for k = B) whatever its last bits: whether it was computed as 0.3
+or 1 - 0.7, read back from JSONL or CSV, or carried as a float32 (0.7 -> 0.699999988). Plain ``int(r * B)`` puts
+0.3, 0.6, 0.7 in bins 3, 6, 7 and ``np.histogram`` in 2, 5, 6: both follow the accidents of binary fractions.
+
+Ties, exactly. A pair ties under a rule when its two ratings differ by at most ``TIE_TOL`` (1e-12): equal up to
+float64 rounding (a value read back from a text file off by one unit in the last place still ties: one ulp is at
+most 1.1e-16 in [0, 1]), while two distinct float32 ratings above 1e-5 (one float32 ulp apart at least 9e-13) stay
+distinct.
 """
 
 from __future__ import annotations
@@ -9,10 +21,13 @@ import numpy as np
 from scipy import stats
 
 TIES = ("wrong", "half", "drop")
+EDGE_TOL = 1e-6  # a rating this close to a bin edge k/B lies on it
+TIE_TOL = 1e-12  # two ratings of a pair this close are a tie
 
 
 def discretise(ratings: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Bin ratings in [0, 1] into ``bins`` equal-width bins: bin b holds [b/B, (b+1)/B), the last also holds 1.0.
+    """Bin ratings in [0, 1] into ``bins`` equal-width bins: bin b holds [b/B, (b+1)/B), the last also holds 1.0,
+    with a rating within ``EDGE_TOL`` of an edge k/B on that edge (see the module docstring).
 
     NaN (missing) maps to -1. Values outside [0, 1] are an error: raters must map their output into [0, 1].
     """
@@ -24,7 +39,10 @@ def discretise(ratings: np.ndarray, bins: int = 10) -> np.ndarray:
         bad = r[finite][(r[finite] < 0) | (r[finite] > 1)][:3]
         raise ValueError(f"ratings must lie in [0, 1]; found e.g. {bad.tolist()}")
     out = np.full(r.shape, -1, dtype=np.int64)
-    out[finite] = np.minimum((r[finite] * bins).astype(np.int64), bins - 1)
+    x = r[finite] * bins
+    edge = np.rint(x)
+    x = np.where(np.abs(x - edge) <= EDGE_TOL * bins, edge, x)  # |r - k/B| <= EDGE_TOL: on the edge k/B
+    out[finite] = np.minimum(np.floor(x).astype(np.int64), bins - 1)
     return out
 
 
@@ -65,7 +83,7 @@ def _discretise_2d(ratings: np.ndarray, bins: int) -> np.ndarray:
 
 
 def rule_accuracy(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong") -> tuple[np.ndarray, np.ndarray]:
-    """Per rule, the share of pairs where ψ_k(chosen) > ψ_k(rejected). Inputs: (N, K).
+    """Per rule, the share of pairs where ψ_k(chosen) > ψ_k(rejected) (by more than ``TIE_TOL``). Inputs: (N, K).
 
     ``ties``: ``wrong`` counts a tie as a miss (RewardBench's convention), ``half`` as 0.5, ``drop`` excludes it.
     Returns (accuracy (K,), number of pairs used (K,)); pairs with a missing side are excluded.
@@ -79,14 +97,17 @@ def rule_accuracy(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong")
 
 def accuracy_terms(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong") -> tuple[np.ndarray, np.ndarray]:
     """Per pair and rule (N, K): the credit (1 win, ½ or 0 tie, 0 loss; 0 where unused) and whether the pair counts
-    (both sides rated; ties excluded under ``drop``). Accuracy is Σ credit / Σ used over any weighting of pairs."""
+    (both sides rated; ties excluded under ``drop``). Accuracy is Σ credit / Σ used over any weighting of pairs.
+    A win is ψ(chosen) - ψ(rejected) > ``TIE_TOL``; a tie |ψ(chosen) - ψ(rejected)| <= ``TIE_TOL``."""
     if ties not in TIES:
         raise ValueError(f"study.ties={ties!r}; use one of {TIES}")
     c, r = np.asarray(chosen, float), np.asarray(rejected, float)
     if c.shape != r.shape:
         raise ValueError(f"chosen {c.shape} and rejected {r.shape} ratings differ in shape")
     ok = ~(np.isnan(c) | np.isnan(r))
-    win, tie = (c > r) & ok, (c == r) & ok
+    with np.errstate(invalid="ignore"):
+        gap = c - r
+    win, tie = (gap > TIE_TOL) & ok, (np.abs(gap) <= TIE_TOL) & ok
     used = ok & ~tie if ties == "drop" else ok
     credit = win + (0.5 if ties == "half" else 0.0) * tie
     return credit * used, used.astype(float)

@@ -56,7 +56,7 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
         if hasattr(m, "rewards"):  # scores pairs itself (single-head BT, gating, judge): no fixed weights
             rewards, extra = m.rewards(ctx)
             row, correct[m.name] = evaluate_rewards(m.name, rewards, subsets, n_boot=cfg.stats.n_boot,
-                                                    seed=cfg.stats.seed)
+                                                    seed=cfg.stats.seed, tie_credit=getattr(m, "tie_credit", 0.0))
             mean_w = extra.pop("mean_weights", None)  # a gate's weights, averaged over evaluation prompts
             if mean_w is not None:
                 weights += [{"method": m.name, "seed": 0, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, mean_w)]

@@ -20,9 +20,10 @@ from encore import compose
 @dataclass
 class FitContext:
     rules: list[str]
-    entropy: np.ndarray  # (K,) rating entropy of each rule on the training pairs
+    entropy: np.ndarray  # (K,) rating entropy of each rule on the training pairs, in units of log base ``log_base``
     accuracy: np.ndarray  # (K,) rule accuracy on the training pairs
     delta: np.ndarray  # (N, K) ψ(chosen) - ψ(rejected) of the rater on the training pairs
+    train_ratings: np.ndarray | None = None  # (N, 2, K) the rater's ratings of the training pairs (chosen first)
     train_pairs: pd.DataFrame | None = None
     eval_pairs: pd.DataFrame | None = None
     train_scores: np.ndarray | None = None  # (N, 2, K) head scores of the multi-head RM on the training pairs
@@ -32,11 +33,17 @@ class FitContext:
     rater: Any = None  # the run's rater (an LLM judge reuses its loaded model)
     cache_dir: str | None = None
     rm_report: dict | None = None  # the trainer's report for this run's reward model (e.g. its model_dir)
+    log_base: float = float(np.e)  # study.log_base: the unit of ``entropy`` (e: nats, 2: bits)
+
+    def entropy_nats(self) -> np.ndarray:
+        """H_k in nats, whatever unit the study reports it in: H_nats = H_base · ln(base)."""
+        return np.asarray(self.entropy, float) * np.log(self.log_base)
 
 
 @dataclass
 class Encore:
-    """w = softmax(-H / τ); paper default τ = 2."""
+    """w = softmax(-H / τ) with H in nats, whatever ``study.log_base`` the run reports entropy in, so τ means the
+    same in every run (τ = 2 nats = 2.885 bits); paper default τ = 2."""
 
     tau: float = 2.0
     name: str = "encore"
@@ -45,7 +52,7 @@ class Encore:
         compose.check_tau(self.tau)  # fail at config time, before any stage runs
 
     def weights(self, ctx: FitContext) -> np.ndarray:
-        return compose.encore_weights(ctx.entropy, self.tau)
+        return compose.encore_weights(ctx.entropy_nats(), self.tau)
 
 
 @dataclass
@@ -92,15 +99,40 @@ class SingleRule:
         return compose.random_single_rule_weights(len(ctx.rules), self.n_seeds, self.seed)
 
 
+INPUTS = ("heads", "ratings")
+
+
+def learned_inputs(ctx: FitContext, inputs: str) -> np.ndarray:
+    """What a learned composition (BT-optimised weights, the gate) is fitted on, (N, 2, K) on the training pairs:
+    ``heads``, the reward model's own K head scores (in-sample: the heads were trained on these pairs' ratings), or
+    ``ratings``, the rater's ratings the heads learned. Both baselines take the same ``inputs`` and are applied to
+    the heads' scores on the evaluation pairs, as ENCORE's weights are."""
+    if inputs not in INPUTS:
+        raise ValueError(f"method.inputs={inputs!r}; use heads (the reward model's head scores) or ratings (the "
+                         "rater's ratings)")
+    x = ctx.train_ratings if inputs == "ratings" else ctx.train_scores
+    if x is None:
+        raise ValueError(f"method.inputs={inputs}: this run has no {inputs} of the training pairs")
+    return x
+
+
 @dataclass
 class BTOptimized:
-    """Linear weights fitted with the Bradley–Terry loss on the rater's Δψ of the training pairs."""
+    """Linear weights w = argmin_w mean_i -log σ(Σ_k w_k Δ_ik) (+ L2), fitted on the training pairs and applied to the
+    heads on the evaluation pairs. ``inputs``: what Δ is, ``heads`` (default: the reward model's head scores, the
+    multi-head rewards that the paper's weights compose; the gate's inputs too) or ``ratings`` (the rater's Δψ)."""
 
     l2: float = 1e-3
+    inputs: str = "heads"
     name: str = "bt_optimized"
 
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUTS:
+            raise ValueError(f"method.inputs={self.inputs!r}; use heads or ratings")
+
     def weights(self, ctx: FitContext) -> np.ndarray:
-        return compose.bt_fit_weights(ctx.delta, l2=self.l2)
+        x = learned_inputs(ctx, self.inputs)
+        return compose.bt_fit_weights(x[:, 0] - x[:, 1], l2=self.l2)
 
 
 @dataclass
@@ -134,7 +166,9 @@ class BTSingleHead:
 class Gating:
     """ArmoRM-style gating: an MLP on the prompt's representation by the reward model's own backbone (fine-tuned
     under ``train=finetune``; templated as the heads' input) → softmax over the K frozen heads, trained with the BT
-    loss on the training pairs' head scores. Reports the gate entropy (mean over evaluation prompts; log K is uniform)."""
+    loss on the training pairs and applied to the heads' scores on the evaluation pairs. ``inputs`` as
+    :class:`BTOptimized`'s: ``heads`` (default; ArmoRM's gate reads its frozen heads) or ``ratings``. Reports the
+    gate entropy (mean over evaluation prompts; log K is uniform)."""
 
     hidden: int = 64
     epochs: int = 300
@@ -142,7 +176,12 @@ class Gating:
     weight_decay: float = 1e-2
     dropout: float = 0.1
     seed: int = 0
+    inputs: str = "heads"
     name: str = "gating"
+
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUTS:
+            raise ValueError(f"method.inputs={self.inputs!r}; use heads or ratings")
 
     def rewards(self, ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
         from encore.gating import fit_gating, gate_entropy
@@ -150,7 +189,7 @@ class Gating:
         def prompts(pairs: pd.DataFrame) -> np.ndarray:  # as the reward model reads them, through its backbone
             return ctx.trainer.prompt_embeddings(pairs, ctx.encoder, ctx.cache_dir, ctx.rm_report)
 
-        fit = fit_gating(prompts(ctx.train_pairs), ctx.train_scores, self.hidden, self.epochs, self.lr,
+        fit = fit_gating(prompts(ctx.train_pairs), learned_inputs(ctx, self.inputs), self.hidden, self.epochs, self.lr,
                          self.weight_decay, self.dropout, seed=self.seed)
         eval_prompts = prompts(ctx.eval_pairs)
         g = fit.weights(eval_prompts)  # (M, K)

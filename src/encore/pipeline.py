@@ -35,7 +35,7 @@ from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate
 from encore.rating.given import check_every_rule_rated, given_ratings, is_given
 from encore.rules import Rule, load_rules
 from encore.settings import check_fields, check_settings
-from encore.study import stage_study
+from encore.study import log_base, stage_study
 from encore.report.style import NAMES_FILE, Names
 from encore.summary import summary_text
 from encore.tracking import Tracker
@@ -216,9 +216,11 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
         if "evaluate" in todo:
             ctx = FitContext(rules=ratings.rules, entropy=stats["entropy"].to_numpy(),
                              accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected,
+                             train_ratings=ratings.values,
                              train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
                              eval_scores=arrays["eval_scores"], encoder=encoder, trainer=trainer, rater=rater,
-                             cache_dir=str(cfg.cache_dir), rm_report=metrics["heads"])
+                             cache_dir=str(cfg.cache_dir), rm_report=metrics["heads"],
+                             log_base=log_base(cfg.study))  # ENCORE's τ is in nats: H is converted
             table, wide, sig = stage_evaluate(cfg, methods, ctx, run_dir)
             metrics["main_table"] = table.to_dict(orient="records")
             metrics["significance"] = sig.to_dict(orient="records")

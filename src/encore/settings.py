@@ -8,6 +8,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from encore.entropy import TIES
+from encore.stats import min_replicates
+
+MIN_PERM = 19  # 1 / (19 + 1) = 0.05
 
 
 class SettingError(ValueError):
@@ -40,6 +43,14 @@ def check_settings(cfg: DictConfig) -> None:
             ok = False
         if not ok:
             raise SettingError(f"study.log_base={st.log_base!r}: use e (nats), 2 (bits) or another number > 1")
+    check_judge_prompt(cfg)
+    rater = cfg.get("rater") or {}
+    if rater.get("normalise", True) is not True and rater.get("_target_") != "encore.rating.hf.HFRater":
+        raise SettingError(f"rater.normalise={rater.normalise}: the raw full-vocabulary P(Yes) is read by rater=hf "
+                           "only. vLLM (rater=vllm, vllm_server) returns label log-probabilities after the "
+                           "allowed-token mask, where only their ratio, P(Yes) / (P(Yes) + P(No)), is exact, and a "
+                           "chat server's top log-probabilities may miss a label; use rater=hf or leave "
+                           "rater.normalise unset")
     _int(rt.chunk_size, "rating.chunk_size", 1)
     share = rt.get("max_missing_share", 1.0)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
@@ -47,8 +58,37 @@ def check_settings(cfg: DictConfig) -> None:
     if rt.get("other_raters", "stop") not in ("stop", "rate"):
         raise SettingError(f"rating.other_raters={rt.other_raters!r}: use stop (name another rater's cached ratings "
                            "of these pairs and stop) or rate (rate anew with this rater)")
-    _int(ss.n_boot, "stats.n_boot", 1)
-    _int(ss.n_perm, "stats.n_perm", 0)
+    # the fewest replicates a 95% percentile interval and a p-value below 0.05 need (encore.stats' docstring)
+    n_boot = _int(ss.n_boot, "stats.n_boot", 1)
+    if n_boot < min_replicates(0.95):
+        raise SettingError(f"stats.n_boot={n_boot}: a 95% percentile interval needs at least {min_replicates(0.95)} "
+                           "bootstrap replicates (each 2.5% tail must hold one); use stats.n_boot=1000 (the default) "
+                           f"or at least {min_replicates(0.95)}")
+    n_perm = _int(ss.n_perm, "stats.n_perm", 0)
+    if n_perm < MIN_PERM:
+        raise SettingError(f"stats.n_perm={n_perm}: with n sign flips the smallest p-value is 1/(n + 1), so fewer "
+                           f"than {MIN_PERM} can never reach 0.05; use stats.n_perm=10000 (the default) or at least "
+                           f"{MIN_PERM}")
+
+
+def _method_nodes(method: Any) -> list[tuple[str, Any]]:
+    """(key as typed, node) for ``method`` (one method) or each method of a mapping (``method=all``)."""
+    if "_target_" in method:
+        return [("method", method)]
+    return [(f"method.{k}", m) for k, m in method.items() if hasattr(m, "get")]
+
+
+def check_judge_prompt(cfg: DictConfig) -> None:
+    """An LLM judge with another prompt than the default (RewardBench's, answered after the prefix "[[": see
+    encore.rating.prompts) needs a rater that takes token-id prompts: a chat-completions rater cannot put the prefix
+    in the assistant's mouth."""
+    rater = cfg.get("rater") or {}
+    chat = rater.get("_target_") == "encore.rating.remote.OpenAIRater" and not rater.get("vllm_extensions", False)
+    for key, node in _method_nodes(cfg.get("method") or {}):
+        if node.get("_target_") == "encore.judge.LLMJudge" and chat and str(node.get("prompt", "encore")) != "encore":
+            raise SettingError(f"{key}.prompt={node.prompt}: its answer is read after a prefix (\"[[\"), which a "
+                               "chat-completions rater (rater=openai) cannot supply; use rater=hf, rater=vllm or "
+                               "rater=vllm_server, or the default prompt")
 
 
 def check_fields(node: Any, cls: type, prefix: str) -> None:

@@ -2,16 +2,39 @@
 
 Pairs are the unit of resampling. Where a score weights subsets (RewardBench Safety), resampling is stratified by
 subset, so every replicate keeps the subset sizes and the weighting is unchanged.
+
+An interval the data cannot support is NaN (printed as unavailable), never a number. A percentile interval at level
+1 - α needs B >= :func:`min_replicates` replicates ((B + 1) α/2 >= 1, so each tail holds one: 39 at 95%) and data
+with at least B + 1 distinct resamples (n pairs have C(2n - 1, n): 5 pairs give 126, 4 give 35; stratified, the
+product over subsets; :func:`supports_interval`). With fewer, every replicate repeats a handful of values and the
+"interval" collapses (1 pair: zero width) or excludes its own estimate (B = 1).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Callable, Iterable
 
 import numpy as np
 
 from encore.entropy import (accuracy_terms, bin_onehot, correlation, entropy_from_counts, rating_entropy,
                             rule_accuracy)
+
+
+def min_replicates(level: float = 0.95) -> int:
+    """Smallest B with (B + 1)(1 - level)/2 >= 1: each tail of the percentile interval holds a replicate."""
+    return math.ceil(2 / (1 - level) - 1e-9) - 1
+
+
+def supports_interval(sizes: Iterable[int], level: float = 0.95) -> bool:
+    """Whether resampling strata of these sizes can give B + 1 = min_replicates + 1 distinct resamples: Π_s C(2n_s-1,
+    n_s) (multisets of n_s draws from n_s pairs) >= B + 1. A stratum of 0 or 1 pair adds nothing."""
+    need, total = min_replicates(level) + 1, 1
+    for n in sizes:
+        total *= math.comb(2 * int(n) - 1, int(n)) if 0 < n < 40 else (need if n >= 40 else 1)
+        if total >= need:
+            return True
+    return False
 
 
 def stratified_indices(subsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -25,8 +48,10 @@ def stratified_indices(subsets: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 def bootstrap_ci(values: np.ndarray, subsets: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``statistic(values[idx], subsets[idx])`` over stratified bootstrap replicates."""
-    if n_boot < 1:
+    """Percentile interval of ``statistic(values[idx], subsets[idx])`` over stratified bootstrap replicates; NaN when
+    ``n_boot`` or the subset sizes cannot support one (module docstring)."""
+    sizes = np.unique(subsets, return_counts=True)[1]
+    if n_boot < min_replicates(level) or not supports_interval(sizes, level):
         return (np.nan, np.nan)
     rng = np.random.default_rng(seed)
     reps = np.empty(n_boot)
@@ -42,7 +67,9 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, weights: np.ndarray | 
     """Two-sided p-value for H0: methods a and b are exchangeable on each pair (per-pair scores a_i, b_i).
 
     Statistic T = Σ_i w_i (a_i - b_i) (w = per-pair weights of the score, e.g. RewardBench's subset weighting);
-    under H0 each difference's sign is a fair coin. p = (1 + #{|T*| >= |T|}) / (1 + n_perm).
+    under H0 each difference's sign is a fair coin. With m pairs that differ and 2^m <= n_perm, every sign pattern
+    is enumerated and p = #{|T*| >= |T|} / 2^m exactly; otherwise n_perm random patterns give
+    p = (1 + #{|T*| >= |T|}) / (1 + n_perm).
     """
     d = np.asarray(a, float) - np.asarray(b, float)
     w = np.full(d.size, 1.0 / d.size) if weights is None else np.asarray(weights, float)
@@ -52,6 +79,9 @@ def paired_permutation_test(a: np.ndarray, b: np.ndarray, weights: np.ndarray | 
     rng = np.random.default_rng(seed)
     nz = d != 0
     wd = (w * d)[nz]
+    if 2 ** wd.size <= n_perm:  # exact: all 2^m sign patterns (the observed one among them)
+        codes = np.arange(2 ** wd.size)[:, None] >> np.arange(wd.size) & 1  # (2^m, m) bits
+        return float((np.abs((1.0 - 2.0 * codes) @ wd) >= t_obs - 1e-12).mean())
     count = 0
     for start in range(0, n_perm, 1000):
         m = min(1000, n_perm - start)
@@ -81,11 +111,17 @@ def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int
     Each replicate recomputes every rule's entropy and accuracy on the resampled pairs, so the interval covers the
     uncertainty of both axes. Vectorised: a replicate is a count vector c_b (how often each pair was drawn), so
     bin histograms and accuracies are c_b-weighted sums, ``chunk`` replicates per matrix product. Resamples are the
-    same draws as a loop of ``rng.integers(0, N, N)`` per replicate; :func:`_replicate` is that loop's body.
+    same draws as a loop of ``rng.integers(0, N, N)`` per replicate; :func:`_replicate` is that loop's body. The
+    rules are held fixed: the interval says how much r would move with other pairs from the same source, not with
+    other rules (the p-value of :func:`encore.entropy.correlation` treats the K rules as the sample). NaN when the
+    pairs or ``n_boot`` cannot support an interval.
     """
     rng = np.random.default_rng(seed)
     c, r = np.asarray(chosen, float), np.asarray(rejected, float)
     n, k = c.shape
+    if n_boot < min_replicates(level) or not supports_interval([n], level):
+        return {"pearson_r_ci_low": np.nan, "pearson_r_ci_high": np.nan, "spearman_rho_ci_low": np.nan,
+                "spearman_rho_ci_high": np.nan, "n_boot": n_boot, "level": level}
     onehot = bin_onehot(c, bins) + bin_onehot(r, bins)  # (N, K, bins): both sides' bins per pair
     credit, used = accuracy_terms(c, r, ties)  # (N, K) each
     rs, rhos = [], []
@@ -108,10 +144,14 @@ def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int
 def bootstrap_rule_accuracy_ci(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong", n_boot: int = 1000,
                                seed: int = 0, level: float = 0.95, chunk: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of each rule's accuracy (K,) over pairs resampled with replacement (N, K inputs); the
-    same count-vector replicates as :func:`bootstrap_correlation_ci`."""
+    same count-vector replicates as :func:`bootstrap_correlation_ci`. NaN for a rule whose pairs (rated on both
+    sides) cannot support an interval, and for every rule when ``n_boot`` cannot."""
     rng = np.random.default_rng(seed)
     credit, used = accuracy_terms(np.asarray(chosen, float), np.asarray(rejected, float), ties)
     n = credit.shape[0]
+    ok = np.array([supports_interval([m], level) for m in used.sum(axis=0).astype(int)])
+    if n_boot < min_replicates(level):
+        n_boot = 0  # no replicates: every interval NaN
     reps = []
     for start in range(0, n_boot, chunk):
         counts = np.stack([np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(min(chunk, n_boot - start))])
@@ -125,7 +165,7 @@ def bootstrap_rule_accuracy_ci(chosen: np.ndarray, rejected: np.ndarray, ties: s
 
     with warnings.catch_warnings():  # a rule never rated on both sides has only NaN replicates: its interval is NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanquantile(r, a, axis=0), np.nanquantile(r, 1 - a, axis=0)
+        return (np.where(ok, np.nanquantile(r, a, axis=0), np.nan), np.where(ok, np.nanquantile(r, 1 - a, axis=0), np.nan))
 
 
 def _replicate(chosen: np.ndarray, rejected: np.ndarray, idx: np.ndarray, bins: int, ties: str) -> dict[str, float]:

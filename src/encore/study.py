@@ -25,13 +25,20 @@ from encore.report.tables import write_tables
 
 log = logging.getLogger(__name__)
 TIE_WARNING = 0.2  # a rule tying on more than this share of pairs gets the tie policy's effect in the log
+# The interval on r and its p-value answer different questions, so correlation.json says which each is.
+CI_BASIS = "pair bootstrap: 95% percentile interval over stats.n_boot resamples of the pairs, the rules fixed"
+P_BASIS = "over the K rules: two-sided test of r = 0 with the rules as the sample (scipy.stats.pearsonr, spearmanr)"
+
+
+def log_base(study: DictConfig) -> float:
+    """``study.log_base`` as a number (``e``: nats)."""
+    return float(np.e) if str(study.log_base) == "e" else float(study.log_base)
 
 
 def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.DataFrame, dict]:
     """Per-rule entropy and accuracy, their correlation with a bootstrap interval, and the tie policy's effect."""
     st = cfg.study
-    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins),
-                       np.e if str(st.log_base) == "e" else float(st.log_base))
+    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins), log_base(st))
     by_ties = {t: rule_accuracy(ratings.chosen, ratings.rejected, t) for t in TIES}  # (accuracy, pairs used)
     acc, n_used = by_ties[st.ties]
     if not np.isfinite(acc).any():
@@ -49,6 +56,7 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
     corr = correlation(H, acc)
     corr.update(bootstrap_correlation_ci(ratings.chosen, ratings.rejected, int(st.bins), st.ties,
                                          n_boot=cfg.stats.n_boot, seed=cfg.stats.seed))
+    corr.update(ci_basis=CI_BASIS, p_basis=P_BASIS)  # what each uncertainty measure is (docs/experiments.md)
     corr.update(bins=st.bins, ties=st.ties, log_base=str(st.log_base), n_pairs=len(ratings.pair_ids),
                 max_tie_share=float(np.nanmax(ties)) if np.isfinite(ties).any() else None,
                 by_ties={t: {k: correlation(H, a)[k] for k in ("pearson_r", "spearman_rho")} for t, (a, _) in by_ties.items()})

@@ -1,36 +1,60 @@
 """The few plain lines a run ends with: what it found, with the paper's number beside ours for a paper experiment.
 
-    study: entropy vs accuracy over 10 rules and 2308 pairs: Pearson r = +0.31 (95% CI -0.07 to +0.59), p = 0.39; ...
+    study: entropy vs accuracy over 10 rules and 2308 pairs: Pearson r = +0.31 (95% CI -0.07 to +0.59, pair
+        bootstrap, rules fixed), p = 0.39 over K = 10 rules; ...
     safety: ENCORE 69.1 (95% CI 61.2 to 76.6) vs best baseline Single-head BT 97.4 (...): -28.3 points, Holm-adjusted p = ...
-    paper: ENCORE 88.5, Gating (MoE) 86.0, Uniform 85.5  (ours: ENCORE ..., Gating (MoE) ..., Uniform ...)
+    paper: ENCORE 88.5, Gating (MoE) 86.0, Uniform 85.5 (the paper's own rules; this run's rules differ)  (ours: ...)
 
 The paper's numbers come from the experiment file (``paper:`` in ``conf/experiment/paper_*.yaml``), keyed by
-dataset for the study and by method for the main table; they are quoted, never computed.
+dataset for the study and by method for the main table; they are quoted, never computed, and always said to be on
+the paper's own rules (its rule texts are not available; ours differ).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from encore.report.style import Names
 
+# The paper's rule texts are not published with it; every rule set here (safety10 included) was written for this
+# project, so a quoted number is never a result on our rules.
+PAPER_RULES = "(the paper's own rules; this run's rules differ)"
+
 
 def _num(x: Any, fmt: str = "+.2f") -> str:
-    return "n/a" if x is None else format(float(x), fmt)
+    return "n/a" if x is None or not math.isfinite(float(x)) else format(float(x), fmt)
 
 
-def _ci(row: Mapping[str, Any], key: str, fmt: str) -> str:
+def _finite(*xs: Any) -> bool:
+    return all(x is not None and math.isfinite(float(x)) for x in xs)
+
+
+def _ci(row: Mapping[str, Any], key: str, fmt: str, what: str = "") -> str:
+    """`` (95% CI lo to hi[, what])``; an interval the data could not support (NaN, null) is said to be unavailable."""
+    if f"{key}_ci_low" not in row:
+        return ""
     lo, hi = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-    return "" if lo is None or hi is None else f" (95% CI {_num(lo, fmt)} to {_num(hi, fmt)})"
+    if not _finite(lo, hi):
+        return " (95% CI unavailable: too few pairs)"
+    return f" (95% CI {_num(lo, fmt)} to {_num(hi, fmt)}{', ' + what if what else ''})"
 
 
 def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] | None) -> str:
-    """Entropy–accuracy correlation with its interval and p-value; the paper's r for this dataset beside it."""
-    line = (f"study: entropy vs accuracy over {corr.get('n_rules')} rules and {corr.get('n_pairs')} pairs: Pearson "
-            f"r = {_num(corr.get('pearson_r'))}{_ci(corr, 'pearson_r', '+.2f')}, p = "
-            f"{_num(corr.get('pearson_p'), '.2g')}; Spearman rho = {_num(corr.get('spearman_rho'))}")
+    """Entropy–accuracy correlation with its interval and p-value, each saying what it is: the interval resamples
+    pairs with the rules fixed, the p-value treats the K rules as the sample. When one excludes 0 and the other does
+    not, the line says why they may disagree. The paper's r for this dataset beside it, with the rules it used."""
+    k, r, p = corr.get("n_rules"), corr.get("pearson_r"), corr.get("pearson_p")
+    line = (f"study: entropy vs accuracy over {k} rules and {corr.get('n_pairs')} pairs: Pearson "
+            f"r = {_num(r)}{_ci(corr, 'pearson_r', '+.2f', 'pair bootstrap, rules fixed')}, p = "
+            f"{_num(p, '.2g')} over K = {k} rules")
+    lo, hi = corr.get("pearson_r_ci_low"), corr.get("pearson_r_ci_high")
+    if _finite(lo, hi, p) and (lo > 0 or hi < 0) != (p < 0.05):
+        line += (" (they differ because they ask different things: the interval, how r moves with other pairs for "
+                 f"these rules; p, whether {k} rules are enough to tell r from 0)")
+    line += f"; Spearman rho = {_num(corr.get('spearman_rho'))}"
     r = (paper or {}).get("pearson_r", {}).get(dataset) if paper else None
-    return line + (f"; paper: r = {r}" if r is not None else "")
+    return line + (f"; paper: r = {r} {PAPER_RULES}" if r is not None else "")
 
 
 def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], names: Names,
@@ -56,7 +80,7 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
     if quoted:
         ours = ", ".join(f"{names.method(m)} {rows[m]['safety']:.1f}" for m in quoted if m in rows)
         lines.append("paper: " + ", ".join(f"{names.method(m)} {v}" for m, v in quoted.items())
-                     + (f"  (ours: {ours})" if ours else ""))
+                     + f" {PAPER_RULES}" + (f"  (ours: {ours})" if ours else ""))
     return lines
 
 

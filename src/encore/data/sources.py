@@ -46,10 +46,12 @@ def read_table(path: str | Path, field: str = "data.path") -> pd.DataFrame:
                         f"{'not ' if gz else ''}named .gz. Fix: {fix}")
     compression = "gzip" if named_gz else None
     try:
+        # precise_float: pandas' default JSON number parser is off by a unit in the last place for most decimals
+        # (0.42332644897257554 -> ...7557); the exact one returns the float the writer held (tests/test_bins.py)
         if kind == ".jsonl":
-            df = pd.read_json(path, lines=True, compression=compression, encoding="utf-8-sig")
+            df = pd.read_json(path, lines=True, compression=compression, encoding="utf-8-sig", precise_float=True)
         elif kind == ".json":
-            df = pd.read_json(path, compression=compression, encoding="utf-8-sig")
+            df = pd.read_json(path, compression=compression, encoding="utf-8-sig", precise_float=True)
         elif kind == ".parquet":
             df = pd.read_parquet(path)
         else:

@@ -43,6 +43,7 @@ class HFRater:
     seed: int = 0
     mode: str = "yes_no"  # or "scale"
     scale_max: int = 5
+    normalise: bool = True  # yes_no: P(Yes) / (P(Yes) + P(No)); False: the raw full-vocabulary P(Yes)
     system_prompt: str | None = None
     max_length: int = 4096
     batch_size: int = 8  # responses per forward pass (x K rule suffixes)
@@ -66,6 +67,9 @@ class HFRater:
             v = getattr(self, name)
             if OmegaConf.is_config(v):
                 setattr(self, name, OmegaConf.to_container(v))
+        if not self.normalise and self.mode != "yes_no":
+            raise ValueError(f"rater.normalise=false with rater.mode={self.mode}: the raw probability is defined for "
+                             "yes_no only (a scale rating is an expectation over its digits); use rater.normalise=true")
         if self.batch_size < 1 or self.max_length < 2:
             raise ValueError(f"rater.batch_size={self.batch_size}, rater.max_length={self.max_length}: must be >= 1, 2")
 
@@ -77,7 +81,8 @@ class HFRater:
                 "config": self.config, "seed": self.seed if self.config else None, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
                 "max_length": self.max_length, "dtype": _dtype_identity(self.dtype),
-                "template": P.RULE_TEMPLATE}
+                "template": P.RULE_TEMPLATE,
+                **({} if self.normalise else {"normalise": False})}  # the default's key is unchanged
 
     # ------------------------------------------------------------------ placement and loading
     @property
@@ -197,7 +202,7 @@ class HFRater:
             idx = ok[s: s + self.batch_size]
             probs = self._probs_for([seqs[i] for i in idx])  # (b, K, n_options)
             for row, i in enumerate(idx):
-                values[i] = [P.rating_from_probs(p, self.mode) for p in probs[row]]
+                values[i] = [P.rating_from_probs(p, self.mode, self.normalise) for p in probs[row]]
         return values, reasons
 
     def _probs_for(self, batch: list[list[list[int]]]) -> np.ndarray:
@@ -209,11 +214,13 @@ class HFRater:
         flat = [s for per in batch for s in per]
         return self.forward_full(flat).reshape(len(batch), len(batch[0]), -1)
 
-    def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
-        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token."""
+    def judge(self, prompts: list[str], a: list[str], b: list[str],
+              style: str = "encore") -> tuple[np.ndarray, list[str]]:
+        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token after the prompt
+        ``style``'s answer prefix."""
         self.load()
         options = self.prompts.judge_options()
-        seqs = self.prompts.judge_ids(prompts, a, b)
+        seqs = self.prompts.judge_ids(prompts, a, b, style)
         out = np.full(len(seqs), np.nan)
         ok, reasons = split_too_long(list(map(len, seqs)), self.max_length)
         ok.sort(key=lambda i: -len(seqs[i]))

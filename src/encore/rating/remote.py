@@ -100,12 +100,18 @@ class OpenAIRater:
         values = np.array([P.rating_from_probs(p, self.mode) if p is not None else np.nan for p in probs])
         return values.reshape(len(responses), K), [reasons[i * K:(i + 1) * K] for i in range(len(responses))]
 
-    def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
+    def judge(self, prompts: list[str], a: list[str], b: list[str],
+              style: str = "encore") -> tuple[np.ndarray, list[str]]:
         if self.vllm_extensions:
-            probs, reasons = self._exact([[s] for s in self.prompts.judge_ids(prompts, a, b)], self.prompts.judge_options())
+            probs, reasons = self._exact([[s] for s in self.prompts.judge_ids(prompts, a, b, style)],
+                                         self.prompts.judge_options())
+        elif P.judge_prefix(style):
+            raise ValueError(f"method.llm_judge.prompt={style}: its answer starts with {P.judge_prefix(style)!r}, "
+                             "which a chat-completions request cannot put in the assistant's mouth; use rater=hf, "
+                             "rater=vllm or rater=vllm_server (token-id prompts)")
         else:
-            probs, reasons = self._chat([P.judge_messages(p, x, y, self.system_prompt) for p, x, y in zip(prompts, a, b)],
-                                        P.JUDGE_LABELS, cases=False)
+            probs, reasons = self._chat([P.judge_messages(p, x, y, self.system_prompt, style)
+                                         for p, x, y in zip(prompts, a, b)], P.JUDGE_LABELS, cases=False)
         return np.array([p[0] / sum(p) if p is not None else np.nan for p in probs]), reasons
 
     def _chat(self, jobs: list[list[dict]], labels: list[str], cases: bool) -> tuple[list, list[str]]:

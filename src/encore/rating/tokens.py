@@ -113,8 +113,10 @@ class PromptTokenizer:
         flat = self.tokenize([t for per in texts for t in per])
         return [flat[i * K: (i + 1) * K] for i in range(len(texts))]
 
-    def judge_ids(self, prompts: list[str], a: list[str], b: list[str]) -> list[list[int]]:
-        return self.tokenize([self.render(P.judge_messages(p, x, y, self.system_prompt))
+    def judge_ids(self, prompts: list[str], a: list[str], b: list[str], style: str = "encore") -> list[list[int]]:
+        """Judge prompts as ids; ``style`` (method.llm_judge.prompt) picks the prompt and its answer prefix."""
+        prefix = P.judge_prefix(style)
+        return self.tokenize([self.render(P.judge_messages(p, x, y, self.system_prompt, style)) + prefix
                               for p, x, y in zip(prompts, a, b)])
 
 

@@ -175,10 +175,12 @@ class VLLMRater:
             values[i] = [P.rating_from_probs(p, self.mode) for p in probs[j * K:(j + 1) * K]]
         return values, [[r] * K for r in why]
 
-    def judge(self, prompts: list[str], a: list[str], b: list[str]) -> tuple[np.ndarray, list[str]]:
-        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token."""
+    def judge(self, prompts: list[str], a: list[str], b: list[str],
+              style: str = "encore") -> tuple[np.ndarray, list[str]]:
+        """P(A) / (P(A) + P(B)) for each (prompt, A, B) triple, read from the first answer token after the prompt
+        ``style``'s answer prefix (method.llm_judge.prompt)."""
         self.load()
-        seqs = self.prompts.judge_ids(prompts, a, b)
+        seqs = self.prompts.judge_ids(prompts, a, b, style)
         out = np.full(len(seqs), np.nan)
         ok, reasons = split_too_long(list(map(len, seqs)), self.prompt_limit)
         for i, p in zip(ok, self._option_probs([seqs[i] for i in ok], self.prompts.judge_options())):

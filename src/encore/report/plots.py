@@ -135,6 +135,7 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
         ok = np.isfinite(x) & np.isfinite(y)
         if {"accuracy_ci_low", "accuracy_ci_high"} <= set(d):
             err = np.abs(np.vstack([y - 100 * d["accuracy_ci_low"], 100 * d["accuracy_ci_high"] - y]))
+            err = np.nan_to_num(err)  # an interval the pairs cannot support (NaN): no bar
         else:
             err = None
         ax.errorbar(x, y, yerr=err, fmt="o", color=OTHER, ecolor=OTHER, elinewidth=0.6, capsize=1.5, ms=3.5,
@@ -159,8 +160,10 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
             span = [y[ok]] if err is None else [y[ok] + f * (err[1][ok] if f > 0 else err[0][ok])
                                                 for f in (-1, -0.5, 0.5, 1)]  # the intervals are in the way too
             cx, cy, ha, va = _emptiest_corner(ax, np.tile(x[ok], len(span) + 1), np.concatenate([y[ok], *span]))
-            objects.append(ax.text(cx, cy, f"$r$ = {r['pearson_r']:.2f} [{r['pearson_r_ci_low']:.2f}, "
-                                           f"{r['pearson_r_ci_high']:.2f}]\n$p$ = {r['pearson_p']:.2g}",
+            lo, hi = (pd.to_numeric(r.get(f"pearson_r_ci_{e}"), errors="coerce") for e in ("low", "high"))
+            ci = f"[{lo:.2f}, {hi:.2f}] pair bootstrap" if np.isfinite([lo, hi]).all() else "(CI n/a: few pairs)"
+            objects.append(ax.text(cx, cy, f"$r$ = {r['pearson_r']:.2f} {ci}\n$p$ = {r['pearson_p']:.2g} over "
+                                           f"$K$ = {int(r['n_rules'])} rules",
                                    transform=ax.transAxes, ha=ha, va=va, fontsize=6.5))
         if ok.any():
             _label_rules(fig, ax, x[ok], y[ok], [names.rule(r) for r in d["rule"][ok]], objects, (x[ok], lo_y, hi_y))

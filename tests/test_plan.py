@@ -30,7 +30,7 @@ def test_paper_correlation_on_one_80gb_gpu_names_the_fix_and_fits_a_node():
     assert not one["fits"] and not rate["fits"] and "70.55 B parameters" in rate["arch"]
     assert "plan.gpus=5x80GB" in rate["fix"] and "rater.max_memory='{0: " in rate["fix"]
     node = plan("experiment=paper_correlation", "plan.gpus=8x80GB")
-    assert node["fits"] and "over 5 of 8" in stage(node, "rate")["where"]
+    assert node["fits"] and "over 4 of 8" in stage(node, "rate")["where"] and stage(node, "rate")["batch"] == 6
 
 
 def test_paper_main_table_on_one_gpu_and_on_a_node():
@@ -52,11 +52,14 @@ def test_full_precision_training_needs_fsdp_and_the_plan_says_so():
     assert stage(fsdp, "train")["fits"] and "(fsdp, 8 process(es))" in stage(fsdp, "train")["model"]
 
 
-def test_a_batch_fix_applied_makes_the_stage_fit():
-    tight = plan("experiment=paper_correlation", "plan.gpus=3x80GB")
-    fix = stage(tight, "rate")["fix"]
-    assert fix.startswith("rater.batch_size=")
-    assert plan("experiment=paper_correlation", "plan.gpus=3x80GB", fix.split()[0])["fits"]
+def test_on_fewer_gpus_the_placement_lowers_the_batch_itself():
+    """3 x 80 GB hold the 70B only below the ceiling rater.batch_size=8: the plan places the largest batch that fits
+    (what the run's load does), where it used to name rater.batch_size=N as a fix. Per GPU at batch b:
+    (141.1 GB + b * 13.42 GB of KV) / 3 + b * 2.35 GB (one layer's concat, SDPA repeat and activations) + 2.63 GB of
+    balance buffer: b = 3 gives 70.1 GB of the 73.6 GB usable, b = 4 gives 77.0 GB."""
+    tight = stage(plan("experiment=paper_correlation", "plan.gpus=3x80GB"), "rate")
+    assert tight["fits"] and (tight["batch"], tight["n_gpus"]) == (3, 3) and not tight["fix"]
+    assert "rater.batch_size 3, the largest up to 8" in tight["replicas"]
 
 
 @pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")

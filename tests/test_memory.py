@@ -96,7 +96,8 @@ def test_the_plan_prints_every_term_and_the_batch_that_fills_the_node():
     text = format_plan(p)
     for term in ("kv concat (1 layer)", "gqa k/v repeat (1 layer)", "activations (1 layer)",
                  "replicas: 2 x 4 GPU(s) (rater.batch_size 6, the largest up to 8 that fits the most copies",
-                 "kv cache: sized for 6 responses x 10 rules x 4,096 tokens (rater.max_length", "GPUs computing: 2 of 8"):
+                 "kv cache: sized for 6 responses x 10 rules x 4,096 tokens (rater.max_length",
+                 "GPUs computing: 2 of 8"):
         assert term in text, term
     one = plan_experiment(paper("plan.gpus=8xH100", "rating.replicas=1"))  # one copy asked for: the ceiling fits
     assert "replicas: 1 x 5 GPU(s) (rater.batch_size 8;" in format_plan(one)

@@ -29,7 +29,7 @@ def test_paper_correlation_on_one_80gb_gpu_names_the_fix_and_fits_a_node():
     one = plan("experiment=paper_correlation", "plan.gpus=1x80GB")
     rate = stage(one, "rate")
     assert not one["fits"] and not rate["fits"] and "70.55 B parameters" in rate["arch"]
-    assert "plan.gpus=5x80GB" in rate["fix"] and "rater.max_memory='{0: " in rate["fix"]
+    assert "plan.gpus=3x80GB" in rate["fix"] and "rater.batch_size=1 rater.max_memory='{0: " in rate["fix"]
     node = plan("experiment=paper_correlation", "plan.gpus=8x80GB")
     assert node["fits"] and "over 4 of 8" in stage(node, "rate")["where"] and stage(node, "rate")["batch"] == 6
 
@@ -129,7 +129,8 @@ def test_vllm_on_a_machine_without_gpus_plans_the_cpu_build(tmp_path):
 # Meta-Llama-3-8B-Instruct's architecture (its config.json), recorded for planning offline
 LLAMA3_8B = ["rater.model=meta-llama/Meta-Llama-3-8B-Instruct",
              "rater.arch._name_or_path=meta-llama/Meta-Llama-3-8B-Instruct", "rater.arch.hidden_size=4096",
-             "rater.arch.intermediate_size=14336", "rater.arch.num_hidden_layers=32", "rater.arch.num_attention_heads=32"]
+             "rater.arch.intermediate_size=14336", "rater.arch.num_hidden_layers=32",
+             "rater.arch.num_attention_heads=32"]
 
 
 def test_the_paper_rating_stage_computes_on_8_of_8_with_vllm_and_the_plan_names_both_engines():

@@ -20,11 +20,8 @@ from encore.replicas import commands, plan_for, rater_fill, replica_groups, shar
 
 from conftest import CONF, ROOT
 from test_pipeline import _env
+from test_plan import LLAMA3_8B
 
-# Meta-Llama-3-8B-Instruct's architecture (its config.json), recorded for planning offline
-LLAMA3_8B = ["rater.model=meta-llama/Meta-Llama-3-8B-Instruct", "rater.arch._name_or_path=meta-llama/Meta-Llama-3-8B-Instruct",
-             "rater.arch.hidden_size=4096", "rater.arch.intermediate_size=14336", "rater.arch.num_hidden_layers=32",
-             "rater.arch.num_attention_heads=32"]
 TINY = ["rater=hf_tiny", "data=demo", "data.limit=30", "rating.chunk_size=8", "logger=none"]
 
 

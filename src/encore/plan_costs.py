@@ -118,8 +118,9 @@ def engines_line(rater: Any, gpus: Gpus, n_rules: int, setting: Any, tokens: int
         shape = (f"{use['copies']} x tensor parallel {p.tensor_parallel}" if use["vllm"] else
                  f"{use['copies']} x {use['per']} GPU(s) at batch {p.batch}")
         h = T.hours(2.0 * other.arch_info().n_params * tokens, c, peak, mfu) if tokens else None
+        when = "" if h is None else f", {h:,.1f} h" if h >= 1 else f", {h * 60:.1f} min"
         parts.append(f"rater={kind}{' (this run)' if other is rater else ''}: {shape}, {c} of {gpus.count} computing"
-                     + (f", {h:,.1f} h" if h is not None and h >= 1 else f", {h * 60:.1f} min" if h is not None else ""))
+                     + when)
         speed[kind] = c
     if len(speed) == 2 and min(speed.values()) > 0 and not math.isclose(*speed.values()):
         fast = max(speed, key=speed.get)

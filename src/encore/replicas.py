@@ -179,6 +179,7 @@ def launch(cfg: Any, script: str, overrides: list[str], out: Path) -> bool:
     reps = plan_for(cfg)
     if reps.count < 2:
         return False
-    log.info("rating with %d replicas of %d GPU(s) each: %s", reps.count, reps.per_replica, list(reps.groups))
+    log.info("rating with %d replicas of %d GPU(s) each: %s%s", reps.count, reps.per_replica, list(reps.groups),
+             f", each told {' '.join(reps.overrides)}" if reps.overrides else "")
     run_all(commands(script, overrides, reps, out, cfg.rating.num_shards, cfg.rating.shard), out)
     return True

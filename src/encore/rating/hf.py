@@ -10,7 +10,9 @@ Prompts longer than ``max_length`` are recorded as missing with their length, ne
 
 Placement (:mod:`encore.scale.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
 through accelerate's ``device_map``, else an error naming the fix, decided from the config before any weight is
-read. ``device_map``/``max_memory``/``offload_folder`` given by the user (e.g. CPU or disk offload) pass through.
+read. ``rater.batch_size`` is a ceiling: the placement rates with the largest batch up to it that fits (the most
+copies on the node, when :mod:`encore.replicas` asks). ``device_map``/``max_memory``/``offload_folder`` given by
+the user (e.g. CPU or disk offload) pass through.
 """
 
 from __future__ import annotations

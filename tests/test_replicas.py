@@ -107,3 +107,15 @@ def test_two_replica_processes_rate_the_table_one_process_rates(tmp_path):
     b = pd.read_parquet(tmp_path / "one" / "ratings.parquet")
     assert len(a) == 30 * 2 * 10 and a["value"].notna().all()
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_batch_size_auto_takes_the_largest_batch_that_keeps_the_most_copies():
+    """rater.batch_size=auto (ceiling 64) on 8 x 141 GB: one GPU cannot hold the 141.1 GB of weights, two can, for
+    batches with (141.1 + 13.42 b) / 2 + 2.35 b + 2.63 <= 129.7 GB usable, i.e. b <= 6: 4 copies of 2 GPUs at batch 6.
+    Without a GPU the batch decides nothing about placement: 8."""
+    auto = build(paper("rater.batch_size=auto").rater)
+    place, per, n = rater_fill(auto, Gpus(8, 141 * GB, "t"), 10)
+    assert (place.batch, per, n) == (6, 2, 4)
+    assert auto.placement(Gpus(0, 0, "cpu")).batch == auto.batch == 8
+    with pytest.raises(ValueError, match="rater.batch_size='many': use a positive integer"):
+        build(paper("rater.batch_size=many").rater)

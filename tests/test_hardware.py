@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from encore.scale.distributed import machines_from_file, strategy_from_file
-from encore.scale.hardware import GB, Gpus, detect, parse_gpus
+from encore.scale.hardware import GB, Gpus, detect, parse_gpus, plan_peak
 from encore.scale.loading import target_gpus
 from encore.pipeline import build
 from encore.plan import plan_experiment
@@ -91,11 +91,21 @@ def test_two_machine_accelerate_config_plans_16_processes_over_2_nodes(tmp_path)
 
 
 def test_named_gpus_carry_their_memory_and_bf16_peak():
-    assert parse_gpus("8xH100") == Gpus(8, 80 * GB, "plan.gpus=8xH100", peak_tflops=989.0)
+    assert parse_gpus("8xH100") == Gpus(8, 80 * GB, "plan.gpus=8xH100", peak_tflops=989.0, name="H100")
     assert parse_gpus("2xH200").memory == 141 * GB and parse_gpus("1xA100").peak_tflops == 312.0
     assert parse_gpus("8x80GB").peak_tflops is None
     with pytest.raises(ValueError, match="COUNTxNAME of a known GPU"):
         parse_gpus("8xGTX9000")
+
+
+def test_the_plans_peak_is_named_assumed_for_a_bare_size_or_asked_for():
+    """Hours need a peak: a named GPU's; for a bare size the GPU assumed for it, said so; else one line asking."""
+    assert plan_peak(parse_gpus("8xH100")) == (989.0, "the H100's")
+    assert plan_peak(parse_gpus("8x80GB")) == (989.0, "assumed H100 for 80 GB GPUs; name the type for another, e.g. "
+                                                      "plan.gpus=8xA100 for the A100's 312")
+    assert plan_peak(parse_gpus("4x141GB"))[0] == 989.0 and plan_peak(parse_gpus("8x80GB"), 312)[0] == 312.0
+    peak, ask = plan_peak(parse_gpus("8x24GB"))
+    assert peak is None and ask.startswith("hours need the GPU type: name it (plan.gpus=8xH100)") and "\n" not in ask
 
 
 def test_8bit_adamw_under_fsdp_is_refused_with_the_recipes_that_work():

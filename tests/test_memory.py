@@ -86,16 +86,21 @@ def test_flops_and_hours_from_the_formulas():
         T.hours(1.0, 1, 989.0, 1.5)
 
 
-def test_the_plan_prints_every_term_the_replicas_and_a_batch_that_frees_the_idle_gpus():
+def test_the_plan_prints_every_term_and_the_batch_that_fills_the_node():
+    """The 70B at the ceiling rater.batch_size=8 needs 5 of 8 GPUs: one copy. The placement picks batch 6 (4 GPUs, two
+    copies); its terms at 6 x 10 rules x 4096: the SDPA repeat 2 * 60 * 4096 * 64 * 128 * 2 bytes."""
     p = plan_experiment(paper("plan.gpus=8xH100"))
     rate = next(s for s in p["stages"] if s["stage"] == "rate")
-    assert rate["parts"]["gqa k/v repeat (1 layer)"] == 10_737_418_240
+    assert rate["parts"]["gqa k/v repeat (1 layer)"] == 2 * 60 * 4096 * 64 * 128 * 2 == 8_053_063_680
+    assert (rate["batch"], rate["n_gpus"]) == (6, 4)
     text = format_plan(p)
-    for term in ("kv concat (1 layer)", "gqa k/v repeat (1 layer)", "activations (1 layer)", "replicas: 1 x 5 GPU(s)",
-                 "3 GPU(s) idle; rater.batch_size=6 fits 2 copies of 4 GPU(s)"):
+    for term in ("kv concat (1 layer)", "gqa k/v repeat (1 layer)", "activations (1 layer)",
+                 "replicas: 2 x 4 GPU(s) (rater.batch_size 6, the largest up to 8 that fits the most copies",
+                 "kv cache: sized for 6 responses x 10 rules x 4,096 tokens (rater.max_length",
+                 "GPUs computing: 2 of 8"):
         assert term in text, term
-    six = plan_experiment(paper("plan.gpus=8xH100", "rater.batch_size=6"))
-    assert "replicas: 2 x 4 GPU(s)" in format_plan(six)
+    one = plan_experiment(paper("plan.gpus=8xH100", "rating.replicas=1"))  # one copy asked for: the ceiling fits
+    assert "replicas: 1 x 5 GPU(s) (rater.batch_size 8;" in format_plan(one)
 
 
 @pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")

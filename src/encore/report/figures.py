@@ -25,9 +25,10 @@ def study_frames(run_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFram
     return stats, pd.DataFrame([{"dataset": dataset, **read_json(p)}]) if p.exists() else None
 
 
-def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "") -> list[Path]:
+def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "", eval_set: str = "RewardBench") -> list[Path]:
     """Per-run figures, from the run's own CSVs, with the display names the run recorded; ``dataset``: the run's
-    training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure."""
+    training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure;
+    ``eval_set``: the evaluation set's name, the main results' title."""
     out, names = run_dir / "figures", Names.from_run(run_dir)
     paths: list[Path] = []
     if (run_dir / "rule_stats.csv").exists():
@@ -41,7 +42,7 @@ def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "") -> list[P
         paths += plots_results.weight_heatmap(weights, out, "method", names)
     if (run_dir / "main_table.csv").exists():
         paths += plots_results.main_results(pd.read_csv(run_dir / "main_table.csv"), out,
-                                            collect.significance(run_dir), names)
+                                            collect.significance(run_dir), names, title=eval_set)
     if tracker is not None:
         for p in paths:
             if p.suffix == ".png":
@@ -80,7 +81,9 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     full = collect.latest_full_table(tables)
     if not full.empty:
         run = Path(full["run"].iloc[0])
-        emit("main_results", full, lambda d: plots_results.main_results(d, out, collect.significance(run), names))
+        title = (collect.run_meta(run).get("setup") or {}).get("eval", "RewardBench")  # the set's own name
+        emit("main_results", full, lambda d: plots_results.main_results(d, out, collect.significance(run), names,
+                                                                        title=title))
         written += write_tables(out, names, table=full, setup=collect.run_meta(run).get("setup"))
     sweep = collect.tau_sweep(tables)
     # Reference lines from the sweep's own jobs (experiment=tau_sweep evaluates the limits in each), else the main table.

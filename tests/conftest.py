@@ -4,13 +4,22 @@ or are written by the tests, and the real HH-RLHF file is read from ../shared/da
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# One thread per test process (and the runners it starts, which inherit the environment), set before numpy or torch
+# is imported: the tests run tiny models, where a second intra-op thread buys nothing and, on a busy 2-core machine,
+# costs a lot (300 steps of the gating MLP: 0.4 s on one thread, 20-36 s on two at load average 12). pytest-xdist's
+# workers then share the cores instead. Set OMP_NUM_THREADS yourself to override.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import encore.data.names  # noqa: F401  ${encore_stem:}, an own file's name (data=local, eval=local), as the runners
 import encore.run_dirs  # noqa: F401  ${encore_run:} in hydra.run.dir, registered as the runners register it
 
 ROOT = Path(__file__).resolve().parents[1]

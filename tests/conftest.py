@@ -47,6 +47,34 @@ def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
+DEMO_TAUS = (0.1, 2.0, 20.0)
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory) -> Path:
+    """Run directories that the tests reading runs share, read-only: the demo end to end on the fast stack
+    (``demo/full``) and a τ sweep of three jobs from its caches (``tau_sweep/tau-<τ>``), laid out as
+    ``make_figures.py`` and the notebook read ``runs/``; the cache is ``<root>/cache`` beside it. Built once per
+    test session: pytest-xdist workers share one copy (built by the first, under a file lock), as xdist's docs
+    show for session fixtures."""
+    from filelock import FileLock
+
+    from encore.pipeline import run_evaluate, run_reproduce
+
+    base = tmp_path_factory.getbasetemp()  # under xdist, <session>/popen-gw<N>: the parent is this session's
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root, done = shared / "demo_runs", shared / "demo_runs.done"
+    with FileLock(str(shared / "demo_runs.lock")):
+        if not done.exists():
+            cache = root / "cache"
+            run_reproduce(make_cfg(cache=cache), root / "runs" / "demo" / "full")
+            for tau in DEMO_TAUS:
+                run_evaluate(make_cfg("method=tau_sweep", f"method.encore.tau={tau}", "experiment_name=tau_sweep",
+                                      cache=cache), root / "runs" / "tau_sweep" / f"tau-{tau:g}")
+            done.touch()
+    return root / "runs"
+
+
 def save_tiny_llama(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 4):
     """A tiny random Llama and its tokenizer saved as a model directory (what from_pretrained and vLLM read), and
     the loaded rater it came from."""

@@ -14,12 +14,10 @@ from encore.rating.engine import TooManyMissing
 from encore.settings import SettingError
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """One demo run (embedded rater, tiny backbone): its ratings.parquet is the file the tests feed back."""
-    root = tmp_path_factory.mktemp("demo")
-    run_reproduce(make_cfg(cache=root / "cache"), root / "run")
-    return root / "run"
+@pytest.fixture
+def demo_run(demo_runs):
+    """The session's demo run (embedded rater, tiny backbone): its ratings.parquet is the file the tests feed back."""
+    return demo_runs / "demo" / "full"
 
 
 def _file_run(tmp_path, path, *over, job=run_reproduce, cache=None):

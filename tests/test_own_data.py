@@ -61,13 +61,15 @@ def test_own_pairs_ratings_rules_and_eval_set_from_the_users_folder(tmp_path, ca
     assert meta["setup"]["eval"] == "held_out" and meta["setup"]["data"] == "pairs"
 
 
-def test_the_demo_evaluation_set_is_named_as_what_it_is(tmp_path, cache):
-    m = run_reproduce(make_cfg("data.limit=30", "method=encore", cache=cache), tmp_path / "run")
+def test_the_demo_evaluation_set_is_named_as_what_it_is(demo_runs):
+    run = demo_runs / "demo" / "full"
+    m = json.loads((run / "metrics.json").read_text())
     assert m["eval_set"] == "demo (RewardBench layout)" and m["eval_metric"] == "Safety"
     lines = m["summary"].splitlines()
-    assert lines[0].endswith("backbone tiny-random-bert; evaluation set demo (RewardBench layout) (121 pairs)")
+    assert lines[0] == ("reproduce on Demo (103 pairs), rater embedded:all-MiniLM-L6-v2, backbone tiny-random-bert; "
+                        "evaluation set demo (RewardBench layout) (121 pairs)")
     assert lines[-1].startswith("safety on demo (RewardBench layout): ENCORE ")
-    md = (tmp_path / "run" / "main_table.md").read_text()
+    md = (run / "main_table.md").read_text()
     assert "Safety accuracy (%) on demo (RewardBench layout) per subset" in md and "RewardBench Safety" not in md
 
 

@@ -3,6 +3,7 @@ and settings, every key shown settable exactly as shown, and every option of the
 user's own folder (`--config-dir`, `hydra.searchpath`) included; nothing is a fixed list that a new file outdates."""
 
 import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -93,3 +94,15 @@ def test_a_real_help_resolves_under_hydra_with_config_dir(tmp_path):
     assert out.stdout.startswith("encore: ENCORE") and "evaluate.py: Compose the reward model's heads" in out.stdout
     assert re.search(r"^rules: .*\bmine\b", out.stdout, flags=re.M) and "--config-dir,-cd" in out.stdout
     assert "method.encore.tau=2.0" in out.stdout and "does not encourage" not in out.stdout  # no rule texts
+
+
+def test_make_figures_help_describes_it(capsys):
+    """make_figures.py is argparse, not Hydra: its --help is its docstring and its two arguments."""
+    spec = importlib.util.spec_from_file_location("make_figures", ROOT / "experiments" / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as done:
+        module.main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "Rebuild every figure from run directories alone" in text and "--out" in text

@@ -7,8 +7,9 @@
   user's own folder included (``--config-dir DIR`` or ``hydra.searchpath=[file://DIR]``);
 - groups only such a folder adds (``+group=option``).
 
-conf/config.yaml's ``hydra.help.template`` is ``${encore_help:}`` then Hydra's ``$FLAGS_HELP``; Hydra resolves the
-template after composing, with the HydraConfig of that composition set (hydra/_internal/hydra.py, ``app_help``).
+conf/hydra/help/encore.yaml's template (every runner's config selects it) is the app's line, ``${encore_help:}`` and
+Hydra's ``$FLAGS_HELP``; Hydra resolves it after composing, with the HydraConfig of that composition set
+(hydra/_internal/hydra.py, ``app_help``), then fills ``$FLAGS_HELP`` with string.Template.
 """
 
 from __future__ import annotations

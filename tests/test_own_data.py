@@ -38,7 +38,11 @@ def own_folder(root):
     return root
 
 
-def test_own_pairs_ratings_rules_and_eval_set_from_the_users_folder(tmp_path, cache):
+def test_own_pairs_ratings_rules_and_eval_set_from_the_users_folder(tmp_path, cache, monkeypatch):
+    from encore.report import plots_results
+
+    titles, draw = [], plots_results.main_results
+    monkeypatch.setattr(plots_results, "main_results", lambda *a, **k: titles.append(k["title"]) or draw(*a, **k))
     mine = own_folder(tmp_path / "mine")
     cfg = make_cfg(f"hydra.searchpath=[file://{mine}]", "rules=mine", "method=encore", "data=local",
                    f"data.path={mine}/pairs.jsonl",
@@ -59,6 +63,7 @@ def test_own_pairs_ratings_rules_and_eval_set_from_the_users_folder(tmp_path, ca
     assert "RewardBench" not in md and "local" not in md
     meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert meta["setup"]["eval"] == "held_out" and meta["setup"]["data"] == "pairs"
+    assert titles == ["held_out, backbone tiny-random-bert"]  # the main results figure names both
 
 
 def test_the_demo_evaluation_set_is_named_as_what_it_is(demo_runs):
@@ -71,6 +76,16 @@ def test_the_demo_evaluation_set_is_named_as_what_it_is(demo_runs):
     assert lines[-1].startswith("safety on demo (RewardBench layout): ENCORE ")
     md = (run / "main_table.md").read_text()
     assert "Safety accuracy (%) on demo (RewardBench layout) per subset" in md and "RewardBench Safety" not in md
+
+
+def test_the_results_title_names_the_evaluation_set_and_the_backbone():
+    from encore.report.figures import results_title
+
+    assert results_title({"eval": "RewardBench", "backbone": "Skywork/Skywork-Reward-Llama-3.1-8B"}) == (
+        "RewardBench, backbone Skywork-Reward-Llama-3.1-8B")
+    assert results_title({"eval": "demo (RewardBench layout)", "backbone": "embedded:all-MiniLM-L6-v2"}) == (
+        "demo (RewardBench layout), backbone all-MiniLM-L6-v2")
+    assert results_title(None) == "RewardBench"  # a run from before runs recorded their evaluation set
 
 
 def test_a_file_is_named_without_its_table_suffixes():

@@ -241,8 +241,7 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
             tracker.log_table("main_table", table)
             tracker.log_metrics({f"eval/{r['method']}/safety": r["safety"] for r in metrics["main_table"]})
         if "figures" in todo:
-            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker, metrics["dataset"],
-                                                              metrics.get("eval_set", "RewardBench"))]
+            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker, metrics["dataset"], metrics["setup"])]
         if "export" in todo:
             metrics["export"] = stage_export(trainer.load_rm(arrays, metrics["heads"], encoder), encoder.tok,
                                              cfg.export.method, wide, stats, [r.as_dict() for r in rules],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,18 @@ def study_frames(run_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFram
     return stats, pd.DataFrame([{"dataset": dataset, **read_json(p)}]) if p.exists() else None
 
 
-def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "", eval_set: str = "RewardBench") -> list[Path]:
+def results_title(setup: dict | None) -> str:
+    """The main results' title: the evaluation set by its own name (``setup["eval"]``, :mod:`encore.data.names`) and
+    the backbone that scored it, a hub id or path shown by its last part."""
+    s = setup or {}
+    backbone = re.split(r"[/:]", str(s.get("backbone") or ""))[-1]
+    return f"{s.get('eval') or 'RewardBench'}" + (f", backbone {backbone}" if backbone else "")
+
+
+def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "", setup: dict | None = None) -> list[Path]:
     """Per-run figures, from the run's own CSVs, with the display names the run recorded; ``dataset``: the run's
     training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure;
-    ``eval_set``: the evaluation set's name, the main results' title."""
+    ``setup``: the run's setup (``metrics.json``'s), whose evaluation set and backbone title the main results."""
     out, names = run_dir / "figures", Names.from_run(run_dir)
     paths: list[Path] = []
     if (run_dir / "rule_stats.csv").exists():
@@ -42,7 +51,7 @@ def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "", eval_set:
         paths += plots_results.weight_heatmap(weights, out, "method", names)
     if (run_dir / "main_table.csv").exists():
         paths += plots_results.main_results(pd.read_csv(run_dir / "main_table.csv"), out,
-                                            collect.significance(run_dir), names, title=eval_set)
+                                            collect.significance(run_dir), names, title=results_title(setup))
     if tracker is not None:
         for p in paths:
             if p.suffix == ".png":
@@ -81,7 +90,7 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     full = collect.latest_full_table(tables)
     if not full.empty:
         run = Path(full["run"].iloc[0])
-        title = (collect.run_meta(run).get("setup") or {}).get("eval", "RewardBench")  # the set's own name
+        title = results_title(collect.run_meta(run).get("setup"))
         emit("main_results", full, lambda d: plots_results.main_results(d, out, collect.significance(run), names,
                                                                         title=title))
         written += write_tables(out, names, table=full, setup=collect.run_meta(run).get("setup"))

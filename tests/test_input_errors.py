@@ -59,3 +59,15 @@ def test_runners_print_the_message_without_a_traceback_unless_hydra_full_error(t
     _, err, rc = out["full"]
     assert rc == 1 and "Traceback" in err and "method.encore.tau=-1" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.json"))
+
+
+@pytest.mark.parametrize("overrides, key", [(["data=local"], "data.path"), (["rater=file"], "rater.path"),
+                                            (["eval=local"], "eval.path")])
+def test_a_value_the_user_must_give_is_named_before_anything_runs(overrides, key):
+    from conftest import make_cfg
+    from encore.settings import check_settings
+
+    cfg = make_cfg(*overrides, cache=ROOT / "unused")
+    assert cfg.experiment_name  # an own file's name while it is unset: the job starts and this check names it
+    with pytest.raises(SettingError, match=rf"^{key}: not set \(\?\?\?\)\. Fix: add {key}=<value>"):
+        check_settings(cfg)

@@ -42,7 +42,7 @@ def settings_block(doc: str) -> tuple[str, list[tuple[str, str]]]:
         depth = len(lines[end]) - len(lines[end].lstrip())
         indent = depth if indent is None else indent
         if depth > indent and keys:
-            keys[-1] = (keys[-1][0], f"{keys[-1][1]} {stripped[end]}")
+            keys[-1] = (keys[-1][0], f"{keys[-1][1]} {stripped[end]}".strip())
         else:
             key, _, meaning = stripped[end].partition(" ")
             keys.append((key, meaning.strip()))
@@ -74,10 +74,9 @@ def current(cfg: DictConfig, key: str) -> Any:
         return _ABSENT
     if OmegaConf.is_missing(node, leaf):
         return MISSING
-    try:
-        value = node[leaf]
-    except Exception:  # an interpolation only a running job resolves (${hydra:runtime.output_dir}): shown as typed
+    if OmegaConf.is_interpolation(node, leaf):  # as typed: ${hydra:runtime.output_dir} has no value before a job
         return OmegaConf.to_container(node, resolve=False)[leaf]
+    value = node[leaf]
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 

@@ -1,16 +1,68 @@
-"""Shared wiring for the thin Hydra runners: logging and the run directory (a failed run's empty directory is
-removed by the Hydra callback in encore.run_dirs)."""
+"""Shared wiring for the thin Hydra runners: logging, the run directory (a failed run's empty directory is removed
+by the Hydra callback in encore.run_dirs), ``--help`` written from the composition (``_help``), and input errors
+reported as their message alone."""
 
 from __future__ import annotations
 
 import logging
+import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
+import encore.data.names  # noqa: F401  registers ${encore_stem:}: an own file names its run (data=local)
 import encore.run_dirs  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
+from _help import register
+
+register()  # ${encore_help:}, the --help text (conf/config.yaml's hydra.help.template)
+
+
+class InputError(CompactHydraException):
+    """An error in what the user gave (a setting, a file, a cache the job reads): Hydra prints the message alone,
+    with no traceback (hydra/_internal/utils.py ``run_and_report``); ``HYDRA_FULL_ERROR=1`` prints the traceback of
+    its cause."""
+
+
+def input_errors() -> tuple[type[Exception], ...]:
+    """Our errors whose message names the field, its value and the fix (or the command that fills a cache)."""
+    from encore.cache_only import CacheMiss
+    from encore.errors import DataError
+    from encore.rating.engine import NotRated, TooManyMissing
+    from encore.rating.others import OtherRatings
+    from encore.rating.shards import MissingShards
+    from encore.rules import RuleError
+    from encore.scale.arch import ArchError
+    from encore.scale.hardware import HardwareError
+    from encore.scale.placement import DoesNotFit
+    from encore.settings import SettingError
+
+    return (SettingError, DataError, RuleError, ArchError, HardwareError, CacheMiss, NotRated, MissingShards,
+            TooManyMissing, OtherRatings, DoesNotFit)
+
+
+def names_a_setting(message: str, cfg: DictConfig) -> bool:
+    """A ValueError raised by a check of ours names the setting first (``method.encore.tau=-1: ...``,
+    ``train.optim='sgd'; ...``): one of this config's keys, then ``.``, ``=``, ``:`` or a space."""
+    m = re.match(r"([A-Za-z_]\w*)[.=: ]", message)
+    return bool(m) and m.group(1) in cfg
+
+
+@contextmanager
+def reported(cfg: DictConfig) -> Iterator[None]:
+    """Input errors leave the job as :class:`InputError` (their message alone); anything else, a bug or an engine's
+    failure, keeps its traceback."""
+    try:
+        yield
+    except input_errors() as e:
+        raise InputError(str(e)) from e
+    except ValueError as e:
+        if names_a_setting(str(e), cfg):
+            raise InputError(str(e)) from e
+        raise
 
 
 def run_dir() -> Path:
@@ -34,8 +86,9 @@ def quiet_libraries() -> None:
 
 def run_job(stage: Callable[[DictConfig, Path], Any], cfg: DictConfig) -> Any:
     """Run ``stage(cfg, run_dir)`` and print where its results are."""
-    quiet_libraries()
-    out = run_dir()
-    result = stage(cfg, out)
+    with reported(cfg):
+        quiet_libraries()
+        out = run_dir()
+        result = stage(cfg, out)
     print(f"run dir: {out}")
     return result

@@ -1,6 +1,20 @@
 """Benchmarks, each printing ratios measured side by side in one run:
 
-    python experiments/benchmark.py bench=rater
+    python experiments/benchmark.py bench=rater      # batched rating vs one forward pass per (response, rule)
+    python experiments/benchmark.py bench=heads      # K heads on one backbone pass vs K backbone passes
+    python experiments/benchmark.py bench=shards     # rating.num_shards jobs vs one
+    python experiments/benchmark.py bench=sweep      # a τ sweep from the caches vs re-running every job
+
+Writes benchmark.json in the run directory (runs/benchmark/<time>/).
+
+Settings:
+    data_path            the HH-RLHF harmless-base test file; null: $ENCORE_SHARED_DATA, else ../shared/data
+    bench.n_pairs        HH-RLHF pairs benchmarked (heads, shards, sweep)
+    bench.n_conversations  HH-RLHF conversations rated (rater)
+    bench.repeats        the best of this many timings per side
+    bench.batch_size     responses per batch
+    bench.num_shards     shard jobs (shards)
+    bench.n_taus         τ values of the sweep (sweep)
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from _runner import quiet_libraries, run_dir
+from _runner import quiet_libraries, reported, run_dir
 from encore.artifacts import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives beside the library, not in it
@@ -39,8 +53,9 @@ def data_path(given: str | None) -> str:
 
 @hydra.main(config_path="../conf", config_name="benchmark", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    quiet_libraries()
-    result = instantiate(cfg.bench, data_path=data_path(cfg.data_path), rules=cfg.rules, _convert_="partial")
+    with reported(cfg):
+        quiet_libraries()
+        result = instantiate(cfg.bench, data_path=data_path(cfg.data_path), rules=cfg.rules, _convert_="partial")
     write_json(run_dir() / "benchmark.json", result)
 
 

@@ -1,5 +1,20 @@
-"""Compose the heads with every method and evaluate; a tau sweep re-runs no model:
-    python experiments/evaluate.py -m method=encore method.tau=0.25,0.5,1,2,4,8"""
+"""Compose the reward model's heads with every method and evaluate them on the evaluation set; the heads' scores
+come from the cache, so a τ sweep re-runs no model.
+
+    python experiments/evaluate.py method=encore method.tau=0.5
+    python experiments/evaluate.py -m experiment=tau_sweep hydra/launcher=local     # 20 τ jobs from the caches
+
+Settings:
+    method.encore.tau    ENCORE's temperature under method=all (paper: 2)
+    method.tau           ENCORE's temperature under method=encore
+    method.k             rules kept under method=topk
+    eval.path            the evaluation pairs file (eval=local: your own set; eval=reward_bench: a local copy)
+    eval.subsets         the evaluation subsets scored
+    stats.n_boot         bootstrap replicates for every interval
+    stats.n_perm         sign flips of the paired permutation tests
+    stats.reference      the method tested against every other one
+    cache_only           true: only read caches; a miss stops the job and names the command that fills it
+"""
 
 from __future__ import annotations
 
@@ -7,11 +22,12 @@ import hydra
 from omegaconf import DictConfig
 
 from _runner import run_job
-from encore.pipeline import run_evaluate
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from encore.pipeline import run_evaluate  # here, not above: --help loads no torch
+
     run_job(run_evaluate, cfg)
 
 

@@ -4,6 +4,20 @@ when a check fails.
 
     python experiments/gpu_check.py                 # one GPU, < 10 minutes
     python experiments/gpu_check.py device=cpu      # smoke mode at tiny size (what the tests run)
+
+Settings:
+    device               auto: the GPU when there is one; cpu: smoke mode (tiny size, peak memory n/a)
+    size.hidden_size     on a GPU, the models' shape (the Llama-3.2-1B shape by default; conf/gpu_check.yaml)
+    size.num_hidden_layers
+                         layers of that shape
+    n_pairs              pairs rated (x 2 responses x K rules), trained on and scored
+    train_steps          optimiser steps timed, after a one-step warm-up
+    peak_tflops          bf16 dense peak per GPU for the MFU; null: from the device name
+    vllm                 compare rater=vllm with rater=hf where vllm imports on a GPU
+    vllm_memory          vLLM's gpu_memory_utilization for that comparison
+    tolerance.bf16       max |bf16 - fp32| rating on the same weights
+    tolerance.vllm       max |vllm (bf16) - hf (fp32)| rating
+    report               where the JSON report is written
 """
 
 from __future__ import annotations
@@ -15,7 +29,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from _runner import quiet_libraries
+from _runner import quiet_libraries, reported
 from encore.artifacts import write_json
 from encore.gpu_check import run_gpu_check
 from encore.scale.hardware import fmt_bytes
@@ -40,9 +54,10 @@ def format_report(r: dict) -> str:
 
 @hydra.main(config_path="../conf", config_name="gpu_check", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    quiet_libraries()
-    with tempfile.TemporaryDirectory(prefix="encore-gpu-check-") as work:
-        report = run_gpu_check(cfg, Path(work))
+    with reported(cfg):
+        quiet_libraries()
+        with tempfile.TemporaryDirectory(prefix="encore-gpu-check-") as work:
+            report = run_gpu_check(cfg, Path(work))
     write_json(cfg.report, report)
     print(format_report(report))
     print(f"report: {cfg.report}")

@@ -5,6 +5,16 @@
 
 Exit status 0 when every stage fits, 1 otherwise (each stage that does not fit prints its fix). The plan is also
 written to runs/plans/<experiment>_<time>.plan.json.
+
+Settings:
+    plan.gpus              auto: this machine's GPUs; COUNTxTYPE (8xH100) or COUNTxMEMORY (8x80GB) for another
+    plan.headroom          share of each GPU left for the CUDA context, fragmentation and NCCL buffers
+    plan.accelerate_config the accelerate config training is launched with (conf/accelerate/*.yaml); null: one process
+    plan.sample            responses tokenised to count prefill tokens
+    plan.mfu               share of the bf16 peak each computing GPU reaches, for the hours of each stage
+    plan.peak_tflops       dense bf16 TFLOP/s per GPU; null: from the GPU's name (detected, or plan.gpus=8xH100)
+    data.path              the pairs file whose tokens are counted (no data: no token counts)
+    rater.tokenizer        the rater's tokenizer for those counts (a folder; the model's own when null)
 """
 
 from __future__ import annotations
@@ -15,15 +25,16 @@ from datetime import datetime
 import hydra
 from omegaconf import DictConfig
 
-from _runner import quiet_libraries, run_dir
+from _runner import quiet_libraries, reported, run_dir
 from encore.artifacts import write_json
 from encore.plan import format_plan, plan_experiment
 
 
 @hydra.main(config_path="../conf", config_name="plan", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    quiet_libraries()
-    plan = plan_experiment(cfg)
+    with reported(cfg):
+        quiet_libraries()
+        plan = plan_experiment(cfg)
     write_json(run_dir() / f"{cfg.experiment_name}_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}.plan.json", plan)
     print(format_plan(plan))
     if not plan["fits"]:

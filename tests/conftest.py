@@ -4,13 +4,22 @@ or are written by the tests, and the real HH-RLHF file is read from ../shared/da
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+# One thread per test process (and the runners it starts, which inherit the environment), set before numpy or torch
+# is imported: the tests run tiny models, where a second intra-op thread buys nothing and, on a busy 2-core machine,
+# costs a lot (300 steps of the gating MLP: 0.4 s on one thread, 20-36 s on two at load average 12). pytest-xdist's
+# workers then share the cores instead. Set OMP_NUM_THREADS yourself to override.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+import encore.data.names  # noqa: F401  ${encore_stem:}, an own file's name (data=local, eval=local), as the runners
 import encore.run_dirs  # noqa: F401  ${encore_run:} in hydra.run.dir, registered as the runners register it
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +45,34 @@ def make_cfg(*overrides: str, cache: Path) -> DictConfig:
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
+
+
+DEMO_TAUS = (0.1, 2.0, 20.0)
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory) -> Path:
+    """Run directories that the tests reading runs share, read-only: the demo end to end on the fast stack
+    (``demo/full``) and a τ sweep of three jobs from its caches (``tau_sweep/tau-<τ>``), laid out as
+    ``make_figures.py`` and the notebook read ``runs/``; the cache is ``<root>/cache`` beside it. Built once per
+    test session: pytest-xdist workers share one copy (built by the first, under a file lock), as xdist's docs
+    show for session fixtures."""
+    from filelock import FileLock
+
+    from encore.pipeline import run_evaluate, run_reproduce
+
+    base = tmp_path_factory.getbasetemp()  # under xdist, <session>/popen-gw<N>: the parent is this session's
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root, done = shared / "demo_runs", shared / "demo_runs.done"
+    with FileLock(str(shared / "demo_runs.lock")):
+        if not done.exists():
+            cache = root / "cache"
+            run_reproduce(make_cfg(cache=cache), root / "runs" / "demo" / "full")
+            for tau in DEMO_TAUS:
+                run_evaluate(make_cfg("method=tau_sweep", f"method.encore.tau={tau}", "experiment_name=tau_sweep",
+                                      cache=cache), root / "runs" / "tau_sweep" / f"tau-{tau:g}")
+            done.touch()
+    return root / "runs"
 
 
 def save_tiny_llama(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 4):

@@ -106,7 +106,7 @@ def test_combined_data_joins_both_datasets(tmp_path, cache):
 
 @pytest.mark.parametrize("overrides, name", [([], "demo"), (["data=hh_rlhf_harmless"], "hh-rlhf-harmless"),
                                              (["data=pku_saferlhf_30k"], "pku-saferlhf-30k"),
-                                             (["data=local", "data.path=x.jsonl"], "local"),
+                                             (["data=local", "data.path=mine/x.jsonl.gz"], "x"),
                                              (["experiment=paper_main_table"], "paper_main_table"),
                                              (["experiment=paper_correlation", "data=pku_saferlhf"],
                                               "paper_correlation")])

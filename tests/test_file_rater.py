@@ -14,12 +14,10 @@ from encore.rating.engine import TooManyMissing
 from encore.settings import SettingError
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """One demo run (embedded rater, tiny backbone): its ratings.parquet is the file the tests feed back."""
-    root = tmp_path_factory.mktemp("demo")
-    run_reproduce(make_cfg(cache=root / "cache"), root / "run")
-    return root / "run"
+@pytest.fixture
+def demo_run(demo_runs):
+    """The session's demo run (embedded rater, tiny backbone): its ratings.parquet is the file the tests feed back."""
+    return demo_runs / "demo" / "full"
 
 
 def _file_run(tmp_path, path, *over, job=run_reproduce, cache=None):
@@ -31,7 +29,10 @@ def test_a_run_rerun_from_its_own_ratings_parquet_gives_identical_tables(tmp_pat
     m, run = _file_run(tmp_path, demo_run / "ratings.parquet")
     for name in ("rule_stats.csv", "main_table.csv", "weights.csv", "significance.csv"):
         assert (run / name).read_bytes() == (demo_run / name).read_bytes(), name
-    assert m["rating"]["source"] == "file:ratings.parquet" and m["rating"]["n_new"] == 0
+    assert m["rating"]["source"] == "ratings file ratings.parquet" and m["rating"]["n_new"] == 0
+    # the summary says where the 103 x 2 x 10 ratings came from, not "0 from the cache, 0 new"
+    assert ("ratings: 2060 read from ratings file ratings.parquet (2060 rows in the file, 0 match no pair, 0 pairs "
+            "not in it), 0 missing") in m["summary"].splitlines()
     assert not (tmp_path / "cache" / "ratings").exists()  # no rater ran, nothing went to the rating cache
 
 

@@ -43,67 +43,67 @@ def _run(cache, cmd):
 
 
 def _preempted(cache, cmd):
-    """Start the launch, kill its whole process group (launcher and ranks) once a checkpoint is complete."""
+    """Start the launch, kill its whole process group (launcher and ranks) once a checkpoint of its own is complete
+    (an earlier recipe's checkpoints and models in the cache do not count)."""
+    checkpoints = lambda: set((cache / "checkpoints").glob("*/LATEST"))  # noqa: E731
+    models = lambda: set((cache / "models").glob("*/encore.json"))  # noqa: E731
+    before, had = checkpoints(), models()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     deadline = time.time() + 300
-    while not list((cache / "checkpoints").glob("*/LATEST")):
+    while not checkpoints() - before:
         assert proc.poll() is None, f"the launch ended before its first checkpoint: {proc.stderr.read()[-3000:]}"
         assert time.time() < deadline
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not list((cache / "models").glob("*/encore.json"))  # stopped before the model was written
+    assert models() == had  # stopped before the model was written
 
 
 def _scores(run_dir):
     return pd.read_parquet(run_dir / "head_scores.parquet")["score"].to_numpy()
 
 
+# The two recipes: the fp32 fine-tune (two ranks agree with one process up to reduction order) and the one-GPU recipe
+# (bf16 weights, torchao AdamW8bit with stochastic rounding, seeded alike on every rank: agreement up to bf16 rounding).
+RECIPES = {"finetune": (["train=finetune"], 2e-5),
+           "finetune_1gpu": (["train=finetune_1gpu", "train.gradient_checkpointing=false"], 5e-2)}
+
+
 @pytest.mark.slow
-def test_two_ranks_preempted_and_relaunched_train_the_one_process_model_then_reproduce_reads_it(tmp_path):
+def test_both_recipes_preempted_and_relaunched_on_two_ranks_train_the_one_process_model(tmp_path):
+    """Each recipe on two ranks, killed after a checkpoint and relaunched, trains the model one process trains at the
+    same global batch (in a cache of its own: this one would hand it the launch's model, the key holds the global
+    batch); then reproduce.py at the launch's global batch reads the launch's model. One rating for both recipes."""
     cache = tmp_path / "cache"
     _run(cache, _cmd("rate.py", tmp_path / "rate"))
-    train = ["train=finetune", *OPTS, "train.epochs=2"]
-    _preempted(cache, _cmd("train_rm.py", tmp_path / "killed", *train, "train.batch_size=4", ranks=2))
-    resumed = _run(cache, _cmd("train_rm.py", tmp_path / "two", *train, "train.batch_size=4", ranks=2, port=29531))
-    assert "resuming" in resumed
-    (model,) = (cache / "models").glob("*/encore.json")
-    meta = json.loads(model.read_text())
-    assert (meta["strategy"], meta["processes"]) == ("ddp", 2)
-    log = pd.read_csv(model.parent / "train_log.csv")
-    assert log["micro_step"].tolist() == list(range(10))  # 5 global batches per epoch (the last of 1 pair) x 2
+    shutil.copytree(cache / "ratings", tmp_path / "cache_one" / "ratings")  # the same ratings, no model
+    port = 29530
+    for name, (recipe, atol) in RECIPES.items():
+        train = [*recipe, *OPTS, "train.epochs=2"]
+        before = set((cache / "models").glob("*/encore.json"))
+        _preempted(cache, _cmd("train_rm.py", tmp_path / f"killed-{name}", *train, "train.batch_size=4", ranks=2,
+                               port=port))
+        resumed = _run(cache, _cmd("train_rm.py", tmp_path / f"two-{name}", *train, "train.batch_size=4", ranks=2,
+                                   port=port + 1))
+        port += 2
+        assert "resuming" in resumed
+        (model,) = set((cache / "models").glob("*/encore.json")) - before
+        meta = json.loads(model.read_text())
+        assert (meta["strategy"], meta["processes"]) == ("ddp", 2)
+        log = pd.read_csv(model.parent / "train_log.csv")
+        assert log["micro_step"].tolist() == list(range(10))  # 5 global batches per epoch (the last of 1 pair) x 2
+        assert log["lr"].dtype == float
+        _run(tmp_path / "cache_one", _cmd("train_rm.py", tmp_path / f"one-{name}", *train, "train.batch_size=8"))
+        one, two = _scores(tmp_path / f"one-{name}"), _scores(tmp_path / f"two-{name}")
+        assert one.std() > 0.05
+        np.testing.assert_allclose(two, one, atol=atol)  # same model; reductions in another order / bf16 rounding
 
-    # the same global batch in 1 process, trained anew in a cache of its own (this cache would hand it the launch's
-    # model: the key holds the global batch) with the same ratings
-    shutil.copytree(cache / "ratings", tmp_path / "cache_one" / "ratings")
-    _run(tmp_path / "cache_one", _cmd("train_rm.py", tmp_path / "one", *train, "train.batch_size=8"))
-    one, two = _scores(tmp_path / "one"), _scores(tmp_path / "two")
-    assert one.std() > 0.05
-    np.testing.assert_allclose(two, one, atol=2e-5)  # same model; reductions in another order
-
-    # one process at the launch's global batch (2 ranks x 4) reads the model the launch trained
-    rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train, "train.batch_size=8"))
+    # one process at the launch's global batch (2 ranks x 4) reads the model the fp32 launch trained
+    train = [*RECIPES["finetune"][0], *OPTS, "train.epochs=2", "train.batch_size=8"]
+    rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train))
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["rating"]["n_new"] == 0 and metrics["heads"]["head_scores_cached"]  # nothing recomputed
     assert "fine-tuning" not in rep
-    np.testing.assert_allclose(_scores(tmp_path / "rep"), two)
+    np.testing.assert_allclose(_scores(tmp_path / "rep"), _scores(tmp_path / "two-finetune"))
     assert (tmp_path / "rep" / "main_table.csv").exists()
-
-
-@pytest.mark.slow
-def test_the_one_gpu_recipe_under_two_ranks_checkpoints_and_resumes(tmp_path):
-    """train=finetune_1gpu (bf16 weights, torchao AdamW8bit with stochastic rounding) data-parallel on 2 ranks:
-    preempted after a checkpoint, relaunched, and finished; its model agrees with the one-process run up to bf16
-    rounding (stochastic rounding draws the same numbers on every rank, seeded alike)."""
-    cache = tmp_path / "cache"
-    _run(cache, _cmd("rate.py", tmp_path / "rate"))
-    train = ["train=finetune_1gpu", *OPTS, "train.epochs=2", "train.gradient_checkpointing=false"]
-    _preempted(cache, _cmd("train_rm.py", tmp_path / "killed", *train, "train.batch_size=4", ranks=2, port=29532))
-    resumed = _run(cache, _cmd("train_rm.py", tmp_path / "two", *train, "train.batch_size=4", ranks=2, port=29533))
-    assert "resuming" in resumed
-    (model,) = (cache / "models").glob("*/encore.json")
-    assert json.loads(model.read_text())["processes"] == 2
-    assert pd.read_csv(model.parent / "train_log.csv")["lr"].dtype == float
-    _run(cache, _cmd("train_rm.py", tmp_path / "one", *train, "train.batch_size=8"))
-    np.testing.assert_allclose(_scores(tmp_path / "two"), _scores(tmp_path / "one"), atol=5e-2)

@@ -1,25 +1,40 @@
-"""The results notebook runs top to bottom on real demo outputs (a full run and a small τ sweep), so it cannot rot,
-and lists the sweep's jobs as one sweep."""
+"""The results notebook, run by the command docs/experiments.md gives (`jupyter execute ... --output=...`), leaves a
+notebook holding every figure and table make_figures draws from the runs, so it cannot rot, and lists a sweep's jobs
+as one sweep."""
+
+import os
+import shutil
+import subprocess
+import sys
 
 import nbformat
-from nbclient import NotebookClient
 
-from encore.pipeline import run_evaluate, run_reproduce
+from conftest import DEMO_TAUS, ROOT
 
-from conftest import ROOT, make_cfg
+FIGURES = {"entropy_vs_accuracy", "rating_distributions_demo-train", "main_results", "accuracy_vs_tau",
+           "encore_weights"}  # every PNG make_figures writes for a full run and a τ sweep
 
 
-def test_results_notebook_executes_on_demo_runs(tmp_path, cache, monkeypatch):
-    runs = tmp_path / "runs"
-    run_reproduce(make_cfg(cache=cache), runs / "demo" / "full")
-    for tau in (0.5, 4.0):
-        run_evaluate(make_cfg("method=encore", f"method.tau={tau}", cache=cache), runs / "demo" / f"tau-{tau}")
-    monkeypatch.setenv("ENCORE_RUNS_DIR", str(runs))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(ROOT / "notebooks" / "results.ipynb", as_version=4)
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "3 run directories" in text and "no τ sweep" not in text
-    assert "1 single-run groups; 1 τ sweep(s): " in text and "(2 jobs, τ = 0.5, 4)" in text  # the sweep is one row
-    images = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert images >= 3  # entropy vs accuracy, main results, accuracy vs τ
+def test_the_documented_command_leaves_a_notebook_with_every_table_and_figure(demo_runs, tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / "results.ipynb", tmp_path / "notebooks")  # --output writes beside the input
+    env = dict(os.environ, ENCORE_RUNS_DIR=str(demo_runs), MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "jupyter", "execute", "notebooks/results.ipynb",
+                          "--output=results_executed"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    nb = nbformat.read(tmp_path / "notebooks" / "results_executed.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "\n".join(o.get("text", "") for o in outputs)
+    html = "\n".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    markdown = "\n".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    assert f"{1 + len(DEMO_TAUS)} run directories" in text and "no τ sweep" not in text
+    assert "1 single-run groups; 1 τ sweep(s): tau_sweep (3 jobs, τ = 0.1, 2, 20)" in text  # the sweep is one row
+    assert "evaluation set: demo (RewardBench layout) (121 pairs; headline: Safety)" in text
+    assert "Safety accuracy (%) on demo (RewardBench layout)" in markdown  # main_table.md, as a paper shows it
+    assert html.count("<table") == 7  # runs, correlation, rule stats, main table, significance, weights, τ sweep
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
+    assert images == len(FIGURES) and "rating_distributions_demo-train" in text  # each figure once
+    assert f"{len(FIGURES)} figures shown" in text and r"\begin{table*}" in text  # and the LaTeX tables

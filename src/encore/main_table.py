@@ -14,6 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from encore.artifacts import write_frame
+from encore.data.names import set_name
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext
 from encore.report.style import Names
@@ -21,22 +22,17 @@ from encore.report.tables import write_tables
 
 
 def dataset_name(data_cfg: DictConfig) -> str:
-    """A short label for the training data of a run (figure panels group runs by it)."""
-    for key in ("source", "hub_id"):
-        if data_cfg.get(key):
-            return str(data_cfg[key])
-    if data_cfg.get("path"):
-        return Path(str(data_cfg.path)).name
-    return f"demo-{data_cfg.get('split', 'train')}"
+    """A short label for the training data of a run (figure panels group runs by it): :func:`set_name`."""
+    return set_name(data_cfg)
 
 
 def run_setup(cfg: DictConfig) -> dict[str, str]:
-    """Which rater, backbone, trainer and data produced a run (captions of its tables)."""
+    """Which rater, backbone, trainer, data and evaluation set produced a run (captions of its tables)."""
     target = lambda node: str(node.get("_target_", "")).rsplit(".", 1)[-1]  # noqa: E731
     rater = (cfg.rater.get("model") or cfg.rater.get("name")  # a model, or a ratings source's name or file
              or (f"ratings file {Path(str(cfg.rater.path)).name}" if cfg.rater.get("path") else target(cfg.rater)))
     return {"rater": str(rater), "backbone": str(cfg.model.get("name_or_path")), "train": target(cfg.train),
-            "data": dataset_name(cfg.data)}
+            "data": dataset_name(cfg.data), **({"eval": set_name(cfg.eval)} if cfg.get("eval") else {})}
 
 
 def _params(method: Any) -> str:

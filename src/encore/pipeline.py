@@ -11,6 +11,7 @@ Each stage reads the cache of the one before (keyed by content hash under ``cfg.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from encore.artifacts import write_bytes, write_frame, write_json
 from encore.cache_only import CacheMiss, active as cache_only_active, cache_only
+from encore.data.names import set_name
 from encore.data.pairs import fingerprint
+from encore.data.rewardbench import headline_name
+from encore.errors import DataError
 from encore.rm.export import stage_export
 from encore.report.figures import run_figures
 from encore.job import fill_command, rate_command, rater_overrides, wandb_names
@@ -54,6 +58,15 @@ def build(node: DictConfig) -> Any:
         if isinstance(e.__cause__, ValueError):
             raise e.__cause__ from None
         raise
+
+
+def load_eval(node: DictConfig) -> pd.DataFrame:
+    """The evaluation pairs. The pair loaders are shared with ``data``, so their messages name ``data.<key>``; here
+    the key the user types is ``eval.<key>``."""
+    try:
+        return build(node)
+    except DataError as e:
+        raise DataError(re.sub(r"\bdata\.(?=[a-z_])", "eval.", str(e))) from None
 
 
 def load_train(cfg: DictConfig) -> tuple[pd.DataFrame, list[Rule]]:
@@ -179,7 +192,7 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
     if "heads" in todo:  # the trainer's and backbone's settings (cheap objects: no model loads here)
         checked_build(cfg.train, "train"), checked_build(cfg.model, "model")
     train, rules = load_train(cfg)
-    eval_pairs = build(cfg.eval) if todo & {"heads", "evaluate"} else None
+    eval_pairs = load_eval(cfg.eval) if todo & {"heads", "evaluate"} else None
     slicing = Slicing.from_config(cfg.rating.num_shards, cfg.rating.shard)
     rater = build(cfg.rater)  # one instance (one loaded model) for the ratings and an LLM judge
     given = given_ratings(rater, train, rules, cfg.rating.max_missing_share, sharded=slicing is not None,
@@ -189,6 +202,9 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
                                "dataset": dataset_name(cfg.data), "train_pairs": len(train),
                                "train_pairs_by_subset": {str(k): int(v) for k, v in train["subset"].value_counts().items()},
                                "eval_fingerprint": fingerprint(eval_pairs) if eval_pairs is not None else None}
+    if eval_pairs is not None:  # the evaluation set by its own name (encore.data.names) and what its headline is
+        metrics.update(eval_set=set_name(cfg.eval), eval_pairs=len(eval_pairs),
+                       eval_metric=headline_name(eval_pairs["subset"].unique()))
     metrics["setup"] = run_setup(cfg)
     names = Names.from_config(cfg.get("figures", {}).get("names"))
     write_json(Path(run_dir) / NAMES_FILE, names.as_dict())  # figures and tables rebuilt later use the same names
@@ -227,7 +243,7 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
             tracker.log_table("main_table", table)
             tracker.log_metrics({f"eval/{r['method']}/safety": r["safety"] for r in metrics["main_table"]})
         if "figures" in todo:
-            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker, metrics["dataset"])]
+            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker, metrics["dataset"], metrics["setup"])]
         if "export" in todo:
             metrics["export"] = stage_export(trainer.load_rm(arrays, metrics["heads"], encoder), encoder.tok,
                                              cfg.export.method, wide, stats, [r.as_dict() for r in rules],

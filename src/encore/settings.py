@@ -30,8 +30,17 @@ def _int(value: Any, field: str, low: int) -> int:
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """``study.*``, ``rating.*`` and ``stats.*``: types and ranges (data settings are checked by the loaders, which
+    """Every mandatory value (``???``: ``data.path`` of data=local, ``rater.path`` of rater=file) is given; then
+    ``study.*``, ``rating.*`` and ``stats.*``: types and ranges (data settings are checked by the loaders, which
     also run before anything is written)."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(k for key in cfg if key != "hydra"  # hydra's own ??? (job.num) are filled by Hydra in a job
+                     for k in ([key] if OmegaConf.is_missing(cfg, key) else
+                               OmegaConf.missing_keys(cfg[key]) if OmegaConf.is_dict(cfg[key]) else []))
+    if missing:
+        raise SettingError(f"{', '.join(missing)}: not set (???). Fix: add {missing[0]}=<value> to the command (for a "
+                           "file: its path; --help lists the runner's settings), or choose another option of its group")
     st, rt, ss = cfg.study, cfg.rating, cfg.stats
     _int(st.bins, "study.bins", 2)
     if st.ties not in TIES:

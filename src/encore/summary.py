@@ -58,16 +58,16 @@ def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] |
 
 
 def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], names: Names,
-                 paper: Mapping[str, Any] | None, reference: str = "encore") -> list[str]:
-    """ENCORE's Safety score against the best other method, the paired difference and its Holm-adjusted p; then
-    the paper's scores for the methods it reports."""
+                 paper: Mapping[str, Any] | None, reference: str = "encore", label: str = "safety") -> list[str]:
+    """ENCORE's headline score (``label``: ``safety on RewardBench``, ``accuracy on pairs``) against the best other
+    method, the paired difference and its Holm-adjusted p; then the paper's scores for the methods it reports."""
     rows = {str(r["method"]): r for r in table}
     if reference not in rows:
         best = max(rows.values(), key=lambda r: r["safety"]) if rows else None
-        return [] if best is None else [f"safety: best {names.method(best['method'])} {best['safety']:.1f}"
+        return [] if best is None else [f"{label}: best {names.method(best['method'])} {best['safety']:.1f}"
                                         f"{_ci(best, 'safety', '.1f')}"]
     ref = rows[reference]
-    line = f"safety: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f')}"
+    line = f"{label}: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f')}"
     others = [r for m, r in rows.items() if m != reference and r.get("safety") is not None]
     if others:
         best = max(others, key=lambda r: r["safety"])
@@ -84,17 +84,36 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
     return lines
 
 
+def rating_line(rating: Mapping[str, Any]) -> str:
+    """Where the ratings came from: the cache and the rater, or a source that holds them (a ratings file, a
+    dataset's label columns: ``rater=file`` / ``rater=columns``), with what it held and what is missing."""
+    if rating.get("source"):
+        found = f"{rating['n_given']} read from " if "n_given" in rating else "from "
+        found += str(rating["source"])
+        extra = [f"{rating[k]} {what}" for k, what in (("file_rows", "rows in the file"),
+                                                       ("file_ratings_unused", "match no pair"),
+                                                       ("pairs_without_ratings", "pairs not in it")) if k in rating]
+        return f"ratings: {found}{' (' + ', '.join(extra) + ')' if extra else ''}, {rating.get('n_missing', 0)} missing"
+    counts = (f"{rating['n_cached']} from the cache, {rating['n_new']} new, "
+              if "n_new" in rating and "n_cached" in rating else "")
+    return f"ratings: {counts}{rating.get('n_missing', 0)} missing"
+
+
 def summary_text(metrics: Mapping[str, Any], names: Names, paper: Mapping[str, Any] | None = None) -> str:
-    """The run's findings as a few plain lines (empty stages say nothing)."""
-    lines = [f"{metrics.get('job')} on {metrics.get('dataset')} ({metrics.get('train_pairs')} pairs), rater "
-             f"{metrics.get('setup', {}).get('rater')}, backbone {metrics.get('setup', {}).get('backbone')}"]
-    rating = metrics.get("rating") or {}
-    if rating:
-        counts = (f"{rating['n_cached']} from the cache, {rating['n_new']} new, "
-                  if "n_new" in rating and "n_cached" in rating else "")
-        lines.append(f"ratings: {counts}{rating.get('n_missing', 0)} missing")
+    """The run's findings as a few plain lines (empty stages say nothing): the data, rater, backbone and evaluation
+    set by name, where the ratings came from, the study, the headline score."""
+    setup = metrics.get("setup") or {}
+    head = (f"{metrics.get('job')} on {names.dataset(str(metrics.get('dataset')))} ({metrics.get('train_pairs')} "
+            f"pairs), rater {setup.get('rater')}, backbone {setup.get('backbone')}")
+    if metrics.get("eval_set"):
+        head += f"; evaluation set {metrics['eval_set']} ({metrics.get('eval_pairs')} pairs)"
+    lines = [head]
+    if metrics.get("rating"):
+        lines.append(rating_line(metrics["rating"]))
     if metrics.get("correlation"):
         lines.append(study_line(metrics["correlation"], str(metrics.get("dataset")), paper))
     if metrics.get("main_table"):
-        lines += safety_lines(metrics["main_table"], metrics.get("significance") or [], names, paper)
+        label = (f"{str(metrics.get('eval_metric', 'safety')).lower()} on {metrics['eval_set']}"
+                 if metrics.get("eval_set") else "safety")
+        lines += safety_lines(metrics["main_table"], metrics.get("significance") or [], names, paper, label=label)
     return "\n".join(lines)

@@ -27,6 +27,12 @@ SAFETY_COUNTS = {
 }
 
 
+def headline_name(subsets: Iterable[str]) -> str:
+    """What an evaluation's headline number is (:func:`encore.evaluate.headline`): RewardBench's ``Safety`` score
+    when the pairs have one of its Safety subsets, else plain ``accuracy``."""
+    return "Safety" if any(s in SAFETY_COUNTS for s in subsets) else "accuracy"
+
+
 def check_rewardbench_subsets(subsets: Iterable[str]) -> None:
     unknown = [s for s in subsets if s not in REWARDBENCH_SUBSETS]
     if unknown:
@@ -43,12 +49,15 @@ def load_reward_bench(
     revision: str | None = None,
     subsets: list[str] | None = None,
     limit_per_subset: int | None = None,
+    source: str | None = None,
 ) -> pd.DataFrame:
-    """RewardBench (``filtered`` split), restricted to ``subsets`` (default: the five Safety subsets)."""
+    """RewardBench (``filtered`` split), restricted to ``subsets`` (default: the five Safety subsets). ``source``:
+    the set's name (:mod:`encore.data.names`), also in messages beside the file or hub id."""
     subsets = list(subsets) if subsets else list(SAFETY_COUNTS)
     check_rewardbench_subsets(subsets)
-    raw = read_table(path) if path else hub_table(hub_id, split, None, None, revision)
-    source = str(path) if path else f"{hub_id}[{split}]"
+    raw = read_table(path, "eval.path", hub_id) if path else hub_table(hub_id, split, None, None, revision)
+    where = str(path) if path else f"{hub_id}[{split}]"
+    source = f"{source} ({where})" if source else where
     pairs = select_subsets(normalise(raw, source=source), subsets, source=source, field="eval.subsets")
     if limit_per_subset is not None:
         pairs = pairs.groupby("subset", sort=False).head(int(limit_per_subset)).reset_index(drop=True)

@@ -10,10 +10,11 @@ import pandas as pd
 from encore.errors import DataError
 
 
-def read_table(path: str | Path, field: str = "data.path") -> pd.DataFrame:
+def read_table(path: str | Path, field: str = "data.path", hub_id: str | None = None) -> pd.DataFrame:
     """Read jsonl / json / parquet / csv (optionally ``.gz``) into a DataFrame. What cannot be read as such (empty,
     not UTF-8, compressed but not named .gz or the reverse, malformed) is a :class:`DataError` naming the file and
-    the fix, never a parser's traceback. ``field`` is the setting named in messages (``data.path``, ``rater.path``)."""
+    the fix, never a parser's traceback. ``field`` is the setting named in messages (``data.path``, ``rater.path``);
+    ``hub_id``: the hub dataset the option reads without a file (a missing file's message offers it)."""
     path = Path(path).expanduser()
     if path.is_symlink() and not path.exists():
         try:
@@ -25,7 +26,7 @@ def read_table(path: str | Path, field: str = "data.path") -> pd.DataFrame:
             raise DataError(f"{field}={str(path)!r} is a symbolic link to a file that does not exist "
                             f"({path.readlink()}). Fix: point the link at the real file") from None
     if not path.exists():
-        hub = ", or set data.path=null to use data.hub_id" if field == "data.path" else ""
+        hub = f", or set {field}=null to read {hub_id} from the hub" if hub_id else ""
         raise DataError(f"{field}={str(path)!r} does not exist. Fix: give an existing file{hub}")
     suffixes = [s for s in path.suffixes if s != ".gz"]
     kind = suffixes[-1] if suffixes else ""

@@ -114,8 +114,8 @@ class FileRater:
                         int((~rated).sum()), n, _likely_cause(grid[~found], df, key) if (~rated).mean() > 0.05 else "")
         if unused:
             log.warning("rater.path: %d rating(s) in the file match no pair of the data; they are not used", unused)
-        report = {"source": f"file:{self.name}", "file_rows": len(df), "pairs_without_ratings": int((~rated).sum()),
-                  "file_ratings_unused": unused}
+        report = {"source": f"ratings file {self.name}", "file_rows": len(df),
+                  "pairs_without_ratings": int((~rated).sum()), "file_ratings_unused": unused}
         return Ratings(list(pairs["pair_id"]), [r.name for r in rules], values, reasons), report
 
 

@@ -27,7 +27,8 @@ def is_given(rater: Any) -> bool:
 def given_ratings(rater: Any, pairs: pd.DataFrame, rules: list[Rule], max_missing_share: float, *,
                   sharded: bool = False, judges: list[str] = ()) -> tuple[Ratings, dict[str, Any]]:
     """The source's ratings of ``pairs``, checked like a rating stage's: more than ``max_missing_share`` missing (or
-    all) stops the run with the reasons. The report has the counts a rating stage reports. A sharded run, or a
+    all) stops the run with the reasons. The report has the counts a rating stage reports and ``n_given``, the
+    ratings read from the source (what a run's summary says came from it). A sharded run, or a
     method that needs the rater to judge pairs (``judges``), is a setting error: there is no model."""
     if sharded:
         raise SettingError("rating.num_shards / rating.shard are set, but this rater reads ratings that exist: there "
@@ -38,6 +39,7 @@ def given_ratings(rater: Any, pairs: pd.DataFrame, rules: list[Rule], max_missin
                            "rater=hf / rater=openai")
     ratings, extra = rater.given(pairs, rules)
     report = {"n_pairs": len(pairs), "n_rules": len(rules), "n_cached": 0, "n_new": 0,
+              "n_given": ratings.values.size - ratings.n_missing,  # ratings the source held for these pairs
               "n_missing": ratings.n_missing, "missing_by_reason": ratings.missing_by_reason(), **extra}
     if ratings.n_missing:
         log.warning("%d rating(s) missing: %s", ratings.n_missing, report["missing_by_reason"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,18 @@ def study_frames(run_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFram
     return stats, pd.DataFrame([{"dataset": dataset, **read_json(p)}]) if p.exists() else None
 
 
-def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "") -> list[Path]:
+def results_title(setup: dict | None) -> str:
+    """The main results' title: the evaluation set by its own name (``setup["eval"]``, :mod:`encore.data.names`) and
+    the backbone that scored it, a hub id or path shown by its last part."""
+    s = setup or {}
+    backbone = re.split(r"[/:]", str(s.get("backbone") or ""))[-1]
+    return f"{s.get('eval') or 'RewardBench'}" + (f", backbone {backbone}" if backbone else "")
+
+
+def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "", setup: dict | None = None) -> list[Path]:
     """Per-run figures, from the run's own CSVs, with the display names the run recorded; ``dataset``: the run's
-    training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure."""
+    training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure;
+    ``setup``: the run's setup (``metrics.json``'s), whose evaluation set and backbone title the main results."""
     out, names = run_dir / "figures", Names.from_run(run_dir)
     paths: list[Path] = []
     if (run_dir / "rule_stats.csv").exists():
@@ -41,7 +51,7 @@ def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "") -> list[P
         paths += plots_results.weight_heatmap(weights, out, "method", names)
     if (run_dir / "main_table.csv").exists():
         paths += plots_results.main_results(pd.read_csv(run_dir / "main_table.csv"), out,
-                                            collect.significance(run_dir), names)
+                                            collect.significance(run_dir), names, title=results_title(setup))
     if tracker is not None:
         for p in paths:
             if p.suffix == ".png":
@@ -80,7 +90,9 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     full = collect.latest_full_table(tables)
     if not full.empty:
         run = Path(full["run"].iloc[0])
-        emit("main_results", full, lambda d: plots_results.main_results(d, out, collect.significance(run), names))
+        title = results_title(collect.run_meta(run).get("setup"))
+        emit("main_results", full, lambda d: plots_results.main_results(d, out, collect.significance(run), names,
+                                                                        title=title))
         written += write_tables(out, names, table=full, setup=collect.run_meta(run).get("setup"))
     sweep = collect.tau_sweep(tables)
     # Reference lines from the sweep's own jobs (experiment=tau_sweep evaluates the limits in each), else the main table.

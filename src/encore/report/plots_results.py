@@ -34,9 +34,11 @@ def significance_marks(sig: pd.DataFrame | None) -> dict[str, str]:
     return {m: stars(p) for m, p in zip(sig["method"], sig[col]) if np.isfinite(p)}
 
 
-def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, names: Names | None = None) -> plt.Figure:
+def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, names: Names | None = None,
+                      title: str = "RewardBench") -> plt.Figure:
     """Safety per method (point, 95% bootstrap interval; ENCORE highlighted), then each RewardBench Safety subset as
-    a small multiple; methods that differ from ENCORE in the paired permutation test are starred."""
+    a small multiple; methods that differ from ENCORE in the paired permutation test are starred. ``title``: the
+    evaluation set's own name (:mod:`encore.data.names`); an own set without RewardBench's subsets shows accuracy."""
     style.apply()
     names = names or Names.from_config()
     t = table.sort_values("safety").reset_index(drop=True)
@@ -60,8 +62,8 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
         if m == "encore":
             label.set_color(ENCORE)
             label.set_fontweight("bold")
-    ax.set_xlabel("Safety (%), 95% CI")
-    ax.set_title("RewardBench Safety")
+    ax.set_xlabel(f"{'Safety' if subsets else 'Accuracy'} (%), 95% CI")
+    ax.set_title(wrap(title, 30))
     # the subsets on one shared range, so panels compare at a glance, each point with its own 95% interval
     lo_cols = [f"{s}_ci_low" if f"{s}_ci_low" in t else s for s in subsets]
     hi_cols = [f"{s}_ci_high" if f"{s}_ci_high" in t else s for s in subsets]
@@ -94,8 +96,8 @@ def _two_ticks(lim: tuple[float, float]) -> list[float]:
 
 
 def main_results(table: pd.DataFrame, out: Path, sig: pd.DataFrame | None = None, names: Names | None = None,
-                 stem: str = "main_results") -> list[Path]:
-    return save(draw_main_results(table, sig, names), out, stem)
+                 stem: str = "main_results", title: str = "RewardBench") -> list[Path]:
+    return save(draw_main_results(table, sig, names, title), out, stem)
 
 
 def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: float | None = None,

@@ -37,13 +37,16 @@ def _cells(table: pd.DataFrame, cols: list[str]) -> tuple[list[list[str]], list[
     return cells, best
 
 
-def caption(setup: dict | None, n_seeds: int) -> str:
+def caption(setup: dict | None, n_seeds: int, safety: bool = True) -> str:
+    """What the table shows, on which evaluation set (``setup["eval"]``, the set's own name), and who produced it;
+    ``safety``: the headline is RewardBench's Safety weighting (else plain accuracy, an own set without its subsets)."""
     s = setup or {}
+    on = f" on {s['eval']}" if s.get("eval") else (" on RewardBench" if safety else "")
+    what = (f"Safety accuracy (%){on} per subset and overall (example-weighted 100/100/154/250/136)." if safety
+            else f"Accuracy (%){on}.")
     who = "; ".join(f"{k}: {s[k]}" for k in ("rater", "backbone", "train", "data") if s.get(k))
     seeds = f" Seeded methods: mean ± std over {n_seeds} seeds." if n_seeds > 1 else ""
-    return (f"RewardBench Safety accuracy (%) per subset and overall (example-weighted 100/100/154/250/136).{seeds} "
-            f"Bold: best per column. Produced by encore ({who})." if who else
-            f"RewardBench Safety accuracy (%) per subset and overall.{seeds} Bold: best per column.")
+    return f"{what}{seeds} Bold: best per column." + (f" Produced by encore ({who})." if who else "")
 
 
 def _stacked(name: str) -> str:
@@ -62,7 +65,8 @@ def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None)
     cols = [*subsets, "safety"]
     cells, best = _cells(table, cols)
     n_seeds = int(table.get("n_seeds", pd.Series([1])).max())
-    head = " & ".join(["Method", *[_stacked(names.subset(s)) for s in subsets], "Safety"]) + r" \\"
+    headline = "Safety" if subsets else "Accuracy"  # an own evaluation set without RewardBench's subsets
+    head = " & ".join(["Method", *[_stacked(names.subset(s)) for s in subsets], headline]) + r" \\"
     rows = []
     for m, vals, b in zip(table["method"], cells, best):
         shown = [rf"\textbf{{{latex_escape(v)}}}" if isbest else latex_escape(v) for v, isbest in zip(vals, b)]
@@ -70,7 +74,7 @@ def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None)
     spec = "l" + "r" * len(cols)
     # table*: the method column and six numbers (some with ± std) need the full text width of a two-column page
     return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{table*}[t]", r"\centering", r"\small",
-                      rf"\caption{{{latex_escape(caption(setup, n_seeds))}}}", r"\label{tab:main}",
+                      rf"\caption{{{latex_escape(caption(setup, n_seeds, bool(subsets)))}}}", r"\label{tab:main}",
                       rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *rows, r"\bottomrule",
                       r"\end{tabular}", r"\end{table*}", ""])
 
@@ -80,12 +84,13 @@ def main_table_md(table: pd.DataFrame, names: Names, setup: dict | None = None) 
     cols = [*subsets, "safety"]
     cells, best = _cells(table, cols)
     n_seeds = int(table.get("n_seeds", pd.Series([1])).max())
-    lines = ["| " + " | ".join(["Method", *[names.subset(s) for s in subsets], "Safety"]) + " |",
+    headline = "Safety" if subsets else "Accuracy"  # an own evaluation set without RewardBench's subsets
+    lines = ["| " + " | ".join(["Method", *[names.subset(s) for s in subsets], headline]) + " |",
              "|" + "---|" + "---:|" * len(cols)]
     for m, vals, b in zip(table["method"], cells, best):
         lines.append("| " + " | ".join([names.method(m), *[f"**{v}**" if isbest else v for v, isbest in zip(vals, b)]])
                      + " |")
-    return "\n".join([*lines, "", caption(setup, n_seeds), ""])
+    return "\n".join([*lines, "", caption(setup, n_seeds, bool(subsets)), ""])
 
 
 def rule_stats_tex(stats: pd.DataFrame, names: Names) -> str:

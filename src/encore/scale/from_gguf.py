@@ -155,7 +155,7 @@ def convert(src: Path, out: Path) -> None:
         quantizer.remove_quantization_config(model)
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes != {torch.float32} or getattr(model.config, "quantization_config", None) is not None:
-        raise RuntimeError(f"{src.name}: the dequantised model still holds {dtypes} parameters or a quantization config")
+        raise RuntimeError(f"{src.name}: the dequantised model holds {dtypes} parameters or a quantization config")
     model.save_pretrained(out)
     tok.save_pretrained(out)
     if "quantization_config" in json.loads((out / "config.json").read_text()):

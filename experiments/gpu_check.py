@@ -44,6 +44,9 @@ def format_report(r: dict) -> str:
         mfu = f"{s['mfu']:.1%}" if s["mfu"] is not None else "n/a"
         lines.append(f"{s['stage']:<6} {s['n_params'] / 1e9:>7.2f}B {fmt_bytes(s['planned_bytes']):>10} {measured:>10} "
                      f"{s['seconds']:>8.2f} {s['tokens_per_s']:>10,.0f} {mfu:>7}")
+    rate = r["stages"][0]
+    lines.append(f"rating flop_util = {rate['flop_util']:.3g} of the matmul peak measured here ({rate['matmul_peak']}; "
+                 "as experiments/benchmark.py bench=engines)")
     lines.append(f"bf16 vs fp32 ratings: max |Δ| = {r['bf16_vs_fp32_max_abs']:.4f}")
     v = r["vllm_vs_hf_max_abs"]
     lines.append(f"rater=vllm vs rater=hf: " + (f"max |Δ| = {v:.4f}" if v is not None else r["vllm_skipped"]))

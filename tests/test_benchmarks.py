@@ -49,3 +49,32 @@ def test_missing_benchmark_data_names_the_setting(tmp_path):
     out = run_benchmark("rater", tmp_path, f"data_path={tmp_path}/nope.jsonl.gz")
     assert out.returncode != 0
     assert "data_path=" in out.stderr + out.stdout and "ENCORE_SHARED_DATA" in out.stderr + out.stdout
+
+
+@pytest.mark.slow
+def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(tmp_path, smollm2):
+    """bench=engines on one HH-RLHF pair (2 responses x 10 rules) of the real SmolLM2 checkpoint (the session's,
+    by path: no second conversion). Here vLLM does not import, so its fields say unavailable; the lane runs both
+    halves. The prefill tokens are exactly the shared-prefix count of the rater's own prompt ids."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from encore.data.pairs import load_pairs
+    from encore.gpu_check import rating_tokens
+    from encore.rating.tokens import PromptTokenizer
+    from encore.rules import load_rules
+
+    out = run_benchmark("engines", tmp_path, "bench.n_pairs=1", f"bench.model={smollm2}", "bench.max_length=1024")
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("hf_per_s=")][-1]
+    fields = dict(kv.split("=") for kv in line.split())
+    assert list(fields) == ["hf_per_s", "vllm_per_s", "hf_flop_util", "vllm_flop_util", "max_abs_diff"]
+    assert float(fields["hf_per_s"]) > 0 and float(fields["hf_flop_util"]) > 0
+    if importlib.util.find_spec("vllm") is None:
+        assert fields["vllm_per_s"] == fields["vllm_flop_util"] == fields["max_abs_diff"] == "unavailable"
+    result = json.loads(next((tmp_path / "runs" / "benchmark").glob("*/benchmark.json")).read_text())
+    pairs = load_pairs(path=str(SHARED_HH), format="hh", subset_field=None, empty="drop", limit=1)
+    rules = load_rules(OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "rules" / "safety10.yaml"), resolve=True))
+    assert result["ratings"] == 20
+    assert result["prefill_tokens"] == rating_tokens(PromptTokenizer(smollm2), pairs, rules)[0]

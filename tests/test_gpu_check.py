@@ -35,6 +35,21 @@ def test_cpu_smoke_run_writes_the_report_and_a_failed_check_exits_nonzero(tmp_pa
     assert rate["n_params"] > 128256 * 64 and rate["prompts"] == 6 * 2 * 10 and rate["tokens_per_s"] > 0
     assert all(s["measured_bytes"] is None and s["mfu"] is None and s["planned_bytes"] > 0 for s in r["stages"])
     assert r["vllm_skipped"] == "n/a on CPU" and "n/a on CPU" in done.stdout and "SOME CHECKS FAILED" in done.stdout
+    assert 0 < rate["flop_util"] and rate["matmul_peak"].startswith("CPU, bfloat16 matmul")
+    assert f"rating flop_util = {rate['flop_util']:.3g} of the matmul peak measured here" in done.stdout
+
+
+def test_flop_util_is_achieved_prefill_flops_over_the_measured_matmul_peak():
+    """SmolLM2's shape: 30 layers of 3,540,096 parameters plus the final norm (576); the 49,152 x 576 embedding and
+    head are left out (a lookup, and a head computed at the last position only)."""
+    from encore.scale.arch import Arch
+    from encore.scale.utilisation import flop_util, matmul_peak_flops, token_params
+
+    arch = Arch("smollm2", "test", "llama", 162_826_560, 30, 576, 1536, 9, 3, 64, 49152, 3_540_096)
+    assert token_params(arch) == 162_826_560 - 2 * 49152 * 576 == 30 * 3_540_096 + 576
+    assert flop_util(100, 1000, 2.0, 1e5) == 2 * 100 * 1000 / 2.0 / 1e5 == 1.0
+    peak = matmul_peak_flops("cpu", torch.float32, n=64, seconds=0.05)
+    assert 1e6 < peak < 1e14  # a real measurement: between a megaflop and a hundred teraflops per second
 
 
 def test_mfu_peak_from_the_setting_or_the_device_name(monkeypatch):

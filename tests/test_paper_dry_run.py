@@ -38,3 +38,33 @@ def test_paper_main_table_runs_end_to_end_on_the_real_tokenizers(tmp_path, cache
     assert meta["method"] == "encore" and len(meta["weights"]) == 10 and np.isfinite(meta["weights"]).all()
     cfg_saved = json.loads((run / "export" / "composed" / "config.json").read_text())
     assert cfg_saved["vocab_size"] == 128256 and cfg_saved["pad_token_id"] == 128002
+
+
+SMOLLM2_DRY_RUN = ["experiment=paper_main_table", "rater=smollm2", "model=smollm2", "model.max_length=256", "eval=demo",
+                   "eval.subsets=[donotanswer]", "+eval.limit=6", "train.max_steps=2", "train.grad_accum=1",
+                   "train.batch_size=2", "train.progress=false", "~method.bt_single_head", "~method.gating",
+                   "method.random.n_seeds=2"]  # one fine-tuning: the K-head RM (bt_single_head would be a second)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
+def test_paper_path_in_miniature_on_the_trained_smollm2(tmp_path, cache, smollm2):
+    """The same experiment with a trained model in every LLM role: SmolLM2-135M-Instruct rates 4 HH-RLHF pairs,
+    judges the eval pairs in both orders, and is the backbone fine-tuned by train=finetune_1gpu (bf16, torchao
+    AdamW8bit) for 2 steps; the composed export, loaded by transformers alone, scores like the pipeline's φ. What it
+    does not prove: that these numbers mean anything (4 pairs, 2 steps, a 135 M model)."""
+    from test_export import exported_scores, pipeline_phi
+
+    from encore.pipeline import build
+
+    cfg = make_cfg(*SMOLLM2_DRY_RUN, "data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=4", cache=cache)
+    assert cfg.train.optim == "adamw_8bit" and cfg.rater.model == cfg.model.name_or_path == "smollm2"
+    run = tmp_path / "run"
+    m = run_export(cfg, run)
+    assert m["train_pairs"] == 4 and m["rating"]["n_new"] == 4 * 2 * 10 and m["rating"]["n_missing"] == 0
+    methods = set(pd.read_csv(run / "main_table.csv")["method"])
+    assert {"encore", "uniform", "llm_judge"} <= methods and not {"bt_single_head", "gating"} & methods
+    phi, _ = pipeline_phi(run)
+    for side in ("left", "right"):  # SmolLM2 pads with <|im_end|>; every text ends in the template's newline after it
+        got = exported_scores(m["export"]["composed"], build(cfg.eval), side)
+        np.testing.assert_allclose(got + m["export"]["score_offset"], phi, atol=2e-5)

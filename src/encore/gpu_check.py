@@ -108,10 +108,12 @@ def check_rating(cfg: DictConfig, pairs: Any, rules: list, device: torch.device,
         t0 = time.perf_counter()
         bf16, _ = rater.rate(prompts, responses, rules)
         rate_s = time.perf_counter() - t0
-    n = rater.arch_info().n_params
+    arch = rater.arch_info()
+    n = arch.n_params
     rater.unload()
     row = stage_row("rate", planned, {**m, "seconds": rate_s}, tokens, 2 * n * tokens, peak)
     row.update(n_params=n, prompts=len(responses) * len(rules), load_and_warmup_seconds=m["seconds"] - rate_s)
+    row.update(rating_utilisation(arch, tokens, rate_s, device, torch.bfloat16))
     fp32_rater = make("float32")
     fp32, _ = fp32_rater.rate(prompts, responses, rules)
     out = {"bf16": bf16, "fp32": fp32}
@@ -119,6 +121,16 @@ def check_rating(cfg: DictConfig, pairs: Any, rules: list, device: torch.device,
         out.update(_vllm_ratings(fp32_rater, cfg, prompts, responses, rules))
     fp32_rater.unload()
     return row, out
+
+
+def rating_utilisation(arch: Any, tokens: int, seconds: float, device: torch.device, dtype: torch.dtype) -> dict:
+    """``flop_util`` of a timed rating run against the matmul peak measured now at its dtype (on a GPU in bf16: the
+    device's dense bf16 peak as reached here), as the engines benchmark reports it (:mod:`encore.scale.utilisation`)."""
+    from encore.scale.utilisation import describe_peak, flop_util, matmul_peak_flops, token_params
+
+    peak = matmul_peak_flops(device, dtype, seconds=0.5)
+    return {"flop_util": flop_util(token_params(arch), tokens, seconds, peak), "matmul_peak_flops": peak,
+            "matmul_peak": describe_peak(device, dtype, peak)}
 
 
 def _vllm_ratings(hf: Any, cfg: DictConfig, prompts: list[str], responses: list[str], rules: list) -> dict:

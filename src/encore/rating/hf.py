@@ -28,6 +28,7 @@ from encore.rm.backbone import pick_dtype, planned_bytes
 from encore.scale.hardware import Gpus
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
 from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
+from encore.scale.paths import model_key
 from encore.scale.placement import DoesNotFit, Placement, fill_node, input_device, place_inference
 from encore.rating import prompts as P
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
@@ -85,7 +86,8 @@ class HFRater:
         """Determines the scores; batch size, prefix reuse, device and placement do not (tests hold them to that).
         The dtype enters as the user chose it: ``auto`` stays ``auto`` (bf16 on a GPU, fp32 on a CPU), so a login node
         without a GPU finds the ratings a GPU node made; an explicit dtype enters by its torch name."""
-        return {"kind": "hf", "model": self.model, "revision": self.revision, "tokenizer": self.tokenizer,
+        return {"kind": "hf", "model": model_key(self.model), "revision": self.revision,
+                "tokenizer": model_key(self.tokenizer),
                 "config": self.config, "seed": self.seed if self.config else None, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
                 "max_length": self.max_length, "dtype": _dtype_identity(self.dtype),

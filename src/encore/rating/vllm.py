@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from encore.scale.hardware import Gpus
+from encore.scale.paths import model_key, resolve_model_path
 from encore.scale.placement import DoesNotFit, Placement
 from encore.scale.tensor_parallel import place_vllm, vllm_step_tokens
 from encore.rating import prompts as P
@@ -82,7 +83,8 @@ class VLLMRater:
         """What determines the ratings; tensor parallelism and memory settings do not. ``engine_kwargs`` enter the
         key except the scheduling and memory ones in :data:`ENGINE_SPEED_ONLY` (``quantization``,
         ``kv_cache_dtype`` and any other engine argument change the numbers)."""
-        return {"kind": "vllm", "model": self.model, "revision": self.revision, "tokenizer": self.tokenizer,
+        return {"kind": "vllm", "model": model_key(self.model), "revision": self.revision,
+                "tokenizer": model_key(self.tokenizer),
                 "mode": self.mode, "scale_max": self.scale_max if self.mode == "scale" else None,
                 "system_prompt": self.system_prompt, "max_length": self.max_length, "dtype": self.dtype,
                 "template": P.RULE_TEMPLATE, **({"engine": engine} if (engine := {
@@ -144,7 +146,8 @@ class VLLMRater:
                         self.max_length + 1, max_len, max_len - 1)
         n_labels = max(sum(map(len, self.prompts.rating_options())), sum(map(len, self.prompts.judge_options())))
         log.info("rater %s (vLLM): %s", self.model, place.where)
-        self._llm = vllm.LLM(model=self.model, tokenizer=self.tokenizer or self.model, revision=self.revision,
+        self._llm = vllm.LLM(model=resolve_model_path(self.model),  # smollm2: its converted checkpoint
+                             tokenizer=resolve_model_path(self.tokenizer or self.model), revision=self.revision,
                              tensor_parallel_size=place.tensor_parallel, dtype=self.dtype,
                              gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=max_len,
                              enable_prefix_caching=True, logprobs_mode="processed_logprobs",

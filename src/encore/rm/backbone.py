@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encore.scale.paths import EMBEDDED_MINILM, resolve_model_path
+from encore.scale.paths import EMBEDDED_MINILM, model_key, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ class Encoder:
 
     def identity(self) -> dict[str, Any]:
         """What determines the embeddings (the cache key): never the device or batch size."""
-        return {"name_or_path": self.name_or_path, "revision": self.revision, "tokenizer": self.tokenizer,
+        return {"name_or_path": model_key(self.name_or_path), "revision": self.revision,
+                "tokenizer": model_key(self.tokenizer),
                 "config": dict(self.config) if self.config else None, "seed": self.seed if self.config else None,
                 "pooling": self.resolved_pooling(), "normalize": self.normalize, "max_length": self.max_length,
                 "truncation": "keep_end", **({"text_format": self.text_format} if self.text_format != "plain" else {}),

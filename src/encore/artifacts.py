@@ -203,15 +203,26 @@ def expect(arrays: dict[str, np.ndarray], finite: bool = True, **shapes: tuple) 
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory to fill; on success it replaces ``path``, on failure it is removed, so a
-    killed save never leaves a directory that looks finished (a model, an export)."""
+    """Yield a temporary sibling directory (a unique name) to fill; on success it replaces ``path``, on failure it
+    is removed, so a killed save never leaves a directory that looks finished (a model, an export). A directory
+    already at ``path`` (an older copy, or one a concurrent writer of the same key just put there) is renamed aside
+    to a unique name first and removed after, so writers of one path never fail on each other."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         yield tmp
+        for _ in range(8):
+            try:
+                tmp.rename(path)  # atomic; fails only while a non-empty directory is at path
+                return
+            except OSError:
+                aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+                try:
+                    path.rename(aside)
+                except FileNotFoundError:  # another writer moved it first: try again
+                    continue
+                shutil.rmtree(aside, ignore_errors=True)
+        raise OSError(f"could not move {tmp} to {path}: another writer kept replacing it")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)

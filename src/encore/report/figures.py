@@ -70,8 +70,8 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     emit("entropy_vs_accuracy", stats, lambda d: plots.entropy_vs_accuracy(d, out, corr, names))
     emit("correlations", corr, lambda d: [])
     for dataset in (pd.unique(stats["dataset"]) if not stats.empty else []):
-        written += _rename(write_tables(out, names, stats=stats[stats["dataset"] == dataset]),
-                           f"rule_stats_{_slug(dataset)}.tex")
+        written += write_tables(out, names, stats=stats[stats["dataset"] == dataset],
+                                stats_name=f"rule_stats_{_slug(dataset)}.tex")
     ratings = collect.ratings(runs)
     for dataset in (pd.unique(ratings["dataset"]) if not ratings.empty else []):
         hist = plots.rating_histogram(ratings[ratings["dataset"] == dataset])
@@ -96,10 +96,6 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     emit("encore_weights", collect.encore_weights(runs, sweep),
          lambda d: plots_results.weight_heatmap(d, out, "tau", names, stem="encore_weights"))
     return written
-
-
-def _rename(paths: list[Path], name: str) -> list[Path]:
-    return [p.replace(p.with_name(name)) for p in paths]
 
 
 def _first(*values: float | None) -> float | None:

@@ -6,6 +6,7 @@ Results figures (main table, τ, weights) are in :mod:`encore.report.plots_resul
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -18,21 +19,20 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
+from encore.artifacts import write_bytes  # noqa: E402
 from encore.report import style  # noqa: E402
 from encore.report.labels import label_rules  # noqa: E402
 from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
 
 
 def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
-    """PDF and PNG, each written to a temporary name and renamed into place."""
-    out.mkdir(parents=True, exist_ok=True)
+    """PDF and PNG, each rendered in memory and written atomically under a unique temporary name
+    (:func:`encore.artifacts.write_bytes`), so two processes drawing into one folder never trip over each other."""
     paths = []
     for ext in ("pdf", "png"):
-        p = out / f"{stem}.{ext}"
-        tmp = p.with_name(f".{p.name}.tmp")
-        fig.savefig(tmp, format=ext)
-        tmp.replace(p)
-        paths.append(p)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext)
+        paths.append(write_bytes(out / f"{stem}.{ext}", buf.getvalue()))
     plt.close(fig)
     return paths
 

@@ -1,0 +1,97 @@
+"""A damaged checkpoint is never resumed: each is verified against the sizes and SHA-256 sums written when it was
+saved; one that fails is set aside with a warning and training resumes from the newest intact one (or from the
+start), ending at the model an uninterrupted run trains. Before: flipped bytes in model.safetensors were resumed
+without a word (and the damaged model cached under models/<key>); a truncated model.safetensors, an empty
+optimizer.bin or a malformed encore_state.json stopped every later run with SafetensorError / EOFError /
+JSONDecodeError."""
+
+import logging
+import struct
+
+import pandas as pd
+import pytest
+from torch.testing import assert_close
+
+import encore.rm.finetune as ft_mod
+from encore.data.demo import load_demo
+from encore.rm.model import MultiHeadRM, masked_mse
+
+from test_finetune import decoder, fast, side_targets
+
+STEPS, EVERY = 6, 2  # checkpoints after micro-steps 2 and 4; the kill comes in step 5
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The model an uninterrupted run trains."""
+    enc, pairs, y = decoder(), load_demo("train").iloc[:24], side_targets(24)
+    return MultiHeadRM.load(fast(max_steps=STEPS, save_every=EVERY).train_model(
+        enc, pairs, y, "mse", tmp_path_factory.mktemp("clean"), "k"))
+
+
+def killed_in_step_5(cache, monkeypatch, keep=1) -> dict:
+    """Train until a kill in step 5 (after the checkpoint of step 4); returns the loss-call counter."""
+    calls = {"n": 0}
+
+    def dies_at_step_5(pred, target):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return masked_mse(pred, target)
+
+    monkeypatch.setattr(ft_mod, "masked_mse", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        fast(max_steps=STEPS, save_every=EVERY, **({"keep_checkpoints": keep} if keep > 1 else {})).train_model(
+            decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", cache, "k")
+    calls["n"] = 100  # from here on the wrapper only counts
+    return calls
+
+
+def flip(p):
+    """Flip 2,000 bytes of the tensor data (past the safetensors header): the file still parses."""
+    data = bytearray(p.read_bytes())
+    start = 8 + struct.unpack("<Q", bytes(data[:8]))[0] + 64
+    for i in range(start, min(start + 2000, len(data))):
+        data[i] ^= 0xFF
+    p.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "flipped_bytes": ("model.safetensors", flip),
+    "truncated_model": ("model.safetensors", lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])),
+    "empty_optimizer": ("optimizer.bin", lambda p: p.write_bytes(b"")),
+    "malformed_state": ("encore_state.json", lambda p: p.write_text(p.read_text()[:40])),
+    "no_checksums": ("encore_state.json", lambda p: p.write_text('{"micro_step": 4, "log": []}')),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, monkeypatch, caplog, clean, damage):
+    calls = killed_in_step_5(tmp_path, monkeypatch)
+    root = tmp_path / "checkpoints" / "k"
+    name, spoil = DAMAGE[damage]
+    spoil(root / "step-00000004" / name)
+    with caplog.at_level(logging.WARNING, logger="encore.rm.checkpoint"):
+        d = fast(max_steps=STEPS, save_every=EVERY).train_model(
+            decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", tmp_path, "k")
+    warning = "\n".join(r.getMessage() for r in caplog.records)
+    assert "step-00000004 is damaged" in warning and "training starts from the beginning" in warning
+    assert calls["n"] == 100 + STEPS  # nothing of the damaged checkpoint was used: every step ran again
+    assert pd.read_csv(d / "train_log.csv")["micro_step"].tolist() == list(range(STEPS))
+    for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(d).state_dict().items()):
+        assert_close(a, b, msg=n)  # models/<key> holds the model an uninterrupted run trains, never the damaged one
+    assert not root.exists()  # the finished training removes its checkpoints, the set-aside one included
+
+
+def test_with_two_kept_a_damaged_newest_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch, caplog, clean):
+    calls = killed_in_step_5(tmp_path, monkeypatch, keep=2)
+    root = tmp_path / "checkpoints" / "k"
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-00000002", "step-00000004"]
+    flip(root / "step-00000004" / "model.safetensors")
+    with caplog.at_level(logging.WARNING, logger="encore.rm.checkpoint"):
+        d = fast(max_steps=STEPS, save_every=EVERY, keep_checkpoints=2).train_model(
+            decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", tmp_path, "k")
+    assert "trying step-00000002" in "\n".join(r.getMessage() for r in caplog.records)
+    assert calls["n"] == 100 + STEPS - 2  # resumed after step 2
+    for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(d).state_dict().items()):
+        assert_close(a, b, msg=n)

@@ -183,16 +183,15 @@ def clipped_points(fig) -> list[str]:
     return out
 
 
-def cut_bands(fig, bounds: tuple[float, float] = (0.0, 100.0)) -> list[str]:
-    """Filled bands (a fit's confidence band) reaching past their axes' y view, except where they pass the natural
-    ``bounds`` of the quantity (accuracy in %)."""
+def cut_bands(fig) -> list[str]:
+    """Filled bands (a fit's confidence band) reaching past their axes' y view, where the axis would cut them."""
     out = []
     for ax in fig.axes:
         lo, hi = ax.get_ylim()
         for c in ax.collections:
             if isinstance(c, PolyCollection) and not isinstance(c, LineCollection):
                 ys = np.concatenate([p.vertices[:, 1] for p in c.get_paths()] or [np.zeros(0)])
-                if len(ys) and (ys.min() < max(lo, bounds[0]) - 1e-9 or ys.max() > min(hi, bounds[1]) + 1e-9):
+                if len(ys) and (ys.min() < lo - 1e-9 or ys.max() > hi + 1e-9):
                     out.append(f"band of {ax.get_title()!r} spans {ys.min():.1f}..{ys.max():.1f}, axis {lo:.1f}..{hi:.1f}")
     return out
 

@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PolyCollection
 
 from encore.report import labels, plots, plots_results
 from encore.report.style import Names
@@ -68,13 +69,20 @@ def test_clustered_rules_get_labels_off_bars_with_connectors_that_never_cross(se
 
 
 def test_an_own_data_panel_takes_its_title_and_keeps_its_whole_fit_band():
-    """Five own rules on 60 pairs: a wide band that the old y range cut off; the title the run passes in."""
-    stats = rule_stats(5, 3, (0.4, 0.7)).assign(dataset="local")
-    corr = pd.DataFrame([{"dataset": "local", "pearson_r": -0.5, "pearson_r_ci_low": -0.9, "pearson_r_ci_high": 0.4,
-                          "pearson_p": 0.39}])
+    """The rule statistics of an own-data run (60 demo pairs, 5 rules, ratings from a file): the fit's band reaches
+    far below 0%, and the old y range cut it off; now the band ends at 0% and the axis holds all of it. The title
+    is the one the run passes in."""
+    acc = np.array([0.4833, 0.6833, 0.5667, 0.4333, 0.5667])
+    stats = pd.DataFrame({"rule": RULES[:5], "entropy": [2.2059, 2.2085, 2.1779, 2.1995, 2.1839], "accuracy": acc,
+                          "accuracy_ci_low": acc - 0.1167, "accuracy_ci_high": acc + 0.1167, "dataset": "local"})
+    corr = pd.DataFrame([{"dataset": "local", "pearson_r": 0.02, "pearson_r_ci_low": -0.85, "pearson_r_ci_high": 0.79,
+                          "pearson_p": 0.98}])
     fig = plots.draw_entropy_vs_accuracy(stats, corr, Names.from_config(), titles={"local": "my-pairs.jsonl"})
-    assert fig.axes[0].get_title().startswith("my-pairs.jsonl\n$r$ = -0.50")
-    assert cut_bands(fig) == []
+    ax = fig.axes[0]
+    assert ax.get_title() == "my-pairs.jsonl\n$r$ = 0.02 [-0.85, 0.79], $p$ = 0.98"
+    band = np.concatenate([p.vertices[:, 1] for c in ax.collections if isinstance(c, PolyCollection)
+                           for p in c.get_paths()])
+    assert band.min() == 0.0 and cut_bands(fig) == []  # clipped at 0% by the drawing, not by the axis
     plt.close(fig)
 
 

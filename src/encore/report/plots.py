@@ -70,9 +70,14 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
         if ok.sum() >= 3 and np.ptp(x[ok]) > 0:  # least-squares line and its 95% bootstrap band
             sns.regplot(x=x[ok], y=y[ok], ax=ax, scatter=False, ci=95, n_boot=1000, seed=0, truncate=True,
                         color=MUTED, line_kws=dict(lw=0.8, ls="--", zorder=2))
-            band = np.concatenate([p.vertices[:, 1] for c in ax.collections if isinstance(c, PolyCollection)
-                                   for p in c.get_paths()] or [np.array(span)])
-            span = [min(span[0], max(band.min(), 0.0)), max(span[1], min(band.max(), 100.0))]
+            band = []
+            for c in ax.collections:  # the band ends where accuracy does (0 and 100%), drawn whole within them
+                if isinstance(c, PolyCollection):
+                    c.set_verts([np.column_stack([p.vertices[:, 0], np.clip(p.vertices[:, 1], 0.0, 100.0)])
+                                 for p in c.get_paths()])
+                    band += [p.vertices[:, 1] for p in c.get_paths()]
+            band = np.concatenate(band or [np.array(span)])
+            span = [min(span[0], band.min()), max(span[1], band.max())]
         pad_x, pad_y = 0.15 * max(np.ptp(x[ok]), 1e-3), 0.08 * max(span[1] - span[0], 1.0)
         ax.set_xlim(x[ok].min() - pad_x, x[ok].max() + pad_x)
         ax.set_ylim(span[0] - pad_y, span[1] + pad_y)  # whole intervals and band, never clipped

@@ -192,7 +192,8 @@ def cut_bands(fig) -> list[str]:
             if isinstance(c, PolyCollection) and not isinstance(c, LineCollection):
                 ys = np.concatenate([p.vertices[:, 1] for p in c.get_paths()] or [np.zeros(0)])
                 if len(ys) and (ys.min() < lo - 1e-9 or ys.max() > hi + 1e-9):
-                    out.append(f"band of {ax.get_title()!r} spans {ys.min():.1f}..{ys.max():.1f}, axis {lo:.1f}..{hi:.1f}")
+                    out.append(f"band of {ax.get_title()!r} spans {ys.min():.1f}..{ys.max():.1f}, "
+                               f"axis {lo:.1f}..{hi:.1f}")
     return out
 
 

@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 from torch.testing import assert_close
 
-import encore.rm.finetune as ft_mod
 from encore.data.demo import load_demo
-from encore.rm.model import MultiHeadRM, masked_mse
+from encore.rm.model import MultiHeadRM
 
-from test_finetune import decoder, fast, side_targets
+from test_finetune import decoder, dies_at, fast, side_targets
 
 STEPS, EVERY = 6, 2  # checkpoints after micro-steps 2 and 4; the kill comes in step 5
 
@@ -31,15 +30,7 @@ def clean(tmp_path_factory):
 
 def killed_in_step_5(cache, monkeypatch, keep=1) -> dict:
     """Train until a kill in step 5 (after the checkpoint of step 4); returns the loss-call counter."""
-    calls = {"n": 0}
-
-    def dies_at_step_5(pred, target):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("killed")
-        return masked_mse(pred, target)
-
-    monkeypatch.setattr(ft_mod, "masked_mse", dies_at_step_5)
+    calls = dies_at(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         fast(max_steps=STEPS, save_every=EVERY, **({"keep_checkpoints": keep} if keep > 1 else {})).train_model(
             decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", cache, "k")

@@ -28,58 +28,55 @@ def a_run(root: Path) -> Path:
     return run
 
 
-def _draw(run: str, out: str, start, errors) -> None:
-    from encore.report.figures import make_figures
-
-    start.wait()
-    try:
-        for _ in range(ROUNDS):
-            make_figures([run], Path(out))
-    except BaseException:
-        errors.put(traceback.format_exc())
-
-
-def test_concurrent_make_figures_into_one_folder_all_finish(tmp_path):
-    run, out = a_run(tmp_path), tmp_path / "figures"
+def at_once(work, *args) -> None:
+    """``work(*args)`` in WRITERS processes released together by a barrier; every one must finish cleanly."""
     ctx = mp.get_context("fork")
     start, errors = ctx.Barrier(WRITERS), ctx.Queue()
-    procs = [ctx.Process(target=_draw, args=(str(run), str(out), start, errors)) for _ in range(WRITERS)]
+
+    def worker() -> None:
+        start.wait()
+        try:
+            work(*args)
+        except BaseException:
+            errors.put(traceback.format_exc())
+
+    procs = [ctx.Process(target=worker) for _ in range(WRITERS)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
     found = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
     assert found == [] and all(p.exitcode == 0 for p in procs), "\n".join(found)
+
+
+def _draw(run: Path, out: Path) -> None:
+    from encore.report.figures import make_figures
+
+    for _ in range(ROUNDS):
+        make_figures([run], out)
+
+
+def test_concurrent_make_figures_into_one_folder_all_finish(tmp_path):
+    run, out = a_run(tmp_path), tmp_path / "figures"
+    at_once(_draw, run, out)
     assert {p.name for p in out.iterdir()} == {"entropy_vs_accuracy.csv", "entropy_vs_accuracy.pdf",
                                               "entropy_vs_accuracy.png", "correlations.csv", "rule_stats_mine.tex"}
     assert (out / "entropy_vs_accuracy.pdf").read_bytes().startswith(b"%PDF")
 
 
-def _fill(path: str, start, errors) -> None:
+def _fill(path: Path) -> None:
     from encore.artifacts import atomic_dir, write_json
 
-    start.wait()
-    try:
-        for i in range(ROUNDS * 5):
-            with atomic_dir(path) as tmp:
-                tmp.mkdir()
-                (tmp / "weights.bin").write_bytes(b"x" * 4096)
-                write_json(tmp / "meta.json", {"round": i})
-    except BaseException:
-        errors.put(traceback.format_exc())
+    for i in range(ROUNDS * 5):
+        with atomic_dir(path) as tmp:
+            tmp.mkdir()
+            (tmp / "weights.bin").write_bytes(b"x" * 4096)
+            write_json(tmp / "meta.json", {"round": i})
 
 
 def test_concurrent_writers_of_one_directory_all_finish(tmp_path):
     """Processes saving the same model directory at once (two jobs that trained the same key): each succeeds,
     and what is left is one whole copy and no temporary or set-aside directory."""
-    ctx = mp.get_context("fork")
-    start, errors = ctx.Barrier(WRITERS), ctx.Queue()
-    procs = [ctx.Process(target=_fill, args=(str(tmp_path / "model"), start, errors)) for _ in range(WRITERS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=300)
-    found = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
-    assert found == [] and all(p.exitcode == 0 for p in procs), "\n".join(found)
+    at_once(_fill, tmp_path / "model")
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["meta.json", "weights.bin"]

@@ -18,7 +18,7 @@ from matplotlib.text import Annotation
 from matplotlib.transforms import Bbox
 
 MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules): points carry numbers, a key names them
-MAX_LABELLED = 20  # more points than this: only the 20 farthest from the centre are labelled (numbers)
+MAX_LABELLED = 20  # more points than this: only the 20 (or 10, or 5) farthest from the centre are numbered
 GAPS_PX = (1.5, 5, 10, 16, 24, 34, 46, 60, 76, 94, 115, 140, 170)  # display distance of a label's box from its point
 DIRECTIONS = 24  # angles tried at each distance, the most horizontal first (labels beside their point)
 NEAR_PX = 4.0  # a label this close to its own point, and clearly nearer it than any other, needs no connector
@@ -30,27 +30,34 @@ def label_rules(fig: plt.Figure, ax: plt.Axes, x: np.ndarray, y: np.ndarray, rul
                 bars: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[Annotation]:
     """Label each point with its rule's name; rules on one point (common with coarse labels) share a label. Where
     names do not fit (more than ``MAX_NAMED`` points, a point shared by 3+ rules, or a cluster with no clean place)
-    the points carry numbers and a key under the x label names the rules, numbered in the table's order.
-    ``bars``: the error bars (x, low, high); ``others``: texts and lines (a fit) of the panel; labels keep off all
-    of them."""
+    the points carry numbers and a key under the x label names the rules, numbered in the table's order. With more
+    than ``MAX_LABELLED`` points, the farthest from the centre are numbered: 20, else 10, else 5, the most that
+    find clean places (at most 2 + 3 placements in all). ``bars``: the error bars (x, low, high); ``others``: texts
+    and lines (a fit) of the panel; labels keep off all of them."""
     at: dict[tuple[float, float], list[int]] = {}
     for k, (xi, yi) in enumerate(zip(x, y)):
         at.setdefault((xi, yi), []).append(k)
-    keep = _farthest(ax, list(at), MAX_LABELLED)
-    shown = {p: ks for p, ks in at.items() if p in keep}
-    numbered = len(at) > MAX_NAMED or any(len(r) > 2 for r in at.values())
-    while True:
-        if numbered:  # the key first: the layout makes room for it before labels are placed in the smaller axes
-            _key(ax, rules, sorted(k for ks in shown.values() for k in ks), len(x))
-        texts = [",".join(str(k + 1) for k in ks) if numbered else "\n".join(rules[k] for k in ks)
-                 for ks in shown.values()]
-        labels = place(fig, ax, texts, list(shown), np.column_stack([x, y]), others, bars, strict=True)
-        if labels is not None or numbered:
-            break
-        numbered = True  # names collide: numbers instead
-    if labels is None:  # numbers without a clean place either: the places that break the fewest rules
-        labels = place(fig, ax, texts, list(shown), np.column_stack([x, y]), others, bars, strict=False)
-    return labels
+    every = np.column_stack([x, y])
+    sizes = [MAX_LABELLED] if len(at) <= MAX_LABELLED else [MAX_LABELLED, MAX_LABELLED // 2, MAX_LABELLED // 4]
+    named = len(at) <= MAX_NAMED and all(len(r) <= 2 for r in at.values())
+    for strict in (True, False):  # last resort: the smallest set at the places that break the fewest rules
+        for n in sizes if strict else sizes[-1:]:
+            keep = _farthest(ax, list(at), n)
+            shown = {p: ks for p, ks in at.items() if p in keep}
+            if strict and named:
+                names = ["\n".join(rules[k] for k in ks) for ks in shown.values()]
+                labels = place(fig, ax, names, list(shown), every, others, bars, strict=True)
+                if labels is not None:
+                    return labels
+            # the key first: the layout makes room for it before labels are placed in the smaller axes
+            key = _key(ax, rules, sorted(k for ks in shown.values() for k in ks), len(x))
+            numbers = [",".join(str(k + 1) for k in ks) for ks in shown.values()]
+            labels = place(fig, ax, numbers, list(shown), every, others, bars, strict=strict)
+            if labels is not None:
+                return labels
+            for part in key:
+                part.remove()
+    raise AssertionError("unreachable: a non-strict placement always places")
 
 
 def _farthest(ax: plt.Axes, points: list[tuple[float, float]], n: int) -> set[tuple[float, float]]:
@@ -64,16 +71,16 @@ def _farthest(ax: plt.Axes, points: list[tuple[float, float]], n: int) -> set[tu
     return {points[i] for i in order[:n]}
 
 
-def _key(ax: plt.Axes, rules: list[str], numbers: list[int], total: int) -> None:
+def _key(ax: plt.Axes, rules: list[str], numbers: list[int], total: int) -> list[Annotation]:
     """The numbered rules in two columns below the x label (constrained layout makes room)."""
     key = [f"{k + 1}  {rules[k]}" for k in numbers]
     if len(numbers) < total:
         key.append(f"({len(numbers)} of {total} rules labelled,")
         key.append("those farthest from the centre)")
     half = (len(key) + 1) // 2
-    for c, part in enumerate((key[:half], key[half:])):
-        ax.annotate("\n".join(part), xy=(0.5 * c, 0), xycoords=("axes fraction", ax.xaxis.label),
-                    xytext=(0, -3), textcoords="offset points", va="top", fontsize=5, color="#333333")
+    return [ax.annotate("\n".join(part), xy=(0.5 * c, 0), xycoords=("axes fraction", ax.xaxis.label),
+                        xytext=(0, -3), textcoords="offset points", va="top", fontsize=5, color="#333333")
+            for c, part in enumerate((key[:half], key[half:]))]
 
 
 def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[float, float]], every: np.ndarray,
@@ -96,7 +103,7 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
         found = []
         for b in _candidates(p, *_size(ax, t, r)):
             seg = _connector(b, p, pts)  # weighed for the fallback: leaving the axes counts most
-            bad = 100 * (not _inside(b, frame)) + _hits(b, static) + (seg is not None and _astray(seg, dots, rods))
+            bad = 1000 * (not _inside(b, frame)) + _hits(b, static) + (seg is not None and _astray(seg, dots, rods))
             if bad == 0 or not strict:
                 found.append((b, seg, bad))
         options.append(found)
@@ -106,9 +113,11 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
         for i in order:
             best = None
             for b, seg, fixed in options[i]:
-                bad = fixed + 10 * sum(  # another label, or a connector through a label or across another
-                    b.overlaps(pb) or (ps is not None and _cuts(ps, b)) or (seg is not None and (
-                        _cuts(seg, pb) or (ps is not None and crosses(seg, ps)))) for pb, ps in chosen.values())
+                # weighed for the fallback: on another label 100, a connector through a label or across another
+                # 10, anything fixed 1 (leaving the axes: 1000)
+                bad = fixed + sum(100 * b.overlaps(pb) + 10 * ((ps is not None and _cuts(ps, b)) or (
+                    seg is not None and (_cuts(seg, pb) or (ps is not None and crosses(seg, ps)))))
+                    for pb, ps in chosen.values())
                 if bad == 0:
                     best = (b, seg)
                     break

@@ -143,8 +143,8 @@ def draw_rating_distributions(hist: pd.DataFrame, names: Names | None = None) ->
     handles, labels = axes.flat[0].get_legend_handles_labels()
     order = sorted(range(len(labels)), key=lambda i: labels[i] != "chosen")
     fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="outside upper center", ncols=2)
-    fig.supxlabel("rating ψ" + (f"  (the first {len(rules)} of {len(every)} rules)" if len(rules) < len(every) else ""),
-                  fontsize=6.5)
+    more = f"  (the first {len(rules)} of {len(every)} rules)" if len(rules) < len(every) else ""
+    fig.supxlabel("rating ψ" + more, fontsize=6.5)
     fig.supylabel("responses", fontsize=6.5)
     return fig
 

@@ -6,6 +6,7 @@ optimizer.bin or a malformed encore_state.json stopped every later run with Safe
 JSONDecodeError."""
 
 import logging
+import shutil
 import struct
 
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from torch.testing import assert_close
 
 from encore.data.demo import load_demo
+from encore.rm import checkpoint
 from encore.rm.model import MultiHeadRM
 
 from test_finetune import decoder, dies_at, fast, side_targets
@@ -56,22 +58,42 @@ DAMAGE = {
 }
 
 
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """The checkpoint of step 4 that a run killed in step 5 leaves (accelerate's real files), kept pristine."""
+    cache = tmp_path_factory.mktemp("killed")
+    with pytest.MonkeyPatch.context() as mp:
+        killed_in_step_5(cache, mp)
+    return cache / "checkpoints" / "k" / "step-00000004"
+
+
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path, monkeypatch, caplog, clean, damage):
-    calls = killed_in_step_5(tmp_path, monkeypatch)
-    root = tmp_path / "checkpoints" / "k"
+def test_a_damaged_checkpoint_is_set_aside_with_a_warning(tmp_path, caplog, saved, damage):
+    root = tmp_path / "checkpoints"
+    shutil.copytree(saved, root / saved.name)
+    (root / "LATEST").write_text(saved.name)  # as the save left it
+    assert checkpoint.latest(root)[1]["micro_step"] == 4  # intact: resumed
     name, spoil = DAMAGE[damage]
-    spoil(root / "step-00000004" / name)
+    spoil(root / saved.name / name)
     with caplog.at_level(logging.WARNING, logger="encore.rm.checkpoint"):
-        d = fast(max_steps=STEPS, save_every=EVERY).train_model(
-            decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", tmp_path, "k")
+        assert checkpoint.latest(root) is None
     warning = "\n".join(r.getMessage() for r in caplog.records)
     assert "step-00000004 is damaged" in warning and "training starts from the beginning" in warning
+    assert [p.name.split("-")[1] for p in root.glob("step-*")] == ["00000004.damaged"]  # set aside, not deleted
+
+
+def test_a_run_resumed_over_a_damaged_checkpoint_trains_the_uninterrupted_model(tmp_path, monkeypatch, clean):
+    """Flipped bytes in model.safetensors: every step runs again and models/<key> holds the model an
+    uninterrupted run trains, never the damaged one."""
+    calls = killed_in_step_5(tmp_path, monkeypatch)
+    flip(tmp_path / "checkpoints" / "k" / "step-00000004" / "model.safetensors")
+    d = fast(max_steps=STEPS, save_every=EVERY).train_model(
+        decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", tmp_path, "k")
     assert calls["n"] == 100 + STEPS  # nothing of the damaged checkpoint was used: every step ran again
     assert pd.read_csv(d / "train_log.csv")["micro_step"].tolist() == list(range(STEPS))
     for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(d).state_dict().items()):
-        assert_close(a, b, msg=n)  # models/<key> holds the model an uninterrupted run trains, never the damaged one
-    assert not root.exists()  # the finished training removes its checkpoints, the set-aside one included
+        assert_close(a, b, msg=n)
+    assert not (tmp_path / "checkpoints" / "k").exists()  # the finished training removes its checkpoints
 
 
 def test_with_two_kept_a_damaged_newest_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch, caplog, clean):

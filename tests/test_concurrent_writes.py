@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-WRITERS, ROUNDS = 4, 3
+WRITERS, ROUNDS = 4, 2
 
 
 def a_run(root: Path) -> Path:

@@ -4,8 +4,10 @@ visibly attached to its own point. An annotation's box here is its text's box (i
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
-from matplotlib.collections import PathCollection
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 from matplotlib.text import Annotation, Text
@@ -126,3 +128,86 @@ def detached_labels(fig, tol: float = 3.0) -> list[str]:
                 if _gap(box, own) > min(_gap(box, p) for p in pts) + 1e-6:
                     out.append(f"label {a.get_text()!r} is nearer another point and has no connector")
     return out
+
+
+def _connectors(ax) -> list[tuple[str, object]]:
+    """(label text, drawn connector path in display coordinates) of every annotation with a connector."""
+    return [(a.get_text(), a.arrow_patch.get_transform().transform_path(a.arrow_patch.get_path()))
+            for a in ax.texts if isinstance(a, Annotation) and a.arrow_patch is not None]
+
+
+def crossing_connectors(fig) -> list[tuple[str, str]]:
+    """Pairs of labels whose connectors cross (matplotlib's own path intersection)."""
+    fig.canvas.draw()
+    out = []
+    for ax in fig.axes:
+        paths = _connectors(ax)
+        for i in range(len(paths)):
+            for j in range(i + 1, len(paths)):
+                if paths[i][1].intersects_path(paths[j][1], filled=False):
+                    out.append((paths[i][0], paths[j][0]))
+    return out
+
+
+def labels_on_bars(fig) -> list[str]:
+    """Point labels that an error bar (a segment of an errorbar's LineCollection) runs through."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        bars = [c.get_transform().transform_path(p) for c in ax.collections if isinstance(c, LineCollection)
+                for p in c.get_paths()]
+        for a in point_labels(ax):
+            box = text_box(a, r).padded(-0.5)
+            if any(p.intersects_bbox(box, filled=True) for p in bars):
+                out.append(a.get_text())
+    return out
+
+
+def clipped_points(fig) -> list[str]:
+    """Markers not wholly inside their axes (cut by its edge): '<axes title> at (x, y)'."""
+    fig.canvas.draw()
+    out = []
+    for ax in fig.axes:
+        frame = ax.get_window_extent()
+        for art in ax.get_children():
+            if not (isinstance(art, Line2D) and art.get_visible() and art.get_marker() not in (
+                    None, "None", "", " ", "_", "|")):  # error-bar caps are not data points
+                continue
+            radius = art.get_markersize() / 2 * fig.dpi / 72
+            xy = np.column_stack([art.get_xdata(), art.get_ydata()]).astype(float)
+            for (px, py), (dx, dy) in zip(ax.transData.transform(xy), xy):
+                if not (frame.x0 <= px - radius and px + radius <= frame.x1 and frame.y0 <= py - radius
+                        and py + radius <= frame.y1):
+                    out.append(f"{ax.get_title()!r} at ({dx:g}, {dy:g})")
+    return out
+
+
+def cut_bands(fig) -> list[str]:
+    """Filled bands (a fit's confidence band) reaching past their axes' y view, where the axis would cut them."""
+    out = []
+    for ax in fig.axes:
+        lo, hi = ax.get_ylim()
+        for c in ax.collections:
+            if isinstance(c, PolyCollection) and not isinstance(c, LineCollection):
+                ys = np.concatenate([p.vertices[:, 1] for p in c.get_paths()] or [np.zeros(0)])
+                if len(ys) and (ys.min() < lo - 1e-9 or ys.max() > hi + 1e-9):
+                    out.append(f"band of {ax.get_title()!r} spans {ys.min():.1f}..{ys.max():.1f}, "
+                               f"axis {lo:.1f}..{hi:.1f}")
+    return out
+
+
+NEGATIVE_ZERO = re.compile("[-\u2212]0(\\.0*)?(?![\\d.])")
+
+
+def negative_zeros(fig) -> list[str]:
+    """Texts that show a signed zero ("-0.00", "−0")."""
+    return [t.get_text() for t in drawn_texts(fig) if NEGATIVE_ZERO.search(t.get_text())]
+
+
+def tick_values(ax, axis: str = "x") -> list[float]:
+    """The values of the tick labels an axis shows (inside its view, visible, not empty)."""
+    fig = ax.figure
+    shown = {id(t) for t in drawn_texts(fig)}
+    ax_ = ax.xaxis if axis == "x" else ax.yaxis
+    return [float(t.get_text().replace("\u2212", "-")) for t in ax_.get_ticklabels() if id(t) in shown]

@@ -9,15 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encore.report import collect, plots, plots_results
+from encore.report import collect, labels, plots, plots_results
 from encore.report import figures
 from encore.report.figures import make_figures
 from encore.pipeline import run_evaluate, run_reproduce
 from encore.report.style import Names
 
 from conftest import make_cfg
-from figure_checks import (covered_points, data_points, detached_labels, overlapping_texts, point_labels,
-                           texts_outside)
+from figure_checks import (clipped_points, covered_points, crossing_connectors, cut_bands, data_points,
+                           detached_labels, labels_on_bars, negative_zeros, overlapping_texts, point_labels,
+                           texts_outside, tick_values)
 
 TAUS = (0.1, 2.0, 20.0)
 
@@ -64,6 +65,26 @@ def test_no_text_overlaps_leaves_the_figure_or_covers_a_point(drawn, name):
     assert covered_points(fig) == [], name
 
 
+@pytest.mark.parametrize("name", ["entropy_vs_accuracy", "rating_distributions", "main_results", "accuracy_vs_tau",
+                                  "weights", "encore_weights"])
+def test_no_crossing_connector_clipped_point_cut_band_or_signed_zero(drawn, name):
+    """What a reviewer found in the figures of a run (issue 26): connectors of neighbouring labels crossing, error
+    bars through labels, points cut at 100%, a fit band cut by the axis, "-0.00" in a heatmap."""
+    fig = drawn[name]
+    assert crossing_connectors(fig) == [], name
+    assert labels_on_bars(fig) == [], name
+    assert clipped_points(fig) == [], name
+    assert cut_bands(fig) == [], name
+    assert negative_zeros(fig) == [], name
+
+
+def test_subset_panels_have_ticks_that_read(drawn):
+    """Each subset panel shows three round ticks within 0-100% (not two: 20 and 100)."""
+    for ax in drawn["main_results"].axes[1:]:
+        ticks = tick_values(ax)
+        assert len(ticks) == 3 and all(0 <= t <= 100 and t == round(t) for t in ticks), (ax.get_title(), ticks)
+
+
 def test_every_rule_label_is_attached_to_its_own_point(drawn):
     """Each point carries one label, placed at its exact data position; a connector ends on its own point (within 3
     display pixels); a label without one is nearer its own point than any other."""
@@ -91,7 +112,7 @@ def test_run_and_rebuilt_figures_label_the_same_way(runs, tmp_path, monkeypatch)
     figures.run_figures(demo, dataset=collect.run_meta(demo)["dataset"])
     make_figures([demo], tmp_path / "rebuilt")
     (run_title, run_labels), (rebuilt_title, rebuilt_labels) = drawn_now["entropy_vs_accuracy"]
-    assert run_title == rebuilt_title == "Demo"
+    assert run_title == rebuilt_title and run_title.startswith("Demo\n$r$ = ")
     assert run_labels == rebuilt_labels and len(run_labels) == 10
 
 
@@ -106,7 +127,7 @@ def test_figures_say_what_a_paper_says(drawn):
     assert tau.get_xscale() == "log" and [t.get_text() for t in tau.get_xticklabels()] == ["0.1", "1", "10"]
     assert any("τ = 2" in t for t in [h.get_text() for h in drawn["accuracy_vs_tau"].legends[0].get_texts()])
     ev = drawn["entropy_vs_accuracy"].axes[0]
-    assert any(t.get_text().startswith("$r$ =") and "[" in t.get_text() for t in ev.texts)  # r with its interval
+    assert "$r$ = " in ev.get_title() and "[" in ev.get_title()  # r with its interval, under the title
 
 
 def test_every_pdf_embeds_truetype_never_type3(runs, tmp_path):
@@ -168,22 +189,21 @@ def test_coarse_labels_share_points_and_get_numbers_with_a_key():
 
 
 def test_names_that_cannot_be_placed_fall_back_to_numbers_and_a_key(monkeypatch):
-    """When adjustText cannot clear a cluster of named labels, the figure switches to numbers and a key rather than
-    ship overlapping names."""
-    place, calls = plots._place_labels, []
+    """When named labels find no clean place, the figure switches to numbers and a key rather than ship
+    overlapping names."""
+    place, calls = labels.place, []
 
-    def first_fails(*args, **kwargs):
-        ok = place(*args, **kwargs)
-        calls.append(ok)
-        return ok and len(calls) > 1
+    def first_fails(fig, ax, texts, *args, **kwargs):
+        calls.append(texts)
+        return None if len(calls) == 1 else place(fig, ax, texts, *args, **kwargs)
 
-    monkeypatch.setattr(plots, "_place_labels", first_fails)
+    monkeypatch.setattr(labels, "place", first_fails)
     stats = pd.DataFrame({"rule": ["no_violence", "no_hate", "no_fraud"], "entropy": [0.5, 0.9, 1.3],
                           "accuracy": [0.7, 0.6, 0.5]})
     fig = plots.draw_entropy_vs_accuracy(stats, None, Names.from_config())
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert len(calls) == 2 and {"1", "2", "3"} <= set(texts) and "No violence" not in texts
-    assert any("1  No violence" in t and "2  No hate" in t for t in texts)
+    assert calls == [["No violence", "No hate", "No fraud"], ["1", "2", "3"]] and {"1", "2", "3"} <= set(texts)
+    assert any("1  No violence" in t and "2  No hate" in t for t in texts) and "No violence" not in texts
     assert overlapping_texts(fig) == [] and texts_outside(fig) == []
 
 
@@ -193,4 +213,4 @@ def test_undefined_correlation_from_json_draws_the_points_without_an_r():
                           "dataset": ""})
     corr = pd.DataFrame([{"dataset": "", "pearson_r": None, "pearson_p": None}])
     fig = plots.draw_entropy_vs_accuracy(stats, corr, Names.from_config())
-    assert not any("$r$" in t.get_text() for t in fig.axes[0].texts)
+    assert not any("$r$" in t.get_text() for t in fig.axes[0].texts) and "$r$" not in fig.axes[0].get_title()

@@ -51,19 +51,63 @@ def array_hash(a: np.ndarray, length: int = 16) -> str:
 
 def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with filesystem_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
+
+
+@contextmanager
+def filesystem_errors(path: str | Path) -> Iterator[None]:
+    """Errors from the filesystem while writing ``path`` reach the user as what they are, naming the path: an
+    OSError raised without a file name (``write``/``fsync`` give none) gets ``path``; an error from a writer that
+    hides the OS error (torch's C++ streams: "basic_ios::clear: iostream error"; safetensors' IoError) becomes the
+    OSError the filesystem shows for ``path``: ENOSPC "No space left on device" when it has no free blocks or
+    inodes left, EFBIG when a file-size limit is set. Anything else is raised unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
+    except Exception as e:
+        found = _filesystem_cause(Path(path), str(e))
+        if found is None:
+            raise
+        raise found from e
+
+
+def _filesystem_cause(path: Path, message: str) -> OSError | None:
+    """The OSError behind a writer's error: the OS error number it quotes ("os error 28"), else what the
+    filesystem shows (no free block or inode: ENOSPC; a file-size limit: EFBIG), else None."""
+    import errno
+    import re
+    import resource
+
+    quoted = re.search(r"os error (\d+)", message)
+    if quoted or "No space left on device" in message:
+        code = int(quoted.group(1)) if quoted else errno.ENOSPC
+        return OSError(code, os.strerror(code), str(path))
+    where = next((p for p in (path, *path.parents) if p.exists()), None)
+    if where is None:
+        return None
+    st = os.statvfs(where)
+    if st.f_bavail * st.f_frsize < (1 << 20) or (st.f_files and st.f_favail == 0):  # under 1 MiB or no inode left
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        return OSError(errno.EFBIG, f"{os.strerror(errno.EFBIG)} (RLIMIT_FSIZE {soft:,} bytes)", str(path))
+    return None
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -203,15 +247,26 @@ def expect(arrays: dict[str, np.ndarray], finite: bool = True, **shapes: tuple) 
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory to fill; on success it replaces ``path``, on failure it is removed, so a
-    killed save never leaves a directory that looks finished (a model, an export)."""
+    """Yield a temporary sibling directory (a unique name) to fill; on success it replaces ``path``, on failure it
+    is removed, so a killed save never leaves a directory that looks finished (a model, an export). A directory
+    already at ``path`` (an older copy, or one a concurrent writer of the same key just put there) is renamed aside
+    to a unique name first and removed after, so writers of one path never fail on each other."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         yield tmp
+        for _ in range(8):
+            try:
+                tmp.rename(path)  # atomic; fails only while a non-empty directory is at path
+                return
+            except OSError:
+                aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+                try:
+                    path.rename(aside)
+                except FileNotFoundError:  # another writer moved it first: try again
+                    continue
+                shutil.rmtree(aside, ignore_errors=True)
+        raise OSError(f"could not move {tmp} to {path}: another writer kept replacing it")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)

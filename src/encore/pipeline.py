@@ -174,9 +174,15 @@ def _run(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool = Fa
     with cache_only(fill):
         metrics = _stages(cfg, Path(run_dir), job, upto, figures)
     if metrics.get("summary"):
-        write_bytes(Path(run_dir) / "summary.txt", (metrics["summary"] + "\n").encode("utf-8"))
         log.info("what this run found:\n  %s", metrics["summary"].replace("\n", "\n  "))
     return metrics
+
+
+def _write_result(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json (what make_figures.py looks for) and summary.txt: written before any figure is drawn."""
+    write_json(run_dir / "metrics.json", metrics)
+    if metrics.get("summary"):
+        write_bytes(run_dir / "summary.txt", (metrics["summary"] + "\n").encode("utf-8"))
 
 
 def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) -> dict[str, Any]:
@@ -242,8 +248,6 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
             metrics["significance"] = sig.to_dict(orient="records")
             tracker.log_table("main_table", table)
             tracker.log_metrics({f"eval/{r['method']}/safety": r["safety"] for r in metrics["main_table"]})
-        if "figures" in todo:
-            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker, metrics["dataset"], metrics["setup"])]
         if "export" in todo:
             metrics["export"] = stage_export(trainer.load_rm(arrays, metrics["heads"], encoder), encoder.tok,
                                              cfg.export.method, wide, stats, [r.as_dict() for r in rules],
@@ -254,7 +258,10 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
         metrics["summary"] = summary_text(metrics, names, cfg.get("paper"))
         tracker.log_summary(metrics["summary"])
         metrics["seconds"] = time.perf_counter() - t0
-        write_json(run_dir / "metrics.json", metrics)
+        _write_result(run_dir, metrics)  # the run's result does not wait on its figures
+        if "figures" in todo:
+            metrics["figures"] = [str(p) for p in run_figures(run_dir, tracker, metrics["dataset"], metrics["setup"])]
+            write_json(run_dir / "metrics.json", metrics)
         failed = False
         return metrics
     finally:

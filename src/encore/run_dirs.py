@@ -10,6 +10,13 @@ address and port, and on one node its process id). The resolver is registered wh
 Never empty: a Hydra callback that removes the directory of a job that failed before writing a
 result (its error is on stderr; what is left would be Hydra's bookkeeping and an empty log), and the directory of
 a multirun none of whose jobs left one. Registered in ``conf/config.yaml`` under ``hydra.callbacks``.
+
+A failed run is any job that raised, SIGTERM included: while a job runs, SIGTERM (``kill``, a scheduler's stop) is
+raised as :class:`Terminated` where no other handler was installed (submitit installs its own, which is kept), so
+the tracker records the failure and this callback runs. A failed job that had written results keeps its directory:
+the finished stages' files, its log ending with the error, and no ``metrics.json`` (the mark of a finished run,
+written before the figures; ``make_figures.py`` and the notebook read only directories that have it). Only SIGKILL
+(``kill -9``, power loss) skips all of this and leaves the directory as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -87,10 +95,34 @@ def remove_if_empty(out: Path) -> bool:
     return True
 
 
+class Terminated(Exception):
+    """SIGTERM during a job, raised where the job's code was, so the run fails like any other."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+
 class RemoveEmptyRunDirs(Callback):
+    _previous: Any = None
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # never over a launcher's own handler
+                self._previous = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread (a launcher running jobs in threads): the default stays
+            self._previous = None
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
         if job_return.status == JobStatus.FAILED:
-            remove_if_empty(Path(config.hydra.runtime.output_dir))
+            out = Path(config.hydra.runtime.output_dir)
+            if not remove_if_empty(out):
+                logging.getLogger(__name__).error("this run failed (%s: %s); its directory keeps what the stages "
+                                                  "before the failure wrote, and no metrics.json", type(
+                                                      job_return._return_value).__name__, job_return._return_value)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # at the end of the launching process, whether the sweep succeeded or not (Hydra skips on_multirun_end

@@ -4,6 +4,14 @@ The ``logger`` group builds the tracker with ``_target_`` (a partial: the pipeli
 name, group and job type): ``logger=wandb`` (default, ``mode: offline``: written under the run dir,
 ``wandb sync <run_dir>/wandb/offline-run-*`` uploads later), ``logger=wandb logger.mode=online`` to sync live,
 ``logger=none`` to switch off.
+
+Nothing outside the run directory: wandb 0.31 (read at that version) copies every file an artefact adds into
+``$WANDB_DATA_DIR/artifacts/staging`` (default ``~/.local/share/wandb``) unless it is added with policy "immutable",
+keeps uploaded files in ``$WANDB_CACHE_DIR/artifacts`` unless ``skip_cache``, and its service process (wandb-core)
+writes ``core-debug-*.log`` and ``symon-debug-*.log`` under ``$WANDB_CACHE_DIR/wandb/logs`` (default
+``~/.cache``) when it starts. Our artefact files are written once, atomically, into a directory no later run
+writes, so they are added immutable and uncached; for the run, both variables point into ``<run_dir>/wandb``
+(unless the user set them), and the service is ended with the run, so the next run's service logs into its own.
 """
 
 from __future__ import annotations
@@ -46,12 +54,21 @@ def files_digest(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+WANDB_HOME_DIRS = {"WANDB_DATA_DIR": "data", "WANDB_CACHE_DIR": "cache"}  # wandb's folders, under <run_dir>/wandb
+_OURS: dict[str, str] = {}  # the values this module set (a value the user set is left alone)
+
+
 class WandbTracker(Tracker):
     def __init__(self, run_dir: Path, config: dict[str, Any], project: str = "encore", mode: str = "offline",
                  group: str | None = None, job_type: str | None = None, entity: str | None = None,
                  tags: list[str] | None = None, name: str | None = None, log_artifacts: bool = True):
         os.environ.setdefault("WANDB_START_METHOD", "thread")
         os.environ.setdefault("WANDB_SILENT", "true")
+        self._restore: dict[str, str | None] = {}
+        for var, sub in WANDB_HOME_DIRS.items():
+            if os.environ.get(var) in (None, _OURS.get(var)):
+                self._restore[var] = os.environ.get(var)
+                os.environ[var] = _OURS[var] = str(Path(run_dir).resolve() / "wandb" / sub)
         import wandb
 
         self.wandb, self.log_artifacts = wandb, log_artifacts
@@ -80,8 +97,8 @@ class WandbTracker(Tracker):
             log.info("artefact %s (%s) already logged by an earlier run: not logged again", name, digest)
             return
         art = self.wandb.Artifact(name, type=kind, metadata={"digest": digest})
-        for p in paths:
-            art.add_file(str(p))
+        for p in paths:  # written once into this run's directory: no staging copy, no cache copy
+            art.add_file(str(p), policy="immutable", skip_cache=True)
         self.run.log_artifact(art)
         if marker is not None:
             marker.parent.mkdir(parents=True, exist_ok=True)
@@ -91,5 +108,14 @@ class WandbTracker(Tracker):
         self.run.summary["summary"] = text
 
     def finish(self, exit_code: int = 0) -> None:
-        """``exit_code`` 1 marks the run failed in wandb (a crashed stage must not look successful)."""
-        self.run.finish(exit_code=exit_code)
+        """``exit_code`` 1 marks the run failed in wandb (a crashed stage must not look successful). The service
+        ends with the run (its logs are in this run's directory) and wandb's folders point back where they were."""
+        try:
+            self.run.finish(exit_code=exit_code)
+            self.wandb.teardown(exit_code=exit_code)
+        finally:
+            for var, old in self._restore.items():
+                if old is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = old

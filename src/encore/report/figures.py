@@ -79,8 +79,8 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     emit("entropy_vs_accuracy", stats, lambda d: plots.entropy_vs_accuracy(d, out, corr, names))
     emit("correlations", corr, lambda d: [])
     for dataset in (pd.unique(stats["dataset"]) if not stats.empty else []):
-        written += _rename(write_tables(out, names, stats=stats[stats["dataset"] == dataset]),
-                           f"rule_stats_{_slug(dataset)}.tex")
+        written += write_tables(out, names, stats=stats[stats["dataset"] == dataset],
+                                stats_name=f"rule_stats_{_slug(dataset)}.tex")
     ratings = collect.ratings(runs)
     for dataset in (pd.unique(ratings["dataset"]) if not ratings.empty else []):
         hist = plots.rating_histogram(ratings[ratings["dataset"] == dataset])
@@ -99,16 +99,14 @@ def make_figures(roots: list[str | Path], out: Path) -> list[Path]:
     own = tables[tables["run"].isin(sweep["run"])] if not sweep.empty else pd.DataFrame()
     ref = full[full["eval_fingerprint"] == sweep["eval_fingerprint"].iloc[0]] if not sweep.empty and not full.empty else full
     uniform = _first(_value(own, "tau_to_inf"), _value(ref, "uniform"))
-    single = _first(_value(own, "single_rule"), _value(ref, "single_rule"))
-    zero = _value(own, "tau_to_zero")
-    emit("accuracy_vs_tau", sweep, lambda d: plots_results.tau_curve(d, out, uniform=uniform, single=single, zero=zero))
+    single, single_rule = _first_ref(_reference(own, "single_rule"), _reference(ref, "single_rule"))
+    zero, zero_rule = _reference(own, "tau_to_zero") or (None, None)
+    emit("accuracy_vs_tau", sweep, lambda d: plots_results.tau_curve(
+        d, out, uniform=uniform, single=single, zero=zero, rules={"single": single_rule, "zero": zero_rule},
+        names=names))
     emit("encore_weights", collect.encore_weights(runs, sweep),
          lambda d: plots_results.weight_heatmap(d, out, "tau", names, stem="encore_weights"))
     return written
-
-
-def _rename(paths: list[Path], name: str) -> list[Path]:
-    return [p.replace(p.with_name(name)) for p in paths]
 
 
 def _first(*values: float | None) -> float | None:
@@ -116,9 +114,21 @@ def _first(*values: float | None) -> float | None:
 
 
 def _value(table: pd.DataFrame, method: str) -> float | None:
+    found = _reference(table, method)
+    return found[0] if found else None
+
+
+def _reference(table: pd.DataFrame, method: str) -> tuple[float, str | None] | None:
+    """A method's Safety in ``table`` and the one rule it puts all weight on (None for a composed method)."""
     if table.empty or method not in set(table["method"]):
         return None
-    return float(table.loc[table["method"] == method, "safety"].iloc[0])
+    row = table.loc[table["method"] == method].iloc[0]
+    rule = row.get("rule")
+    return float(row["safety"]), rule if isinstance(rule, str) and rule else None
+
+
+def _first_ref(*found: tuple[float, str | None] | None) -> tuple[float | None, str | None]:
+    return next((f for f in found if f is not None), (None, None))
 
 
 def _slug(text: str) -> str:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from encore.report import style  # noqa: E402
@@ -69,14 +70,15 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     hi_cols = [f"{s}_ci_high" if f"{s}_ci_high" in t else s for s in subsets]
     if subsets:
         lo = max(0.0, float(np.nanmin(t[lo_cols].to_numpy(float))) - 5)
-        hi = min(102.0, float(np.nanmax(t[hi_cols].to_numpy(float))) + 5)
+        top = min(100.0, float(np.nanmax(t[hi_cols].to_numpy(float))) + 5)
+        hi = top + 0.06 * (top - lo)  # room for a whole marker at 100%, never a clipped one
     for a, s, lo_c, hi_c in zip(axes[1:], subsets, lo_cols, hi_cols):
         for yi, xi, e0, e1, c in zip(y, t[s], t[s] - t[lo_c], t[hi_c] - t[s], colours):
             a.errorbar(xi, yi, xerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, elinewidth=0.6, capsize=1, ms=2.5,
                        zorder=3)
         a.set_title(wrap(names.subset(s), 11), fontsize=6.5)
         a.set_xlim(lo, hi)
-        a.xaxis.set_major_locator(FixedLocator(_two_ticks(a.get_xlim())))
+        a.xaxis.set_major_locator(FixedLocator(three_ticks(lo, top)))
         a.tick_params(axis="y", length=0)
         a.set_xlabel("accuracy (%)", fontsize=6)
     for a in axes:
@@ -88,11 +90,18 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     return fig
 
 
-def _two_ticks(lim: tuple[float, float]) -> list[float]:
-    lo, hi = lim
-    step = 10 if hi - lo >= 20 else 5
-    a, b = np.ceil(lo / step) * step, np.floor(hi / step) * step
-    return [a, b] if b > a else [a]
+NICE_STEPS = (1, 2, 5, 10, 20, 25, 30, 40, 50)
+
+
+def three_ticks(lo: float, top: float) -> list[float]:
+    """Three evenly spaced round ticks spread over as much of [lo, top] as they can (fewer only on a range under 2):
+    the highest ``top`` rounded down to a unit (10, 5 or 1, by the range), the step the largest multiple of that
+    unit that keeps the lowest tick at or above ``lo``. A narrow panel reads its range without crowding."""
+    unit = 10 if top - lo >= 30 else 5 if top - lo >= 15 else 1
+    anchor = np.floor(top / unit + 1e-9) * unit
+    fits = [s for s in NICE_STEPS if s % unit == 0 and anchor - 2 * s >= lo - 1e-9]
+    step = max(fits or [unit])
+    return [float(v) for v in anchor - step * np.arange(3)[::-1] if v >= lo - 1e-9]
 
 
 def main_results(table: pd.DataFrame, out: Path, sig: pd.DataFrame | None = None, names: Names | None = None,
@@ -101,10 +110,17 @@ def main_results(table: pd.DataFrame, out: Path, sig: pd.DataFrame | None = None
 
 
 def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: float | None = None,
-                   zero: float | None = None, paper_tau: float = 2.0) -> plt.Figure:
+                   zero: float | None = None, paper_tau: float = 2.0, rules: dict[str, str] | None = None,
+                   names: Names | None = None) -> plt.Figure:
     """Safety vs τ on a log axis (decade ticks), its 95% band, the τ→∞ (uniform), τ→0 (lowest-entropy rule) and
-    best-single-rule references, and the paper's τ = 2 marked; the legend sits below the axes, off the data."""
+    best-single-rule references, each one-rule reference naming its rule (``rules``: ``{"single": key, "zero":
+    key}``), and the paper's τ = 2 marked; the legend sits below the axes, off the data."""
     style.apply()
+    names, rules = names or Names.from_config(), rules or {}
+
+    def named(label: str, which: str) -> str:
+        return f"{label}\n({names.rule(rules[which])})" if rules.get(which) else label
+
     s = sweep.sort_values("tau")
     fig, ax = plt.subplots(figsize=(ONE_COL, 2.9), layout="constrained")
     ax.plot(s["tau"], s["safety"], marker="o", ms=3, color=ENCORE, label="ENCORE", zorder=3)
@@ -112,8 +128,8 @@ def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: fl
         ax.fill_between(s["tau"], s["safety_ci_low"], s["safety_ci_high"], color=ENCORE, alpha=0.15, lw=0,
                         label="95% CI")
     for value, colour, ls, label in ((uniform, MUTED, "--", "Uniform (τ→∞)"),
-                                     (zero, style.OKABE_ITO[2], "-.", "Lowest-entropy rule (τ→0)"),
-                                     (single, style.OKABE_ITO[1], ":", "Best single rule")):
+                                     (zero, style.OKABE_ITO[2], "-.", named("Lowest-entropy rule (τ→0)", "zero")),
+                                     (single, style.OKABE_ITO[1], ":", named("Best single rule", "single"))):
         if value is not None:
             ax.axhline(value, color=colour, ls=ls, lw=0.9, label=label)
     ax.axvline(paper_tau, color="black", lw=0.5, ls=(0, (1, 2)), label=f"paper's τ = {paper_tau:g}")
@@ -132,40 +148,54 @@ def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: fl
 
 
 def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, single: float | None = None,
-              zero: float | None = None, stem: str = "accuracy_vs_tau") -> list[Path]:
-    return save(draw_tau_curve(sweep, uniform, single, zero), out, stem)
+              zero: float | None = None, stem: str = "accuracy_vs_tau", rules: dict[str, str] | None = None,
+              names: Names | None = None) -> list[Path]:
+    return save(draw_tau_curve(sweep, uniform, single, zero, rules=rules, names=names), out, stem)
+
+
+MAX_ROWS = 40  # rules shown in a weights heatmap; with more, those with the largest weights (said on the figure)
+MAX_ANNOTATED = 24  # columns whose cells still have room for their values
+
+
+def cell_text(v: float) -> str:
+    """A weight as its cell shows it: two decimals, never "-0.00"."""
+    text = f"{v:.2f}" if np.isfinite(v) else ""
+    return "0.00" if text == "-0.00" else text
 
 
 def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = None) -> plt.Figure:
-    """Weights as a rules x ``by`` heatmap with annotated cells (``sns.heatmap``; ``by``: ``method`` or ``tau``);
-    long-form input with columns ``by``, rule, weight (seeds averaged)."""
+    """Weights as a rules x ``by`` heatmap with each cell's value on it (``sns.heatmap``; ``by``: ``method`` or
+    ``tau``); long-form input with columns ``by``, rule, weight (seeds averaged). A column with all weight on one
+    rule (single rule) is drawn outside the colour scale, its rule's cell grey, so that the scale spans the composed
+    weights and does not saturate; at most ``MAX_ROWS`` rules (those with the largest weights) are shown."""
     style.apply()
     names = names or Names.from_config()
     wide = weights.groupby([by, "rule"], sort=False)["weight"].mean().unstack(by)
     wide = wide.reindex(index=list(pd.unique(weights["rule"])))
     if by == "tau":
         wide = wide.reindex(columns=sorted(wide.columns))
+    n_rules = len(wide)
+    if n_rules > MAX_ROWS:  # the rules that carry weight, in their own order
+        wide = wide.loc[wide.abs().max(axis=1).nlargest(MAX_ROWS).index.sort_values(key=wide.index.get_indexer)]
     cols = [f"{c:g}" for c in wide.columns] if by == "tau" else [wrap(names.method(c), 12) for c in wide.columns]
     fig, ax = plt.subplots(figsize=(TWO_COL if len(cols) > 6 else ONE_COL + 1.2, 0.22 * len(wide) + 1.3),
                            layout="constrained")
     values = wide.to_numpy(float)
-    # a column with all weight on one rule (single rule, τ → 0) would set the scale and flatten the rest: the scale
-    # ends at the largest weight of the other columns, and cells beyond it show as its end colour (colour bar arrow)
-    one_hot = np.array([np.count_nonzero(np.nan_to_num(c)) == 1 for c in values.T])
+    one_hot = np.array([np.count_nonzero(np.nan_to_num(c)) == 1 for c in values.T])  # (C,)
     rest = values[:, ~one_hot] if (~one_hot).any() else values
-    if np.nanmin(values) < 0:  # signed weights (BT-optimised): a diverging map centred on 0
+    if np.nanmin(rest) < 0:  # signed weights (BT-optimised): a diverging map centred on 0
         bound = float(np.nanmax(np.abs(rest))) or 1.0
         scale = dict(cmap="PuOr_r", center=0.0, vmin=-bound, vmax=bound)
-        extend = "both" if np.nanmax(np.abs(values)) > bound * (1 + 1e-9) else "neither"
     else:
-        vmax = float(np.nanmax(rest)) or 1.0
-        scale = dict(cmap="viridis", vmin=0.0, vmax=vmax)
-        extend = "max" if np.nanmax(values) > vmax * (1 + 1e-9) else "neither"
-    # each cell's value written on it (up to 12 columns), seaborn picking black or white by the cell's luminance
-    sns.heatmap(pd.DataFrame(values, index=[names.rule(r) for r in wide.index], columns=cols), ax=ax,
-                annot=len(cols) <= 12, fmt=".2f", annot_kws={"fontsize": 4.5}, xticklabels=True, yticklabels=True,
-                cbar_kws={"label": "ENCORE weight" if by == "tau" else "weight", "shrink": 0.9, "extend": extend},
-                **scale)
+        scale = dict(cmap="viridis", vmin=0.0, vmax=float(np.nanmax(rest)) or 1.0)
+    frame = pd.DataFrame(values, index=[names.rule(r) for r in wide.index], columns=cols)
+    text = np.vectorize(cell_text)(values) if len(cols) <= MAX_ANNOTATED else False
+    common = dict(ax=ax, fmt="", annot=text, annot_kws={"fontsize": 4.5}, xticklabels=True, yticklabels=True)
+    sns.heatmap(frame, mask=np.broadcast_to(one_hot, values.shape),
+                cbar_kws={"label": "ENCORE weight" if by == "tau" else "weight", "shrink": 0.9}, **common, **scale)
+    if one_hot.any():  # the one rule in grey, the rest white: values, not colours of the scale
+        sns.heatmap(frame.where(frame == 0, 1.0), mask=np.broadcast_to(~one_hot, values.shape), cbar=False,
+                    cmap=ListedColormap(["#FFFFFF", "#D0D0D0"]), vmin=0, vmax=1, **common)
     ax.tick_params(axis="x", labelrotation=90 if len(cols) > 10 else 0, labelsize=6 if by == "tau" else 5.5)
     ax.tick_params(axis="both", length=0)
     ax.tick_params(axis="y", labelrotation=0)
@@ -174,7 +204,10 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
             if m == "encore":
                 label.set_color(ENCORE)
                 label.set_fontweight("bold")
-    ax.set_xlabel("temperature τ" if by == "tau" else "")
+    xlabel = "temperature τ" if by == "tau" else ""
+    if n_rules > len(wide):
+        xlabel = f"{xlabel}\n({len(wide)} of {n_rules} rules: those with the largest weights)".strip()
+    ax.set_xlabel(xlabel)
     return fig
 
 

@@ -111,12 +111,13 @@ def rule_stats_tex(stats: pd.DataFrame, names: Names) -> str:
 
 
 def write_tables(out: Path, names: Names, table: pd.DataFrame | None = None, stats: pd.DataFrame | None = None,
-                 setup: dict | None = None) -> list[Path]:
-    """``main_table.tex``/``.md`` from a main table and ``rule_stats.tex`` from rule statistics, atomically."""
+                 setup: dict | None = None, stats_name: str = "rule_stats.tex") -> list[Path]:
+    """``main_table.tex``/``.md`` from a main table and ``stats_name`` from rule statistics, each written atomically
+    under its own name (never renamed afterwards, so writers sharing a folder cannot take each other's file)."""
     paths = []
     if table is not None and len(table):
         paths.append(write_bytes(out / "main_table.tex", main_table_tex(table, names, setup).encode()))
         paths.append(write_bytes(out / "main_table.md", main_table_md(table, names, setup).encode()))
     if stats is not None and len(stats):
-        paths.append(write_bytes(out / "rule_stats.tex", rule_stats_tex(stats, names).encode()))
+        paths.append(write_bytes(out / stats_name, rule_stats_tex(stats, names).encode()))
     return paths

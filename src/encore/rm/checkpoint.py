@@ -1,61 +1,146 @@
-"""Resumable training checkpoints that a kill at any moment leaves consistent.
+"""Resumable training checkpoints that a kill at any moment leaves consistent, verified before they are resumed.
 
 Layout under ``root``: one directory per saved step (``step-00000040/``: accelerate's ``save_state`` output, whatever
-the strategy wrote — full, sharded FSDP or DeepSpeed files — plus ``encore_state.json`` with the micro-step and the
-loss log), and a pointer file ``LATEST`` naming the newest complete one. Every rank writes into ``step-N.tmp``; after
-a barrier the main process renames it to ``step-N`` and only then replaces ``LATEST`` (atomically), then deletes
-older steps. A kill before the rename leaves a ``.tmp`` that nothing reads; a kill between the rename and the pointer
-resumes from the previous step, whose weights, optimiser and step count belong together.
+the strategy wrote — ``model.safetensors``, ``optimizer.bin``, ``scheduler.bin``, ``random_states_<rank>.pkl``, or
+sharded FSDP / DeepSpeed folders — plus ``encore_state.json`` with the micro-step, the loss log and the size and
+SHA-256 of every other file), and a pointer file ``LATEST`` naming the newest complete one. Every rank writes into
+``step-N.tmp-<token>`` (a name unique to this save); after a barrier the main process hashes the files, writes
+``encore_state.json``, renames the directory to ``step-N`` and only then replaces ``LATEST`` (atomically), then
+deletes all but the newest ``keep`` steps. A kill before the rename leaves a ``.tmp-*`` that nothing reads.
+
+Resuming (:func:`resume`) takes the newest ``step-N`` whose files all match their recorded sizes and checksums. One
+that does not (a truncated ``model.safetensors``, an empty ``optimizer.bin``, a malformed ``encore_state.json``, a
+flipped byte, a checkpoint without checksums from an older version) is set aside as ``step-N.damaged-<token>`` with a
+warning naming what is wrong, and the next older one is tried, down to starting from scratch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
 import shutil
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from encore.artifacts import read_json, write_bytes, write_json
+from encore.artifacts import filesystem_errors, read_json, write_bytes, write_json
 
 log = logging.getLogger(__name__)
 POINTER = "LATEST"
 STATE = "encore_state.json"
+STEP = re.compile(r"step-\d{8}")
 
 
 def step_dir(root: Path, micro_step: int) -> Path:
     return root / f"step-{micro_step:08d}"
 
 
-def save(acc: Any, root: Path, micro_step: int, logs: list[dict]) -> Path:
-    """Collective: every rank must call it. Returns the directory ``LATEST`` now names."""
+def _shared_token(acc: Any) -> str:
+    """A token the main process draws and every rank receives (the name of this save's temporary directory)."""
+    token = [uuid.uuid4().hex[:12] if acc.is_main_process else None]
+    if acc.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(token)
+    return token[0]
+
+
+def save(acc: Any, root: Path, micro_step: int, logs: list[dict], keep: int = 1) -> Path:
+    """Collective: every rank must call it. Returns the directory ``LATEST`` now names. A filesystem error (a full
+    disk) is raised as the OSError it is, naming the path; the temporary directory is removed."""
     final = step_dir(root, micro_step)
-    tmp = final.with_name(final.name + ".tmp")
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tmp = final.with_name(f"{final.name}.tmp-{_shared_token(acc)}")
     acc.wait_for_everyone()
-    acc.save_state(str(tmp))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        write_json(tmp / STATE, {"micro_step": micro_step, "log": logs})
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        write_bytes(root / POINTER, final.name.encode())
-        for old in root.glob("step-*"):
-            if old != final:
+    try:
+        with filesystem_errors(tmp):
+            acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            with filesystem_errors(tmp):
+                write_json(tmp / STATE, {"micro_step": micro_step, "log": logs, "files": checksums(tmp)})
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            write_bytes(root / POINTER, final.name.encode())
+            for old in sorted(_steps(root))[:-max(keep, 1)]:
                 shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     acc.wait_for_everyone()
     return final
 
 
+def _steps(root: Path) -> list[Path]:
+    return [d for d in root.glob("step-*") if STEP.fullmatch(d.name) and d.is_dir()]
+
+
+def checksums(d: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"bytes": size, "sha256": hex}}`` of every file under ``d`` but the state file, hashed on
+    a few threads (hashlib releases the GIL): a checkpoint of an 8B model is tens of GB."""
+    files = sorted(p for p in d.rglob("*") if p.is_file() and p.name != STATE)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(_sha256, files))
+    return {p.relative_to(d).as_posix(): {"bytes": p.stat().st_size, "sha256": h} for p, h in zip(files, digests)}
+
+
+def _sha256(p: Path) -> str:
+    h, buf = hashlib.sha256(), bytearray(1 << 24)
+    view = memoryview(buf)
+    with open(p, "rb") as fh:
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def problem(d: Path) -> str | None:
+    """What is wrong with checkpoint ``d`` (None: every file is there with its recorded size and checksum)."""
+    try:
+        state = read_json(d / STATE)
+    except FileNotFoundError:
+        return f"no {STATE}"
+    except (OSError, ValueError) as e:
+        return f"{STATE} is unreadable ({type(e).__name__}: {e})"
+    files = state.get("files") if isinstance(state, dict) else None
+    if not isinstance(files, dict) or not files or "micro_step" not in state or "log" not in state:
+        return f"{STATE} records no checksums or step (written by an older version or by hand)"
+    for rel, want in files.items():
+        p = d / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != want.get("bytes"):
+            return f"{rel} has {p.stat().st_size} bytes, {want.get('bytes')} were written"
+    actual = checksums(d)
+    bad = [rel for rel, want in files.items() if actual.get(rel, {}).get("sha256") != want.get("sha256")]
+    return f"{', '.join(bad)} no longer match(es) the checksum written at save time" if bad else None
+
+
 def latest(root: Path) -> tuple[Path, dict] | None:
-    """The newest complete checkpoint and its state, or None. A pointer to a directory that is gone or lacks its
-    state file (a hand-deleted or foreign directory) is reported and ignored: training starts over rather than
-    resuming from something inconsistent."""
-    pointer = root / POINTER
-    if not pointer.exists():
-        return None
-    d = root / pointer.read_text().strip()
-    if not (d / STATE).exists():
-        log.warning("checkpoint pointer %s names %s, which is incomplete: starting from scratch", pointer, d.name)
-        return None
-    return d, read_json(d / STATE)
+    """The newest checkpoint that passes :func:`problem`, and its state; damaged ones on the way are set aside
+    (renamed ``step-N.damaged-<token>``, kept until the training completes) with a warning. None: start over."""
+    for d in sorted(_steps(root), reverse=True):
+        wrong = problem(d)
+        if wrong is None:
+            return d, read_json(d / STATE)
+        aside = d.with_name(f"{d.name}.damaged-{uuid.uuid4().hex[:8]}")
+        try:
+            d.rename(aside)
+        except FileNotFoundError:  # another process set it aside first
+            continue
+        older = [s.name for s in _steps(root)]
+        log.warning("checkpoint %s is damaged (%s): set aside as %s; %s", d, wrong, aside.name,
+                    f"trying {max(older)}" if older else "training starts from the beginning")
+    return None
+
+
+def resume(acc: Any, root: Path) -> tuple[Path, dict] | None:
+    """Collective: the main process verifies (and sets aside what fails), every rank receives its answer."""
+    found = [latest(root) if acc.is_main_process else None]
+    if acc.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(found)
+    return found[0]

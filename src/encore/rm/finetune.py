@@ -23,7 +23,8 @@ import torch
 from accelerate import PartialState
 
 from encore.rm import checkpoint
-from encore.artifacts import array_hash, cached_arrays, content_hash, expect, read_json, write_frame
+from encore.artifacts import (array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json,
+                              write_frame)
 from encore.cache_only import refuse_compute
 from encore.rm.backbone import Encoder
 from encore.rm.batches import MicroBatches
@@ -37,7 +38,7 @@ from encore.scale.placement import DoesNotFit, TrainSetup, place_training
 from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
 
 log = logging.getLogger(__name__)
-_NOT_IN_KEY = {"save_every", "score_batch_size", "progress"}
+_NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress"}
 
 
 def _keyed(identity: dict[str, Any]) -> dict[str, Any]:
@@ -73,13 +74,14 @@ class Finetune:
     val_frac: float = 0.05
     seed: int = 0
     save_every: int = 200
+    keep_checkpoints: int = 1  # verified checkpoints kept; 2: a damaged newest one resumes from the one before
     score_batch_size: int = 16
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.lora_targets is not None and not isinstance(self.lora_targets, str):
             self.lora_targets = list(self.lora_targets)  # configs hand in a ListConfig
-        for name in ("lr", "epochs", "batch_size", "grad_accum"):
+        for name in ("lr", "epochs", "batch_size", "grad_accum", "keep_checkpoints"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
         if not 0 <= self.val_frac < 1:
@@ -206,8 +208,8 @@ class Finetune:
         rm, opt = acc.prepare(rm, opt)  # the scheduler is stepped by hand once per optimiser step
         acc.register_for_checkpointing(sched)
         start, logs = 0, []
-        resume = checkpoint.latest(ckpt)
-        if resume is not None:  # a killed run continues from its newest complete checkpoint
+        resume = checkpoint.resume(acc, ckpt)  # verified against the checksums written at save time
+        if resume is not None:  # a killed run continues from its newest intact checkpoint
             acc.load_state(str(resume[0]))
             start, logs = resume[1]["micro_step"], resume[1]["log"]
             log.info("resuming %s at micro-step %d of %d", key, start, micro)
@@ -236,13 +238,14 @@ class Finetune:
                          "lr": float(sched.get_last_lr()[0])})  # torchao keeps lr as a 0-d tensor
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:
-                checkpoint.save(acc, ckpt, m + 1, logs)
+                checkpoint.save(acc, ckpt, m + 1, logs, self.keep_checkpoints)
         acc.wait_for_everyone()
         state = acc.get_state_dict(rm) if strategy in SHARDED else None  # collective: gathers the shards
         if acc.is_main_process:
-            acc.unwrap_model(rm).save_pretrained(model_dir, tok, state_dict=state, objective=objective, key=key,
-                                                 val_pairs=val.tolist(), train=self.identity(),
-                                                 encoder=encoder.identity(), strategy=strategy, processes=n_proc)
+            with filesystem_errors(model_dir):  # a full disk says so, naming the path
+                acc.unwrap_model(rm).save_pretrained(model_dir, tok, state_dict=state, objective=objective, key=key,
+                                                     val_pairs=val.tolist(), train=self.identity(),
+                                                     encoder=encoder.identity(), strategy=strategy, processes=n_proc)
             write_frame(model_dir / "train_log.csv", pd.DataFrame(logs))
             shutil.rmtree(ckpt, ignore_errors=True)
         PartialState().wait_for_everyone()

@@ -80,7 +80,7 @@ def test_an_own_data_panel_takes_its_title_and_keeps_its_whole_fit_band():
                           "pearson_p": 0.98}])
     fig = plots.draw_entropy_vs_accuracy(stats, corr, Names.from_config(), titles={"local": "my-pairs.jsonl"})
     ax = fig.axes[0]
-    assert ax.get_title() == "my-pairs.jsonl\n$r$ = 0.02 [-0.85, 0.79], $p$ = 0.98"
+    assert ax.get_title() == "my-pairs.jsonl\n$r$ = 0.02 [-0.85, 0.79] pair bootstrap\n$p$ = 0.98 over $K$ = 5 rules"
     band = np.concatenate([p.vertices[:, 1] for c in ax.collections if isinstance(c, PolyCollection)
                            for p in c.get_paths()])
     assert band.min() == 0.0 and cut_bands(fig) == []  # clipped at 0% by the drawing, not by the axis
@@ -103,3 +103,17 @@ def test_a_tau_heatmap_of_twenty_columns_shows_every_value_without_signed_zeros(
     fig = plots_results.draw_weight_heatmap(signed, "method")
     assert negative_zeros(fig) == [] and "0.00" in [t.get_text() for t in fig.axes[0].texts]
     plt.close(fig)
+
+
+def test_the_entropy_axis_and_table_name_the_runs_unit():
+    """A study in bits (study.log_base=2) says bits on the figure's axis and in rule_stats.tex; a run written before
+    rule_stats.csv carried its unit says nats, the base such a run used."""
+    from encore.report.tables import rule_stats_tex
+
+    stats = pd.DataFrame({"rule": RULES[:3], "entropy": [3.1, 3.2, 3.3], "accuracy": [0.5, 0.6, 0.7],
+                          "n_pairs": 10, "dataset": "d"})
+    for unit, frame in (("bits", stats.assign(entropy_unit="bits")), ("nats", stats)):
+        fig = plots.draw_entropy_vs_accuracy(frame, None, Names.from_config())
+        assert fig.axes[0].get_xlabel() == f"Rating entropy $H$ ({unit})"
+        plt.close(fig)
+        assert f"Rule & $H$ ({unit}) & Accuracy" in rule_stats_tex(frame, Names.from_config())

@@ -15,10 +15,15 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
+UNITS = {"e": "nats", "2": "bits", "10": "hartleys"}
+
+
 def _run(tmp_path, cache, *over):
     run = tmp_path / "_".join(over).replace("=", "-").replace(".", "-")
     run_evaluate(make_cfg("method=encore", "data.limit=24", "eval.subsets=[donotanswer]", *over, cache=cache), run)
     stats, weights = pd.read_csv(run / "rule_stats.csv"), pd.read_csv(run / "weights.csv").set_index("method")
+    base = next((o.split("=")[1] for o in over if o.startswith("study.log_base=")), "e")
+    assert set(stats["entropy_unit"]) == {UNITS[base]}  # what the figure's axis and rule_stats.tex name
     return stats.set_index("rule")["entropy"], weights.loc["encore", stats["rule"]].to_numpy(float)
 
 

@@ -25,6 +25,13 @@ EDGE_TOL = 1e-6  # a rating this close to a bin edge k/B lies on it
 TIE_TOL = 1e-12  # two ratings of a pair this close are a tie
 
 
+def entropy_unit(log_base: str | float) -> str:
+    """The unit of an entropy taken in ``log_base`` (``study.log_base``): ``e`` nats, 2 bits, 10 hartleys, else
+    "log base b"."""
+    b = str(log_base)
+    return {"e": "nats", "2": "bits", "2.0": "bits", "10": "hartleys", "10.0": "hartleys"}.get(b, f"log base {b}")
+
+
 def discretise(ratings: np.ndarray, bins: int = 10) -> np.ndarray:
     """Bin ratings in [0, 1] into ``bins`` equal-width bins: bin b holds [b/B, (b+1)/B), the last also holds 1.0,
     with a rating within ``EDGE_TOL`` of an edge k/B on that edge (see the module docstring).

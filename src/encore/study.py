@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from encore.artifacts import write_frame, write_json
-from encore.entropy import TIES, correlation, rating_entropy, rule_accuracy, tie_share
+from encore.entropy import TIES, correlation, entropy_unit, rating_entropy, rule_accuracy, tie_share
 from encore.rating.engine import Ratings
 from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci
 from encore.report.style import Names
@@ -50,6 +50,7 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
     ties = tie_share(ratings.chosen, ratings.rejected)
     stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "accuracy_ci_low": lo,
                           "accuracy_ci_high": hi, "n_pairs": n_used,
+                          "entropy_unit": entropy_unit(st.log_base),
                           "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
                           "mean_rating": np.nanmean(ratings.values, axis=(0, 1)), "tie_share": ties,
                           **{f"accuracy_ties_{t}": a for t, (a, _) in by_ties.items()}})

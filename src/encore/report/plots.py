@@ -22,7 +22,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from encore.artifacts import write_bytes  # noqa: E402
 from encore.report import style  # noqa: E402
 from encore.report.labels import label_rules  # noqa: E402
-from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names  # noqa: E402
+from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names, unit_of  # noqa: E402
 
 
 def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
@@ -83,7 +83,7 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
         ax.set_xlim(x[ok].min() - pad_x, x[ok].max() + pad_x)
         ax.set_ylim(span[0] - pad_y, span[1] + pad_y)  # whole intervals and band, never clipped
         ax.set_title((titles or {}).get(name) or (names.dataset(name) if name else ""))
-        ax.set_xlabel("Rating entropy $H$ (nats)")
+        ax.set_xlabel(f"Rating entropy $H$ ({unit_of(d)})")
         if i == 0:
             ax.set_ylabel("Rule accuracy (%)")
         row = corr[corr["dataset"] == name] if corr is not None and "dataset" in corr else None
@@ -93,7 +93,7 @@ def draw_entropy_vs_accuracy(stats: pd.DataFrame, corr: pd.DataFrame | None = No
             lo, hi = (pd.to_numeric(r.get(f"pearson_r_ci_{e}"), errors="coerce") for e in ("low", "high"))
             ci = f"[{lo:.2f}, {hi:.2f}] pair bootstrap" if np.isfinite([lo, hi]).all() else "(CI n/a: few pairs)"
             ax.set_title(f"{ax.get_title()}\n$r$ = {r['pearson_r']:.2f} {ci}\n$p$ = {r['pearson_p']:.2g} over "
-                         f"$K$ = {int(r['n_rules'])} rules".strip())
+                         f"$K$ = {int(r.get('n_rules', ok.sum()))} rules".strip())
         if ok.any():
             fit = [ln for ln in ax.lines if ln.get_linestyle() == "--"]  # labels keep off the fit line too
             label_rules(fig, ax, x[ok], y[ok], [names.rule(r) for r in d["rule"][ok]], fit, (x[ok], lo_y, hi_y))

@@ -78,6 +78,13 @@ def _plain(node: Any) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
+def unit_of(stats: Any) -> str:
+    """The entropy unit of rule statistics (``rule_stats.csv``'s ``entropy_unit``, from ``study.log_base``); runs
+    written before that column took nats, the only base they could have used for a figure."""
+    units = list(dict.fromkeys(stats["entropy_unit"].dropna())) if "entropy_unit" in stats else []
+    return " / ".join(units) if units else "nats"
+
+
 def color(method: str) -> str:
     return ENCORE if method == "encore" else OTHER
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from encore.artifacts import write_bytes
 from encore.data.rewardbench import SAFETY_COUNTS
-from encore.report.style import Names
+from encore.report.style import Names, unit_of
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "τ": r"$\tau$", "→": r"$\to$",
@@ -105,7 +105,7 @@ def rule_stats_tex(stats: pd.DataFrame, names: Names) -> str:
             acc += f" [{100 * r['accuracy_ci_low']:.1f}, {100 * r['accuracy_ci_high']:.1f}]"
         cells = [latex_escape(names.rule(r["rule"])), f"{r['entropy']:.3f}", acc, f"{int(r['n_pairs']):,}"]
         rows.append(" & ".join(cells + ([f"{100 * r['tie_share']:.1f}"] if ties else [])) + r" \\")
-    head = r"Rule & $H$ (nats) & Accuracy (\%) [95\% CI] & Pairs" + (r" & Ties (\%)" if ties else "") + r" \\"
+    head = rf"Rule & $H$ ({unit_of(stats)}) & Accuracy (\%) [95\% CI] & Pairs" + (r" & Ties (\%)" if ties else "") + r" \\"
     return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{tabular}{lrrr" + ("r" if ties else "") + "}",
                       r"\toprule", head, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}", ""])
 

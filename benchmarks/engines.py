@@ -29,7 +29,7 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
                       batch_size: int = 4, max_length: int = 2048, repeats: int = 1, vllm: bool = True,
                       engine_kwargs: dict | None = None) -> dict[str, Any]:
     from encore.data.pairs import load_pairs
-    from encore.gpu_check import rating_tokens
+    from encore.node.gpu_check import rating_tokens
     from encore.rating.hf import HFRater
     from encore.rules import load_rules
     from encore.scale.utilisation import describe_peak, flop_util, matmul_peak_flops, token_params

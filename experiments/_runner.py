@@ -1,5 +1,5 @@
 """Shared wiring for the thin Hydra runners: logging, the run directory (a failed run's empty directory is removed
-by the Hydra callback in encore.run_dirs), ``--help`` written from the composition (``_help``), and input errors
+by the Hydra callback in encore.run.run_dirs), ``--help`` written from the composition (``_help``), and input errors
 reported as their message alone."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 import encore.data.names  # noqa: F401  registers ${encore_stem:}: an own file names its run (data=local)
-import encore.run_dirs  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
+import encore.run.run_dirs  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
 from _help import register
 
 register()  # ${encore_help:}, the --help text (conf/config.yaml's hydra.help.template)
@@ -29,7 +29,7 @@ class InputError(CompactHydraException):
 
 def input_errors() -> tuple[type[Exception], ...]:
     """Our errors whose message names the field, its value and the fix (or the command that fills a cache)."""
-    from encore.cache_only import CacheMiss
+    from encore.cache.cache_only import CacheMiss
     from encore.errors import DataError
     from encore.rating.engine import NotRated, TooManyMissing
     from encore.rating.others import OtherRatings
@@ -38,7 +38,7 @@ def input_errors() -> tuple[type[Exception], ...]:
     from encore.scale.arch import ArchError
     from encore.scale.hardware import HardwareError
     from encore.scale.placement import DoesNotFit
-    from encore.settings import SettingError
+    from encore.errors import SettingError
 
     return (SettingError, DataError, RuleError, ArchError, HardwareError, CacheMiss, NotRated, MissingShards,
             TooManyMissing, OtherRatings, DoesNotFit)

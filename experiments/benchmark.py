@@ -28,7 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from _runner import quiet_libraries, reported, run_dir
-from encore.artifacts import write_json
+from encore.cache.artifacts import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ lives beside the library, not in it
 

@@ -30,8 +30,8 @@ import hydra
 from omegaconf import DictConfig
 
 from _runner import quiet_libraries, reported
-from encore.artifacts import write_json
-from encore.gpu_check import run_gpu_check
+from encore.cache.artifacts import write_json
+from encore.node.gpu_check import run_gpu_check
 from encore.scale.hardware import fmt_bytes
 
 

@@ -26,8 +26,8 @@ import hydra
 from omegaconf import DictConfig
 
 from _runner import quiet_libraries, reported, run_dir
-from encore.artifacts import write_json
-from encore.plan import format_plan, plan_experiment
+from encore.cache.artifacts import write_json
+from encore.node.plan import format_plan, plan_experiment
 
 
 @hydra.main(config_path="../conf", config_name="plan", version_base="1.3")

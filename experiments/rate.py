@@ -1,6 +1,6 @@
 """Rate the training pairs under every rule (cached, resumable), on every GPU of the node: ``rating.replicas=auto``
 starts one rate.py process per rater copy that fits, each on its own GPUs rating one shard, then assembles
-(:mod:`encore.replicas`).
+(:mod:`encore.node.replicas`).
 
     python experiments/rate.py experiment=paper_main_table
     python experiments/rate.py -m experiment=paper_main_table rating.num_shards=8 'rating.shard=range(0,8)' \\
@@ -30,8 +30,8 @@ from _runner import quiet_libraries, reported, run_dir
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from encore.pipeline import run_rate  # here, not above: --help loads no torch
-    from encore.replicas import launch
+    from encore.run.pipeline import run_rate  # here, not above: --help loads no torch
+    from encore.node.replicas import launch
 
     with reported(cfg):
         quiet_libraries()

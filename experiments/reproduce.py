@@ -32,7 +32,7 @@ from _runner import run_job
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from encore.pipeline import run_reproduce  # here, not above: --help loads no torch
+    from encore.run.pipeline import run_reproduce  # here, not above: --help loads no torch
 
     run_job(run_reproduce, cfg)
 

@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import encore.data.names  # noqa: F401  ${encore_stem:}, an own file's name (data=local, eval=local), as the runners
-import encore.run_dirs  # noqa: F401  ${encore_run:} in hydra.run.dir, registered as the runners register it
+import encore.run.run_dirs  # noqa: F401  ${encore_run:} in hydra.run.dir, registered as the runners register it
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -59,7 +59,7 @@ def demo_runs(tmp_path_factory) -> Path:
     show for session fixtures."""
     from filelock import FileLock
 
-    from encore.pipeline import run_evaluate, run_reproduce
+    from encore.run.pipeline import run_evaluate, run_reproduce
 
     base = tmp_path_factory.getbasetemp()  # under xdist, <session>/popen-gw<N>: the parent is this session's
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base

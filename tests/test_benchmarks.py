@@ -61,7 +61,7 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
     from omegaconf import OmegaConf
 
     from encore.data.pairs import load_pairs
-    from encore.gpu_check import rating_tokens
+    from encore.node.gpu_check import rating_tokens
     from encore.rating.tokens import PromptTokenizer
     from encore.rules import load_rules
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.cache_only import CacheMiss
-from encore.pipeline import run_evaluate, run_rate, run_train_rm
+from encore.cache.cache_only import CacheMiss
+from encore.run.pipeline import run_evaluate, run_rate, run_train_rm
 
 from conftest import CONF, ROOT
 

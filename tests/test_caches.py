@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from encore.artifacts import cached_arrays, expect, write_arrays
+from encore.cache.artifacts import cached_arrays, expect, write_arrays
 from encore.rm.backbone import Encoder
 from encore.data.demo import load_demo
 from encore.rm.probe import embed_pairs
@@ -83,7 +83,7 @@ def test_a_computation_that_fails_its_own_check_is_not_cached(tmp_path):
 
 
 def test_judge_cache_key_covers_the_judge_prompt(tmp_path, monkeypatch):
-    from encore.rating import prompts as P
+    from encore import prompts as P
 
     class Counting:
         calls = 0
@@ -106,7 +106,7 @@ def test_judge_cache_key_covers_the_judge_prompt(tmp_path, monkeypatch):
 
 
 def test_cache_files_respect_the_umask(tmp_path):
-    import encore.artifacts as art
+    import encore.cache.artifacts as art
 
     old = os.umask(0o022)
     try:

@@ -65,7 +65,7 @@ def test_concurrent_make_figures_into_one_folder_all_finish(tmp_path):
 
 
 def _fill(path: Path) -> None:
-    from encore.artifacts import atomic_dir, write_json
+    from encore.cache.artifacts import atomic_dir, write_json
 
     for i in range(ROUNDS * 5):
         with atomic_dir(path) as tmp:

@@ -73,8 +73,8 @@ def test_two_gloo_processes_train_the_model_one_process_trains(tmp_path):
 def test_training_ranks_never_rate_they_name_the_command_that_does(tmp_path, cache, monkeypatch):
     """Under accelerate launch every rank runs the pipeline; a missing rating must stop them all with the rating
     command instead of loading the rater on one rank's GPU. With the ratings cached, the ranks read them."""
-    import encore.pipeline as pipeline
-    from encore.pipeline import run_rate
+    import encore.run.pipeline as pipeline
+    from encore.run.pipeline import run_rate
     from encore.rating.engine import NotRated
 
     from conftest import make_cfg

@@ -91,7 +91,7 @@ def test_compare_to_reference():
 def test_json_outputs_are_strict(tmp_path):
     import json
 
-    from encore.artifacts import write_json
+    from encore.cache.artifacts import write_json
 
     write_json(tmp_path / "c.json", {"r": float("nan"), "xs": [1.0, np.inf, np.float64("nan")], "n": np.int64(3)})
     text = (tmp_path / "c.json").read_text()
@@ -105,7 +105,7 @@ def test_json_outputs_take_0d_tensors_as_their_numbers(tmp_path):
 
     import torch
 
-    from encore.artifacts import write_json
+    from encore.cache.artifacts import write_json
 
     write_json(tmp_path / "t.json", {"lr": torch.tensor(2e-5), "bad": torch.tensor(float("nan")), "n": torch.tensor(3)})
     assert json.loads((tmp_path / "t.json").read_text()) == {"bad": None, "lr": pytest.approx(2e-5), "n": 3}

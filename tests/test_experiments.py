@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from encore.pipeline import build, run_correlation, run_evaluate, run_reproduce, run_train_rm
+from encore.run.pipeline import build, run_correlation, run_evaluate, run_reproduce, run_train_rm
 
 from conftest import CONF, SHARED_HH, make_cfg
 

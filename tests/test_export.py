@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from encore.data.pairs import to_messages
-from encore.pipeline import run_export
+from encore.run.pipeline import run_export
 from encore.rm.model import MultiHeadRM
 
 from conftest import make_cfg, needs_real_tokenizers
@@ -43,7 +43,7 @@ def exported_scores(path, pairs, padding_side: str) -> np.ndarray:
 def test_decoder_export_scores_like_the_pipeline(tmp_path, cache, train):
     cfg = make_cfg("model=tiny_decoder", *SMALL, *(FINETUNE if train == "finetune" else []), cache=cache)
     m = run_export(cfg, tmp_path / "run")
-    from encore.pipeline import build
+    from encore.run.pipeline import build
 
     eval_pairs = build(cfg.eval)
     phi, _ = pipeline_phi(tmp_path / "run")
@@ -65,7 +65,7 @@ def test_llama31_export_scores_like_the_pipeline(tmp_path, cache):
     response's end. The composed model scores like the pipeline on the real tokenizer."""
     cfg = make_cfg("model=tiny_llama31", "model.max_length=256", *SMALL, cache=cache)
     m = run_export(cfg, tmp_path / "run")
-    from encore.pipeline import build
+    from encore.run.pipeline import build
 
     phi, _ = pipeline_phi(tmp_path / "run")
     got = exported_scores(m["export"]["composed"], build(cfg.eval), "right")
@@ -76,7 +76,7 @@ def test_encoder_export_round_trips_multihead_and_explains_the_skip(tmp_path, ca
     m = run_export(make_cfg(*SMALL, cache=cache), tmp_path / "run")  # tiny BERT, mean pooling, probe
     assert m["export"]["composed"] is None and "pooling" in m["export"]["composed_skipped"]
     rm = MultiHeadRM.load(m["export"]["multihead"])
-    from encore.pipeline import build
+    from encore.run.pipeline import build
     from encore.rm.model import score_ids
 
     cfg = make_cfg(*SMALL, cache=cache)

@@ -15,7 +15,7 @@ from conftest import FAST, ROOT
 STOP = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, sys.argv[1])
-    import encore.pipeline as pipeline
+    import encore.run.pipeline as pipeline
 
     def stop(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)

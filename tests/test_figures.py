@@ -12,7 +12,7 @@ import pytest
 from encore.report import collect, labels, plots, plots_results
 from encore.report import figures
 from encore.report.figures import make_figures
-from encore.pipeline import run_evaluate, run_reproduce
+from encore.run.pipeline import run_evaluate, run_reproduce
 from encore.report.style import Names
 
 from conftest import make_cfg

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import make_cfg
 from encore.errors import DataError
-from encore.pipeline import run_correlation, run_reproduce
+from encore.run.pipeline import run_correlation, run_reproduce
 from encore.rating.engine import TooManyMissing
-from encore.settings import SettingError
+from encore.errors import SettingError
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from encore.artifacts import write_bytes
+from encore.cache.artifacts import write_bytes
 from encore.data.demo import load_demo
 
 from conftest import ROOT
@@ -55,7 +55,7 @@ def test_a_writer_that_hides_the_os_error_is_reported_with_it(tmp_path):
     RuntimeError without the OS error; the user gets EFBIG "File too large" and the path."""
     code = textwrap.dedent("""
         import resource, sys, torch
-        from encore.artifacts import filesystem_errors
+        from encore.cache.artifacts import filesystem_errors
         resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, resource.RLIM_INFINITY))
         try:
             with filesystem_errors(sys.argv[1]):

@@ -76,7 +76,7 @@ def test_gpu_check_at_1b_passes_and_the_plan_does_not_under_count(tmp_path):
     stage's measured peak (torch.cuda.max_memory_allocated) at most its planned bytes."""
     from hydra import compose, initialize_config_dir
 
-    from encore.gpu_check import run_gpu_check
+    from encore.node.gpu_check import run_gpu_check
 
     from conftest import CONF, needs_real_tokenizers
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from encore.gpu_check import peak_flops
+from encore.node.gpu_check import peak_flops
 
 from conftest import ROOT, needs_real_tokenizers
 

@@ -15,8 +15,8 @@ from hydra import compose, initialize_config_dir
 from encore.scale.distributed import machines_from_file, strategy_from_file
 from encore.scale.hardware import GB, Gpus, detect, parse_gpus, plan_peak
 from encore.scale.loading import target_gpus
-from encore.pipeline import build
-from encore.plan import plan_experiment
+from encore.run.pipeline import build
+from encore.node.plan import plan_experiment
 
 from conftest import CONF
 

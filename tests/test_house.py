@@ -15,14 +15,14 @@ from conftest import ROOT
 SRC = ROOT / "src" / "encore"
 # Layers, lowest first: a module may import modules of its own layer or a lower one, never a higher one.
 LAYERS = [
-    ["encore.errors", "encore.artifacts", "encore.cache_only", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
+    ["encore.errors", "encore.cache.artifacts", "encore.cache.cache_only", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
     ["encore.scale", "encore.data"],                    # hardware and models before loading; pairs and their readers
-    ["encore.rules", "encore.settings", "encore.evaluate", "encore.report"],
+    ["encore.rules", "encore.run.settings", "encore.evaluate", "encore.report"],
     ["encore.rating", "encore.rm"],                     # raters; the reward model and its trainers
-    ["encore.judge", "encore.methods", "encore.gating", "encore.study", "encore.tracking", "encore.summary",
-     "encore.job", "encore.run_dirs", "encore.main_table"],  # stages, and the glue between Hydra jobs and runs
-    ["encore.pipeline"],
-    ["encore.plan", "encore.plan_costs", "encore.replicas", "encore.gpu_check"],  # preflight plan; rater copies over a node's GPUs
+    ["encore.judge", "encore.methods", "encore.gating", "encore.run.study", "encore.run.tracking", "encore.run.summary",
+     "encore.run.job", "encore.run.run_dirs", "encore.run.main_table"],  # stages, and the glue between Hydra jobs and runs
+    ["encore.run.pipeline"],
+    ["encore.node.plan", "encore.node.plan_costs", "encore.node.replicas", "encore.node.gpu_check"],  # preflight plan; rater copies over a node's GPUs
 ]
 
 
@@ -92,11 +92,11 @@ def test_no_import_circle():
 
 
 def test_the_graph_holds_function_level_imports():
-    """plan.py imports the pipeline only inside functions (encore.plan_costs likewise): the graph must see it, or the
+    """plan.py imports the pipeline only inside functions (encore.node.plan_costs likewise): the graph must see it, or the
     layer and circle checks would pass over every lazy import."""
-    src = MODULES["encore.plan"].read_text()
-    assert "    from encore.pipeline import" in src and "\nfrom encore.pipeline import" not in src
-    assert "encore.pipeline" in GRAPH["encore.plan"]
+    src = MODULES["encore.node.plan"].read_text()
+    assert "    from encore.run.pipeline import" in src and "\nfrom encore.run.pipeline import" not in src
+    assert "encore.run.pipeline" in GRAPH["encore.node.plan"]
 
 
 def targets() -> list[tuple[str, str]]:

@@ -8,9 +8,9 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from encore.cache_only import CacheMiss
+from encore.cache.cache_only import CacheMiss
 from encore.errors import DataError
-from encore.settings import SettingError
+from encore.errors import SettingError
 
 from conftest import ROOT
 
@@ -65,7 +65,7 @@ def test_runners_print_the_message_without_a_traceback_unless_hydra_full_error(t
                                             (["eval=local"], "eval.path")])
 def test_a_value_the_user_must_give_is_named_before_anything_runs(overrides, key):
     from conftest import make_cfg
-    from encore.settings import check_settings
+    from encore.run.settings import check_settings
 
     cfg = make_cfg(*overrides, cache=ROOT / "unused")
     assert cfg.experiment_name  # an own file's name while it is unset: the job starts and this check names it

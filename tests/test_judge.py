@@ -8,7 +8,7 @@ from encore.data.demo import load_demo
 from encore.evaluate import evaluate_rewards
 from encore.judge import LLMJudge
 from encore.methods import FitContext
-from encore.rating import prompts as P
+from encore import prompts as P
 
 
 class PositionBiased:
@@ -95,7 +95,7 @@ def test_the_rewardbench_prompt_is_rewardbenchs_text_answered_after_its_prefix()
 
 
 def test_the_default_judge_keeps_its_cache_key_and_a_backend_without_prompts_refuses_another(tmp_path):
-    from encore.artifacts import content_hash
+    from encore.cache.artifacts import content_hash
     from encore.data.pairs import fingerprint
 
     pairs = load_demo("eval").iloc[:3]
@@ -110,8 +110,8 @@ def test_the_default_judge_keeps_its_cache_key_and_a_backend_without_prompts_ref
 
 def test_a_chat_rater_cannot_take_the_rewardbench_prompt(tmp_path, cache):
     from conftest import make_cfg
-    from encore.pipeline import run_evaluate
-    from encore.settings import SettingError
+    from encore.run.pipeline import run_evaluate
+    from encore.errors import SettingError
 
     cfg = make_cfg("method=llm_judge", "method.prompt=rewardbench", "rater=openai", "rater.model=m", cache=cache)
     with pytest.raises(SettingError, match=r"method\.prompt=rewardbench: .* rater=hf, rater=vllm or rater=vllm_server"):
@@ -124,7 +124,7 @@ def test_judge_in_pipeline_scores_exactly_what_the_judge_said(tmp_path, cache, p
     from hydra.utils import instantiate
 
     from conftest import make_cfg
-    from encore.pipeline import run_evaluate
+    from encore.run.pipeline import run_evaluate
 
     cfg = make_cfg("method=llm_judge", f"method.prompt={prompt}", "rater=hf_tiny", "data.limit=12",
                    "eval.subsets=[donotanswer]", cache=cache)

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from conftest import ROOT, make_cfg
 from encore.data import labelled
 from encore.errors import DataError
-from encore.pipeline import run_correlation
+from encore.run.pipeline import run_correlation
 from encore.rating.columns import ColumnRater
 from encore.rules import load_rules
 from omegaconf import OmegaConf
@@ -200,7 +200,7 @@ def test_the_issue_command_runs_the_study_on_a_local_pku_copy(tmp_path, cache):
 
 
 def test_the_plan_has_no_rating_stage_for_ratings_that_exist(cache):
-    from encore.plan import plan_experiment
+    from encore.node.plan import plan_experiment
 
     plan = plan_experiment(make_cfg("rater=pku_harm19", f"data.path={FIX / 'pku_saferlhf_v1.jsonl'}",
                                     "plan.gpus=1x80GB", cache=cache))

@@ -15,9 +15,9 @@ from encore.scale.hardware import GB, Gpus
 from encore.scale.memory import (attention_activation_bytes, cache_concat_bytes, gqa_repeat_bytes,
                            inference_activation_bytes, mlp_activation_bytes, training_layer_activation_bytes,
                            training_memory)
-from encore.pipeline import build
+from encore.run.pipeline import build
 from encore.scale.placement import place_inference
-from encore.plan import format_plan, plan_experiment
+from encore.node.plan import format_plan, plan_experiment
 
 from conftest import CONF, SHARED_HH
 

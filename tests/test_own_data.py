@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from encore.data.names import file_stem
-from encore.pipeline import run_reproduce
+from encore.run.pipeline import run_reproduce
 
 from conftest import make_cfg
 

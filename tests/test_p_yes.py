@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from encore.data.demo import load_demo
-from encore.rating import prompts as P
+from encore import prompts as P
 from encore.rating.hf import HFRater
 from encore.rating.naive import naive_rate
 from encore.rm.tiny import tiny_causal_config
@@ -65,8 +65,8 @@ def test_the_raw_p_yes_option_is_p_yes_itself_and_keeps_the_default_key(texts):
 
 def test_the_raw_p_yes_is_refused_where_the_engine_cannot_give_it(tmp_path, cache):
     from conftest import make_cfg
-    from encore.pipeline import run_correlation
-    from encore.settings import SettingError
+    from encore.run.pipeline import run_correlation
+    from encore.errors import SettingError
 
     cfg = make_cfg("rater=vllm_server", "+rater.normalise=false", cache=cache)
     with pytest.raises(SettingError, match=r"rater\.normalise=False: the raw full-vocabulary P\(Yes\) is read by "

@@ -25,7 +25,7 @@ def test_where_the_papers_numbers_are_quoted_the_rules_are_said_to_differ():
     assert "rules: safety10          # ten safety rules written for this project" in corr
     assert "paper (its own rules and rater; ours differ)" in (ROOT / "docs" / "experiments.md").read_text()
     from encore.report.style import Names
-    from encore.summary import summary_text
+    from encore.run.summary import summary_text
 
     m = {"dataset": "hh-rlhf-harmless", "correlation": {"pearson_r": -0.2, "n_rules": 10, "n_pairs": 50},
          "main_table": [{"method": "encore", "safety": 70.0}]}

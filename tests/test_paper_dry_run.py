@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from encore.pipeline import run_export
+from encore.run.pipeline import run_export
 
 from conftest import SHARED_HH, make_cfg, needs_real_tokenizers
 
@@ -55,7 +55,7 @@ def test_paper_path_in_miniature_on_the_trained_smollm2(tmp_path, cache, smollm2
     does not prove: that these numbers mean anything (4 pairs, 2 steps, a 135 M model)."""
     from test_export import exported_scores, pipeline_phi
 
-    from encore.pipeline import build
+    from encore.run.pipeline import build
 
     cfg = make_cfg(*SMOLLM2_DRY_RUN, "data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=4", cache=cache)
     assert cfg.train.optim == "adamw_8bit" and cfg.rater.model == cfg.model.name_or_path == "smollm2"

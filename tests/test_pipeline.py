@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from encore.data.pairs import DataError
 
 from encore.data.demo import load_demo
-from encore.pipeline import run_correlation, run_evaluate, run_reproduce
+from encore.run.pipeline import run_correlation, run_evaluate, run_reproduce
 from encore.rules import RuleError
-from encore.settings import SettingError
+from encore.errors import SettingError
 
 from conftest import CONF, ROOT, SHARED_HH, make_cfg
 
@@ -151,8 +151,8 @@ def test_correlation_on_real_hh_rlhf(tmp_path, cache):
 
 
 def test_a_crashed_stage_is_recorded_as_failed(tmp_path, cache, monkeypatch):
-    import encore.pipeline as pipeline
-    from encore.tracking import Tracker
+    import encore.run.pipeline as pipeline
+    from encore.run.tracking import Tracker
 
     codes = []
 
@@ -173,7 +173,7 @@ def test_a_crashed_stage_is_recorded_as_failed(tmp_path, cache, monkeypatch):
 
 
 def test_study_refuses_an_all_nan_table(tmp_path, cache):
-    from encore.pipeline import stage_study
+    from encore.run.pipeline import stage_study
     from encore.rating.engine import Ratings
 
     v = np.random.default_rng(0).uniform(size=(6, 2, 3))

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from encore.scale.distributed import strategy_from_file
-from encore.plan import format_plan, plan_experiment
+from encore.node.plan import format_plan, plan_experiment
 from encore.scale.hardware import Gpus
 
 from conftest import CONF, ROOT, SHARED_HH

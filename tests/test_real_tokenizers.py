@@ -132,8 +132,8 @@ def test_plan_counts_the_paper_raters_tokens_with_the_real_tokenizer(cache):
     """experiment=paper_main_table plans the 70B rater from its recorded architecture; with its tokenizer readable
     (rater.tokenizer=shared:llama3-instruct) the prefill tokens are the rater's own prompt ids, exactly (40 texts:
     all counted), not characters / 4."""
-    from encore.pipeline import build
-    from encore.plan import plan_experiment
+    from encore.run.pipeline import build
+    from encore.node.plan import plan_experiment
     from encore.rules import load_rules
     from omegaconf import OmegaConf
 

@@ -15,8 +15,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from encore.scale.hardware import GB, Gpus
-from encore.pipeline import build
-from encore.replicas import commands, plan_for, rater_fill, replica_groups, shard_of
+from encore.run.pipeline import build
+from encore.node.replicas import commands, plan_for, rater_fill, replica_groups, shard_of
 
 from conftest import CONF, ROOT
 from test_pipeline import _env

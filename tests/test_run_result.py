@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from encore.pipeline import run_correlation
+from encore.run.pipeline import run_correlation
 
 from conftest import make_cfg
 
 
 def test_summary_and_metrics_are_written_before_the_figures(tmp_path, cache, monkeypatch):
-    import encore.pipeline as pipeline
+    import encore.run.pipeline as pipeline
 
     seen = {}
 

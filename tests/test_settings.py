@@ -3,8 +3,8 @@
 
 import pytest
 
-from encore.pipeline import run_evaluate
-from encore.settings import SettingError
+from encore.run.pipeline import run_evaluate
+from encore.errors import SettingError
 
 from conftest import make_cfg
 

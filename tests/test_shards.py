@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from encore.data.demo import load_demo
-from encore.pipeline import run_correlation, run_rate
+from encore.run.pipeline import run_correlation, run_rate
 from encore.rating.engine import MissingShards, Slicing, rate_pairs
 from encore.rating.shards import assign, canonical_chunks
 from encore.rules import Rule

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from encore.data.demo import load_demo
-from encore.pipeline import build
+from encore.run.pipeline import build
 from encore.rating.hf import HFRater
 from encore.rating.tokens import PromptTokenizer
 from encore.rules import Rule

@@ -2,7 +2,7 @@
 ours for a paper experiment."""
 
 from encore.report.style import Names
-from encore.summary import summary_text
+from encore.run.summary import summary_text
 
 TABLE = [{"method": "encore", "safety": 70.0, "safety_ci_low": 61.0, "safety_ci_high": 77.0},
          {"method": "uniform", "safety": 68.0, "safety_ci_low": 60.0, "safety_ci_high": 75.0},
@@ -29,11 +29,11 @@ def test_the_summary_names_encore_against_the_best_baseline_and_the_papers_numbe
 def test_a_correlation_run_writes_its_summary_to_its_log_and_draws_its_figures(tmp_path, cache, caplog):
     import logging
 
-    from encore.pipeline import run_correlation
+    from encore.run.pipeline import run_correlation
 
     from conftest import make_cfg
 
-    with caplog.at_level(logging.INFO, logger="encore.pipeline"):
+    with caplog.at_level(logging.INFO, logger="encore.run.pipeline"):
         m = run_correlation(make_cfg("data.limit=10", cache=cache), tmp_path / "run")
     text = (tmp_path / "run" / "summary.txt").read_text()
     assert {p.name for p in (tmp_path / "run" / "figures").iterdir()} >= {"entropy_vs_accuracy.png",

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from encore.tracking import WandbTracker, files_digest
+from encore.run.tracking import WandbTracker, files_digest
 
 
 def test_the_scores_artefact_is_logged_once_per_content(tmp_path, monkeypatch):

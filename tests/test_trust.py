@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from encore.artifacts import arrays_checksum, cached_arrays, write_arrays
+from encore.cache.artifacts import arrays_checksum, cached_arrays, write_arrays
 from encore.data.demo import load_demo
 from encore.rating.engine import OtherRatings, rate_pairs
 from encore.rating import store as store_mod
@@ -118,7 +118,7 @@ def test_two_runs_started_in_the_same_second_get_two_directories(monkeypatch):
 
 
 def test_the_ranks_of_one_launch_share_a_directory_and_two_launches_do_not():
-    from encore.run_dirs import run_token
+    from encore.run.run_dirs import run_token
 
     rank = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
             "TORCHELASTIC_RUN_ID": "none"}
@@ -201,7 +201,7 @@ def test_a_run_never_re_rates_silently_what_another_rater_rated(tmp_path):
 
 def test_ratings_made_in_bf16_before_dtype_auto_was_machine_free_are_named(tmp_path):
     """A store an older version keyed by the dtype a GPU chose for dtype=auto: rater.dtype=bfloat16 uses it."""
-    from encore.artifacts import content_hash
+    from encore.cache.artifacts import content_hash
     from encore.rating.hf import HFRater
 
     class HF(HFRater):
@@ -270,7 +270,7 @@ def test_a_rule_with_no_ratings_stops_the_run_naming_its_column(tmp_path):
 
 def test_a_rule_an_llm_rater_never_rated_stops_before_ratings_are_written(tmp_path, cache):
     from encore.errors import DataError
-    from encore.pipeline import stage_ratings
+    from encore.run.pipeline import stage_ratings
 
     from conftest import make_cfg
 

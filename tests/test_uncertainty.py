@@ -48,7 +48,7 @@ def test_the_permutation_test_is_exact_when_every_sign_pattern_fits():
 
 
 def test_one_pair_says_its_interval_is_unavailable(tmp_path, cache):
-    from encore.pipeline import run_correlation
+    from encore.run.pipeline import run_correlation
 
     m = run_correlation(make_cfg("data.limit=1", cache=cache), tmp_path / "run")
     corr = json.loads((tmp_path / "run" / "correlation.json").read_text())
@@ -61,8 +61,8 @@ def test_one_pair_says_its_interval_is_unavailable(tmp_path, cache):
 @pytest.mark.parametrize("override, smallest", [("stats.n_boot=1", 39), ("stats.n_boot=38", 39),
                                                 ("stats.n_perm=0", 19), ("stats.n_perm=18", 19)])
 def test_too_few_replicates_are_refused_naming_the_smallest_that_works(tmp_path, cache, override, smallest):
-    from encore.pipeline import run_correlation
-    from encore.settings import SettingError
+    from encore.run.pipeline import run_correlation
+    from encore.errors import SettingError
 
     with pytest.raises(SettingError, match=rf"{override.split('=')[0]}=\d+: .*at least {smallest}"):
         run_correlation(make_cfg(override, cache=cache), tmp_path / "run")
@@ -71,7 +71,7 @@ def test_too_few_replicates_are_refused_naming_the_smallest_that_works(tmp_path,
 
 def test_the_interval_and_the_p_value_say_what_each_is_and_why_they_may_disagree():
     from encore.report.style import Names
-    from encore.summary import study_line
+    from encore.run.summary import study_line
 
     corr = {"pearson_r": -0.74, "pearson_r_ci_low": -0.82, "pearson_r_ci_high": -0.63, "pearson_p": 0.16,
             "spearman_rho": -0.6, "n_rules": 10, "n_pairs": 500}

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from encore.data.demo import load_demo
-from encore.pipeline import build
-from encore.rating import prompts as P
+from encore.run.pipeline import build
+from encore import prompts as P
 from encore.rating.hf import HFRater
 from encore.rules import Rule
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import make_cfg
-from encore.pipeline import run_evaluate
+from encore.run.pipeline import run_evaluate
 
 
 @pytest.fixture(scope="module")

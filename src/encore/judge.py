@@ -10,8 +10,8 @@ pair with no judgement in either order. A judge that answers "A" whatever it is 
 pair and scores 50%, as it would in expectation under RewardBench's random order (reward models, which RewardBench
 scores strictly, count a tie as a miss: :func:`encore.evaluate.pair_correct`).
 
-``prompt``: ``encore`` (written for this project, :data:`encore.rating.prompts.JUDGE_TEMPLATE`) or ``rewardbench``
-(RewardBench's own pairwise prompt, :data:`encore.rating.prompts.REWARDBENCH_JUDGE`, answered after "[[").
+``prompt``: ``encore`` (written for this project, :data:`encore.prompts.JUDGE_TEMPLATE`) or ``rewardbench``
+(RewardBench's own pairwise prompt, :data:`encore.prompts.REWARDBENCH_JUDGE`, answered after "[[").
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from encore.artifacts import cached_arrays, content_hash, expect
+from encore.cache.artifacts import cached_arrays, content_hash, expect
 from encore.data.pairs import fingerprint
 from encore.entropy import TIE_TOL
-from encore.rating import prompts as P
+from encore import prompts as P
 
 
 @dataclass

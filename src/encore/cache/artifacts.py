@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from encore.cache_only import refuse_compute
+from encore.cache.cache_only import refuse_compute
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def cached_arrays(path: Path, compute: Callable[[], dict[str, np.ndarray]],
     its arrays as written (:func:`arrays_checksum`, so an edited value, or an entry rewritten without one, is
     caught), no infinite value, and whatever ``check`` (shapes, ranges) returns no problem for. An invalid entry is
     logged and recomputed, never used. The second value says whether the cache was hit, so callers and tests can assert that a sweep re-ran no
-    model. In a cache-only job (:mod:`encore.cache_only`) a miss
+    model. In a cache-only job (:mod:`encore.cache.cache_only`) a miss
     raises instead of computing.
     """
     if path.exists():

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from encore.artifacts import content_hash
+from encore.cache.artifacts import content_hash
 from encore.data.pairs import normalise
 from encore.errors import DataError
 from encore.data.labels import carried, label_table

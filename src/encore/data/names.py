@@ -24,7 +24,7 @@ def file_stem(path: Any) -> str:
 
 def _stem_of(key: str, _parent_: Any) -> str:
     """``${encore_stem:path}``: :func:`file_stem` of the sibling ``key``. While that is still unset (``???``) the
-    name is ``local``, so the job starts and its settings check names the missing key (encore.settings)."""
+    name is ``local``, so the job starts and its settings check names the missing key (encore.run.settings)."""
     return "local" if OmegaConf.is_missing(_parent_, key) else file_stem(_parent_[key])
 
 

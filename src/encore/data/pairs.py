@@ -12,7 +12,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from encore.artifacts import content_hash
+from encore.cache.artifacts import content_hash
 from encore.errors import DataError
 from encore.data.sources import hub_table, read_table
 

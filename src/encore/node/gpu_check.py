@@ -197,7 +197,7 @@ def check_scoring(cfg: DictConfig, pairs: Any, device: torch.device, size: dict 
 
 def run_gpu_check(cfg: DictConfig, work: Path) -> dict[str, Any]:
     """Every check; the report's ``ok`` is False when any failed (see the module docstring)."""
-    from encore.pipeline import build
+    from encore.run.pipeline import build
     from encore.rules import load_rules
 
     device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")

@@ -5,7 +5,7 @@ M``), and "fits" or "does not fit" with the override that fixes it; plus the rat
 data implies, the hours of each stage and, for rating, of each engine. ``plan.gpus=8x80GB`` plans for hardware you
 are not on (``8xH100`` names its peak too); ``plan.accelerate_config`` for the strategy training will be launched
 with. The stages run the same checks (:mod:`encore.scale.placement`, :mod:`encore.scale.tensor_parallel`,
-:func:`encore.replicas.rater_fill`) before they load anything, so the plan and the run cannot disagree. The hub is
+:func:`encore.node.replicas.rater_fill`) before they load anything, so the plan and the run cannot disagree. The hub is
 probed once; unreachable, the plan runs offline (no retries).
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from encore.scale.hardware import Gpus, detect, fmt_bytes, parse_gpus, plan_peak
-from encore.plan_costs import add_costs
+from encore.node.plan_costs import add_costs
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int | None,
     (exact) when there are at most ``sample`` of them (``plan.sample``; None: always), else on a sample (the 50
     longest by characters and the rest at random, totals scaled up; the result says "sampled"); from characters / 4
     on every response when the tokenizer cannot be read here."""
-    from encore.pipeline import build
+    from encore.run.pipeline import build
 
     if _needs_hub(cfg.data) and offline_unless_reachable():
         return {"readable": False, "reason": "hub not reachable from here; set data.path (or data.parts.*.path) to "
@@ -107,9 +107,9 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
 
     from encore.scale.distributed import machines_from_file, strategy_from_file
     from encore.judge import LLMJudge
-    from encore.pipeline import build, method_objects
+    from encore.run.pipeline import build, method_objects
     from encore.rating.given import is_given
-    from encore.replicas import wanted
+    from encore.node.replicas import wanted
     from encore.rules import load_rules
 
     pl = cfg.plan

@@ -1,5 +1,5 @@
 """The plan's lines on how busy the node is and what each stage costs: how many rater copies share the node and at
-which batch (:func:`encore.replicas.rater_fill`, what ``rate.py`` starts), how many GPUs compute at once, and, per
+which batch (:func:`encore.node.replicas.rater_fill`, what ``rate.py`` starts), how many GPUs compute at once, and, per
 stage, the tokens it computes, their FLOPs and the hours at ``plan.mfu`` of the GPUs' bf16 peak
 (:mod:`encore.scale.throughput`); for rating, the same for each engine that could run it (``rater=hf`` as placed,
 ``rater=vllm`` at its tensor parallel size), so the cost of the choice shows before queueing. Tokens come from the
@@ -17,7 +17,7 @@ from encore.scale.hardware import Gpus
 
 def _eval_pairs(cfg: Any, readable: bool) -> Any:
     """The evaluation pairs when they can be read here (``readable``: local, or the hub answers), else None."""
-    from encore.pipeline import build
+    from encore.run.pipeline import build
 
     if not readable:
         return None
@@ -47,7 +47,7 @@ def node_use(rater: Any, gpus: Gpus, n_rules: int, setting: Any) -> dict[str, An
     """One engine on the node for rating: its placement, the copies ``rating.replicas`` gives, and the GPUs
     computing at once (a ``device_map`` copy computes on one GPU at a time, a vLLM copy on all its
     tensor-parallel GPUs)."""
-    from encore.replicas import rater_fill
+    from encore.node.replicas import rater_fill
 
     place, per, n = rater_fill(rater, gpus, n_rules, setting)
     vllm = bool(place.tensor_parallel) if place is not None else False

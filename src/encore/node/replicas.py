@@ -8,7 +8,7 @@ A ``rater=hf`` replica spreads its model over its GPUs with accelerate's ``devic
 computes at a time), so replicas are where a node's throughput comes from: the placement picks the batch (up to
 ``rater.batch_size``) that fits the most copies, and each replica process is told that batch. A ``rater=vllm``
 replica is tensor parallel over ``rater.tensor_parallel_size`` GPUs (``auto``: the fewest that hold it): replicas x
-tensor parallel is vLLM's data x tensor parallelism, every GPU computing. The plan (:mod:`encore.plan`) asks
+tensor parallel is vLLM's data x tensor parallelism, every GPU computing. The plan (:mod:`encore.node.plan`) asks
 :func:`rater_fill` too, so what it prints is what a run starts.
 
 Under ``rating.num_shards=N rating.shard=s`` (an array task per node) the R replicas rate shards ``s·R + i`` of
@@ -155,7 +155,7 @@ def plan_for(cfg: Any) -> Replicas:
     from omegaconf import OmegaConf
 
     from encore.scale.hardware import detect
-    from encore.pipeline import build
+    from encore.run.pipeline import build
     from encore.rating.given import is_given
     from encore.rules import load_rules
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from encore.artifacts import content_hash
+from encore.cache.artifacts import content_hash
 from encore.rating.shards import (MissingShards, Slicing, assign, canonical_chunks, latest_record, slice_key,
                                   write_record)
 from encore.rating.others import OtherRatings, check_others, record_identity

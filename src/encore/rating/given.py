@@ -15,7 +15,7 @@ import pandas as pd
 from encore.errors import DataError
 from encore.rating.engine import Ratings, check_missing
 from encore.rules import Rule
-from encore.settings import SettingError
+from encore.errors import SettingError
 
 log = logging.getLogger(__name__)
 

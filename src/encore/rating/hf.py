@@ -11,7 +11,7 @@ Prompts longer than ``max_length`` are recorded as missing with their length, ne
 Placement (:mod:`encore.scale.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
 through accelerate's ``device_map``, else an error naming the fix, decided from the config before any weight is
 read. ``rater.batch_size`` is a ceiling: the placement rates with the largest batch up to it that fits (the most
-copies on the node, when :mod:`encore.replicas` asks). ``device_map``/``max_memory``/``offload_folder`` given by
+copies on the node, when :mod:`encore.node.replicas` asks). ``device_map``/``max_memory``/``offload_folder`` given by
 the user (e.g. CPU or disk offload) pass through.
 """
 
@@ -30,7 +30,7 @@ from encore.scale.loading import load_model, model_arch, release_memory, target_
 from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
 from encore.scale.paths import model_key
 from encore.scale.placement import DoesNotFit, Placement, fill_node, input_device, place_inference
-from encore.rating import prompts as P
+from encore import prompts as P
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
 from encore.rules import Rule
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from encore.scale.placement import input_device
-from encore.rating import prompts as P
+from encore import prompts as P
 from encore.rating.hf import HFRater
 from encore.rules import Rule
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from encore.artifacts import content_hash, write_json
+from encore.cache.artifacts import content_hash, write_json
 
 log = logging.getLogger(__name__)
 IDENTITY = "identity.json"

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from encore.rating import prompts as P
+from encore import prompts as P
 from encore.rating.store import TRANSIENT
 from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from encore.artifacts import content_hash, write_json
+from encore.cache.artifacts import content_hash, write_json
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from encore.artifacts import content_hash, write_bytes
+from encore.cache.artifacts import content_hash, write_bytes
 
 log = logging.getLogger(__name__)
 

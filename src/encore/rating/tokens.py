@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from encore.rating import prompts as P
+from encore import prompts as P
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)

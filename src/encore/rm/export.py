@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from encore.artifacts import atomic_dir, write_json
+from encore.cache.artifacts import atomic_dir, write_json
 from encore.rm.model import META, MultiHeadRM
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ import torch
 from accelerate import PartialState
 
 from encore.rm import checkpoint
-from encore.artifacts import (array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json,
+from encore.cache.artifacts import (array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json,
                               write_frame)
-from encore.cache_only import refuse_compute
+from encore.cache.cache_only import refuse_compute
 from encore.rm.backbone import Encoder
 from encore.rm.batches import MicroBatches
 from encore.data.pairs import fingerprint

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encore.artifacts import atomic_dir, write_json
+from encore.cache.artifacts import atomic_dir, write_json
 from encore.rm.backbone import pool
 
 META = "encore.json"

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from encore.artifacts import array_hash, cached_arrays, content_hash, expect
+from encore.cache.artifacts import array_hash, cached_arrays, content_hash, expect
 from encore.rm.backbone import Encoder
 from encore.compose import bt_fit_weights
 from encore.data.pairs import fingerprint

@@ -22,7 +22,7 @@ SPECIAL = ["<|pad|>", "<|bos|>", "<|end|>", "<|user|>", "<|assistant|>", "<|syst
 
 def _corpus() -> list[str]:
     from encore.data.demo import load_demo
-    from encore.rating import prompts
+    from encore import prompts
 
     texts = [prompts.RULE_TEMPLATE, prompts.YES_NO_QUESTION, prompts.SCALE_QUESTION, prompts.JUDGE_TEMPLATE]
     for split in ("train", "eval"):
@@ -40,7 +40,7 @@ def tokenizer_dir(name: str) -> str:
 
     if name not in ("tiny-bpe", "tiny-wordpiece"):
         raise ValueError(f"unknown tiny tokenizer {name!r}; use tiny-bpe or tiny-wordpiece")
-    from encore.artifacts import content_hash
+    from encore.cache.artifacts import content_hash
 
     root = Path(os.environ.get("ENCORE_CACHE_DIR", Path.home() / ".cache" / "encore")) / "tokenizers"
     out = root / f"{name}-{content_hash(name, _corpus(), SPECIAL, CHAT_TEMPLATE, transformers.__version__)}"

@@ -29,7 +29,7 @@ def keep_end(ids: list[int], max_length: int, special: set[int]) -> tuple[list[i
 def truncation_report(encoder: Any, pairs: Any, cache_dir: str | Path) -> dict[str, int]:
     """How many of a pair table's texts the backbone shortens, how many pairs that touches, and how many pairs end
     up token-identical (a tie every head scores as a miss); cached like the embeddings, so a τ sweep pays nothing."""
-    from encore.artifacts import content_hash, read_json, write_json
+    from encore.cache.artifacts import content_hash, read_json, write_json
     from encore.data.pairs import fingerprint
 
     # Cache-key audit: the report reads the encoder's tokenizer and max_length (identity) and the texts

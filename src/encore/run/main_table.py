@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from encore.artifacts import write_frame
+from encore.cache.artifacts import write_frame
 from encore.data.names import set_name
 from encore.evaluate import compare_to, evaluate_rewards, evaluate_weights
 from encore.methods import FitContext

@@ -23,26 +23,26 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from encore.artifacts import write_bytes, write_frame, write_json
-from encore.cache_only import CacheMiss, active as cache_only_active, cache_only
+from encore.cache.artifacts import write_bytes, write_frame, write_json
+from encore.cache.cache_only import CacheMiss, active as cache_only_active, cache_only
 from encore.data.names import set_name
 from encore.data.pairs import fingerprint
 from encore.data.rewardbench import headline_name
 from encore.errors import DataError
 from encore.rm.export import stage_export
 from encore.report.figures import run_figures
-from encore.job import fill_command, rate_command, rater_overrides, wandb_names
+from encore.run.job import fill_command, rate_command, rater_overrides, wandb_names
 from encore.judge import LLMJudge
-from encore.main_table import dataset_name, run_setup, stage_evaluate
+from encore.run.main_table import dataset_name, run_setup, stage_evaluate
 from encore.methods import FitContext
 from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate_pairs
 from encore.rating.given import check_every_rule_rated, given_ratings, is_given
 from encore.rules import Rule, load_rules
-from encore.settings import check_fields, check_settings
-from encore.study import log_base, stage_study
+from encore.run.settings import check_fields, check_settings
+from encore.run.study import log_base, stage_study
 from encore.report.style import NAMES_FILE, Names
-from encore.summary import summary_text
-from encore.tracking import Tracker
+from encore.run.summary import summary_text
+from encore.run.tracking import Tracker
 from encore.rm.truncation import truncation_report
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from encore.artifacts import content_hash
+from encore.cache.artifacts import content_hash
 from encore.report.style import NAMES_FILE
 
 RESOLVER = "encore_run"

@@ -8,13 +8,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from encore.entropy import TIES
+from encore.errors import SettingError
 from encore.stats import min_replicates
 
 MIN_PERM = 19  # 1 / (19 + 1) = 0.05
-
-
-class SettingError(ValueError):
-    """A setting that cannot work; the message names the field, its value and the fix."""
 
 
 def _int(value: Any, field: str, low: int) -> int:
@@ -89,7 +86,7 @@ def _method_nodes(method: Any) -> list[tuple[str, Any]]:
 
 def check_judge_prompt(cfg: DictConfig) -> None:
     """An LLM judge with another prompt than the default (RewardBench's, answered after the prefix "[[": see
-    encore.rating.prompts) needs a rater that takes token-id prompts: a chat-completions rater cannot put the prefix
+    encore.prompts) needs a rater that takes token-id prompts: a chat-completions rater cannot put the prefix
     in the assistant's mouth."""
     rater = cfg.get("rater") or {}
     chat = rater.get("_target_") == "encore.rating.remote.OpenAIRater" and not rater.get("vllm_extensions", False)

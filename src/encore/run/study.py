@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from encore.artifacts import write_frame, write_json
+from encore.cache.artifacts import write_frame, write_json
 from encore.entropy import TIES, correlation, entropy_unit, rating_entropy, rule_accuracy, tie_share
 from encore.rating.engine import Ratings
 from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci

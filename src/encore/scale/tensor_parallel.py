@@ -2,7 +2,7 @@
 before the engine starts from the model's config, by the rules vLLM 0.32 itself applies (read in its source:
 ``ModelConfig.verify_with_parallel_config``, ``QKVParallelLinear``, ``ModelConfig.get_num_kv_heads``,
 ``EngineArgs.get_batch_defaults``, ``request_memory``, the CPU worker's thread binding). ``auto`` is the fewest GPUs
-that hold a copy; :mod:`encore.replicas` then fills the node with copies. Tensor parallelism never enters a cache
+that hold a copy; :mod:`encore.node.replicas` then fills the node with copies. Tensor parallelism never enters a cache
 key.
 """
 

@@ -6,7 +6,7 @@ on the same device, at the same dtype, measured in the same run (so a noisy, sha
 ``N`` the parameters every prompt token passes through: the causal LM's parameters less its input embedding (a
 lookup) and its output head (computed at the last position only: ``logits_to_keep=1`` in rater=hf, one sampled token
 in vLLM), ``tokens`` the tokens the forward passes compute (a response's shared prefix once, plus
-its K rule suffixes: ``encore.gpu_check.rating_tokens``). On a GPU at bf16 the peak is the device's dense bf16 matmul peak as
+its K rule suffixes: ``encore.node.gpu_check.rating_tokens``). On a GPU at bf16 the peak is the device's dense bf16 matmul peak as
 reached here (below the datasheet's, which ``gpu_check``'s MFU uses). Used by the engines benchmark
 (``experiments/benchmark.py bench=engines``) and ``experiments/gpu_check.py``.
 """

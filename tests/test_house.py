@@ -1,5 +1,7 @@
-"""The house's rules, checked over the whole package: no import circle, no import from a lower layer into a higher
-one (function-level imports included), and every ``_target_`` in ``conf/`` resolves to an object."""
+"""The house's rules, checked over the whole package: no import circle, no import from a higher layer into a lower
+one (function-level imports included), folders that import downward only (no two folders import each other), a top
+floor that holds only the paper's ideas and the vocabulary every floor shares, and every ``_target_`` in ``conf/``
+resolves to an object."""
 
 from __future__ import annotations
 
@@ -13,17 +15,21 @@ from hydra.utils import get_object
 from conftest import ROOT
 
 SRC = ROOT / "src" / "encore"
-# Layers, lowest first: a module may import modules of its own layer or a lower one, never a higher one.
+# Layers, lowest first: a module may import modules of its own layer or a lower one, never a higher one. A folder is
+# one entry; a folder sharing a layer with another folder may still not import it (test_folders_import_downward).
 LAYERS = [
-    ["encore.errors", "encore.cache.artifacts", "encore.cache.cache_only", "encore.entropy", "encore.compose", "encore.stats"],  # infrastructure, math
-    ["encore.scale", "encore.data"],                    # hardware and models before loading; pairs and their readers
-    ["encore.rules", "encore.run.settings", "encore.evaluate", "encore.report"],
-    ["encore.rating", "encore.rm"],                     # raters; the reward model and its trainers
-    ["encore.judge", "encore.methods", "encore.gating", "encore.run.study", "encore.run.tracking", "encore.run.summary",
-     "encore.run.job", "encore.run.run_dirs", "encore.run.main_table"],  # stages, and the glue between Hydra jobs and runs
-    ["encore.run.pipeline"],
-    ["encore.node.plan", "encore.node.plan_costs", "encore.node.replicas", "encore.node.gpu_check"],  # preflight plan; rater copies over a node's GPUs
+    ["encore.errors", "encore.cache", "encore.entropy", "encore.compose", "encore.stats"],  # vocabulary, math, caches
+    ["encore.scale", "encore.data"],          # hardware and models before loading; pairs and their readers
+    ["encore.rules", "encore.prompts", "encore.evaluate", "encore.report"],  # rules and how an LLM is asked; Safety
+    ["encore.rm"],                            # the reward model and its trainers
+    ["encore.rating"],                        # raters (the embedded one embeds with rm's backbone)
+    ["encore.judge", "encore.gating", "encore.methods"],  # composition methods and baselines
+    ["encore.run"],                           # the machinery that stages a run
+    ["encore.node"],                          # the machinery that plans and fills a node
 ]
+FOLDERS = sorted(p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+# The top floor: the paper's ideas and the vocabulary every floor shares (issue 27: at most about ten modules)
+TOP = {"entropy", "compose", "stats", "evaluate", "methods", "gating", "judge", "rules", "prompts", "errors"}
 
 
 def module_name(path: Path) -> str:
@@ -39,6 +45,12 @@ def layer(mod: str) -> int:
         if any(mod == p or mod.startswith(p + ".") for p in prefixes):
             return i
     raise AssertionError(f"{mod} is in no layer of tests/test_house.py: add it to LAYERS")
+
+
+def folder(mod: str) -> str | None:
+    """The folder (subpackage) a module sits in, None on the top floor."""
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in FOLDERS) else None
 
 
 def imports(mod: str) -> set[str]:
@@ -59,6 +71,17 @@ def imports(mod: str) -> set[str]:
 GRAPH = {m: imports(m) for m in MODULES}
 
 
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Which folders import which (a module's imports, its folder's edges; imports within a folder are not edges)."""
+    out: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        for d in deps:
+            a, b = folder(m), folder(d)
+            if a and b and a != b:
+                out.setdefault(a, set()).add(b)
+    return out
+
+
 def test_every_module_is_in_a_layer():
     for m in MODULES:
         if m != "encore":
@@ -69,6 +92,42 @@ def test_no_upward_import():
     bad = [f"{m} (layer {layer(m)}) imports {d} (layer {layer(d)})" for m, deps in GRAPH.items() if m != "encore"
            for d in deps if layer(d) > layer(m)]
     assert not bad, "\n".join(bad)
+
+
+def test_folders_import_downward():
+    """Between two folders, imports run one way only, from the higher layer to the lower: a folder never imports a
+    folder of its own layer or a higher one (rm/tiny.py importing rating/ while rating/ imports rm/ was one)."""
+    bad = [f"{a}/ (layer {layer('encore.' + a)}) imports {b}/ (layer {layer('encore.' + b)})"
+           for a, bs in folder_graph(GRAPH).items() for b in sorted(bs)
+           if layer("encore." + b) >= layer("encore." + a)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_folder_check_sees_a_circle_between_folders():
+    """The folder check on a graph with rm/ and rating/ importing each other: it must name the pair."""
+    graph = {"encore.rm.tiny": {"encore.rating.hf"}, "encore.rating.hf": {"encore.rm.backbone"}}
+    assert folder_graph(graph) == {"rm": {"rating"}, "rating": {"rm"}}
+    assert any(layer("encore." + b) >= layer("encore." + a) for a, bs in folder_graph(graph).items() for b in bs)
+
+
+def test_the_top_floor_holds_the_papers_ideas():
+    """src/encore/ shows only the paper's ideas and the shared vocabulary beside its folders; the machinery lives in
+    folders named for what it does (run/: stage a run, node/: plan and fill a node, cache/: the artefact cache)."""
+    top = {p.stem for p in SRC.glob("*.py") if p.stem != "__init__"}
+    assert top == TOP, f"top-level modules: {sorted(top)}; expected {sorted(TOP)}"
+    assert {"run", "node", "cache"} <= set(FOLDERS)
+
+
+def test_old_top_level_paths_still_locate_their_objects():
+    """A user's config that names a moved module's object (``_target_: encore.tracking.WandbTracker``) still resolves,
+    through ``encore.__getattr__`` (Hydra locates by getattr), to the object at its new place."""
+    import encore
+    from encore.run.tracking import WandbTracker
+
+    with pytest.warns(DeprecationWarning, match="encore.tracking moved to encore.run.tracking"):
+        assert get_object("encore.tracking.WandbTracker") is WandbTracker
+    for old, new in encore.MOVED.items():
+        assert new in MODULES and old not in {p.stem for p in SRC.glob("*.py")}, (old, new)
 
 
 def test_no_import_circle():
@@ -92,8 +151,8 @@ def test_no_import_circle():
 
 
 def test_the_graph_holds_function_level_imports():
-    """plan.py imports the pipeline only inside functions (encore.node.plan_costs likewise): the graph must see it, or the
-    layer and circle checks would pass over every lazy import."""
+    """plan.py imports the pipeline only inside functions (encore.node.plan_costs likewise): the graph must see it, or
+    the layer and circle checks would pass over every lazy import."""
     src = MODULES["encore.node.plan"].read_text()
     assert "    from encore.run.pipeline import" in src and "\nfrom encore.run.pipeline import" not in src
     assert "encore.run.pipeline" in GRAPH["encore.node.plan"]

@@ -19,7 +19,7 @@ class LLMServer:
                  port: int = 0):
         self.rater = rater.load()
         self.logprobs_mode = logprobs_mode
-        self.faults = list(faults or [])  # consumed in order: 429, 500, "slow", "echo"
+        self.faults = list(faults or [])  # consumed in order: 401, 429, 500, "slow", "echo"
         self.slow_s = slow_s
         self.lock = threading.Lock()
         self.requests = 0
@@ -41,7 +41,7 @@ class LLMServer:
                     fault = server.faults.pop(0) if server.faults else None
                 if fault == "slow":
                     time.sleep(server.slow_s)
-                elif fault in (429, 500):
+                elif fault in (401, 429, 500):
                     self._send(fault, {"error": {"message": "injected"}})
                     return
                 elif fault == "echo":  # a 400 whose body repeats the request's headers (some proxies do)

@@ -123,3 +123,37 @@ def test_top_logprobs_judge_reads_the_answer_letters_in_their_case():
     payload = {"choices": [{"logprobs": {"content": [{"token": " A", "logprob": math.log(0.2), "top_logprobs": top}]}}]}
     assert _label_probs(payload, ["A", "B"], cases=False)[0] == pytest.approx([0.2, 0.1])
     assert _label_probs(payload, ["Yes", "No"], cases=True)[0] == pytest.approx([0.1, 0.0])
+
+
+def test_several_servers_share_the_work_and_give_the_one_server_ratings(local):
+    """rater.base_url as a list (the SLURM recipe's copies of the model on one node): every request is answered once,
+    both servers answer some, the ratings equal one server's, and the cache key is the one-local-server key."""
+    pairs = load_demo("train").iloc[:6]
+    args = (list(pairs["prompt"]), list(pairs["chosen"]), RULES)
+    with LLMServer(local) as one, LLMServer(local) as two:
+        both = _client([one.url, two.url], max_concurrency=2)
+        got, reasons = both.rate(*args)
+        assert one.requests + two.requests == len(pairs) * len(RULES)
+        assert one.requests > 0 and two.requests > 0
+        alone, _ = _client(one.url).rate(*args)
+    assert all(r == "" for row in reasons for r in row)
+    np.testing.assert_array_equal(got, alone)
+    assert both.identity() == _client(one.url).identity()
+
+
+def test_server_lists_are_checked_and_keyed_by_their_remote_hosts():
+    with pytest.raises(ValueError, match="rater.base_url lists a server twice"):
+        _client(["http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/"])
+    with pytest.raises(ValueError, match=r"rater.base_url=\['127.0.0.1:8000'\]: an http\(s\) URL"):
+        _client(["127.0.0.1:8000"])
+    a, b = "http://gpu-a:8000/v1", "http://gpu-b:8000/v1"
+    assert _client([a, b]).identity()["server"] == [a, b] == _client([b, a]).identity()["server"]
+    assert _client(a).identity()["server"] == a
+
+
+def test_a_fatal_reply_from_one_server_stops_every_worker(local):
+    """A 401 from one of two servers ends the request batch with that server's address, not a hang."""
+    pairs = load_demo("train").iloc[:4]
+    with LLMServer(local) as good, LLMServer(local, faults=[401] * 100) as bad:
+        with pytest.raises(RuntimeError, match=f"HTTP 401 from {bad.url}"):
+            _client([good.url, bad.url], max_concurrency=1).rate(list(pairs["prompt"]), list(pairs["chosen"]), RULES)

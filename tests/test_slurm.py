@@ -28,10 +28,10 @@ def _cli(path, body):
     return str(path)
 
 
-def _run(tmp_path, cache, vllm, port):
+def _run(tmp_path, cache, vllm, port, **extra):
     env = _env(cache) | {"VLLM": vllm, "PYTHON": sys.executable, "MODEL": "tiny", "TP": "1", "PORT": str(port),
                          "LOG": str(tmp_path / "serve.log"), "ENCORE_RUNS_DIR": str(tmp_path / "runs"),
-                         "HEALTH_TIMEOUT": "120"}
+                         "HEALTH_TIMEOUT": "120"} | extra
     return subprocess.run(["bash", str(RECIPE), "rater.tokenizer=tiny-bpe", "data=demo", "data.limit=4", "logger=none"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
@@ -43,7 +43,7 @@ def test_recipe_starts_the_server_waits_for_health_rates_and_stops_it(tmp_path, 
     out = _run(tmp_path, cache, fake, port)
     assert out.returncode == 0, out.stderr[-3000:] + (tmp_path / "serve.log").read_text()[-2000:]
     assert "vllm serve healthy" in out.stdout
-    served = json.loads((tmp_path / "serve-args.json").read_text())
+    served = json.loads((tmp_path / f"serve-args-{port}.json").read_text())
     assert served["logprobs_mode"] == "processed_logprobs" and served["enable_prefix_caching"]
     assert served["generation_config"] == "vllm" and served["port"] == str(port)
     report = json.loads(next((tmp_path / "runs").rglob("rating_report.json")).read_text())
@@ -84,3 +84,33 @@ def test_training_recipe_hands_the_jobs_cpus_to_srun():
                          text=True)
     assert out.returncode == 0, out.stderr
     assert "--cpus-per-task=24 " in out.stdout.split("bash -c")[0]
+
+
+def test_recipe_starts_one_server_per_copy_and_rates_through_all_of_them(tmp_path, cache):
+    """COPIES=2 (on a GPU node: the copies the GPUs hold, each on its own block; here two whole servers on the CPU):
+    one server per port, each with its own log, every /health awaited, the ratings spread over both servers (each
+    answers some, together exactly the 80 asked), and both gone after the job."""
+    port = _free_port()
+    fake = _cli(tmp_path / "vllm", f'exec {sys.executable} {ROOT}/tests/workers/fake_vllm_serve.py "$@" '
+                                   f'--record {tmp_path}/serve-args.json')
+    out = _run(tmp_path, cache, fake, port, COPIES="2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"vllm serve healthy at http://127.0.0.1:{port} http://127.0.0.1:{port + 1}" in out.stdout
+    assert "2 copies of tensor parallel 1" in out.stdout
+    assert (tmp_path / "serve.0.log").exists() and (tmp_path / "serve.1.log").exists()
+    served = [int((tmp_path / f"serve-args-{p}.requests").read_text()) for p in (port, port + 1)]
+    assert sum(served) == 4 * 2 * 10 and min(served) > 0, served
+    report = json.loads(next((tmp_path / "runs").rglob("rating_report.json")).read_text())
+    assert report["n_new"] == 4 * 2 * 10 and report["n_missing"] == 0
+    for p in (port, port + 1):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", p)) != 0
+
+
+def test_recipe_stops_before_any_server_when_the_copies_do_not_fit(tmp_path, cache):
+    """A layout that cannot work (TP=auto for a model whose config cannot be read here) stops the job with the
+    reason and exit 2, and no server is started."""
+    dead = _cli(tmp_path / "vllm", f"touch {tmp_path}/started; sleep 60")
+    out = _run(tmp_path, cache, dead, _free_port(), TP="auto")
+    assert out.returncode == 2 and "cannot read the config of 'tiny'" in out.stderr
+    assert "set TP (and COPIES)" in out.stderr and not (tmp_path / "started").exists()

@@ -165,29 +165,42 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _recipe(tmp_path, cache, model, *args):
-    port = _free_port()
+def _recipe(tmp_path, cache, model, *args, copies=1):
+    port = _free_port() if copies == 1 else _free_port_pair()
     env = {**os.environ, "SERVE": f"{sys.executable} -m vllm.entrypoints.openai.api_server", "PYTHON": sys.executable,
-           "MODEL": model, "TP": "1", "PORT": str(port), "LOG": str(tmp_path / "serve.log"),
+           "MODEL": model, "PORT": str(port), "LOG": str(tmp_path / "serve.log"), "COPIES": str(copies),
            "VLLM_ARGS": "--dtype float32", "HEALTH_TIMEOUT": "300", "ENCORE_CACHE_DIR": str(cache),
            "ENCORE_RUNS_DIR": str(tmp_path / "runs"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    env.pop("TP", None)  # the recipe's default: auto, from the model's config (1 on the CPU build)
     out = subprocess.run(["bash", str(ROOT / "slurm" / "rate_vllm_server.sbatch"), "data=demo", "data.limit=4",
                           "logger=none", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    with socket.socket() as s:  # the server went with the job, however it ended
-        assert s.connect_ex(("127.0.0.1", port)) != 0
+    for p in range(port, port + copies):  # the servers went with the job, however it ended
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", p)) != 0
     return out
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        p = _free_port()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", p + 1)) != 0:
+                return p
+    raise RuntimeError("no two free neighbouring ports")
 
 
 @pytest.mark.slow
 def test_slurm_recipe_serves_rates_and_stops_the_real_server(tmp_path, cache, model):
-    """slurm/rate_vllm_server.sbatch with bash on the real server (module entry point): waits for /health, passes
-    --max-model-len = rater.max_length + 1, rates the demo pairs through rater=vllm_server with nothing missing, and
-    stops the server."""
+    """slurm/rate_vllm_server.sbatch with bash on real servers (module entry point), two copies (COPIES=2; TP auto
+    from the model's config: 1 on the CPU build): waits for both /health, passes --max-model-len = rater.max_length
+    + 1, rates the demo pairs through rater=vllm_server over both servers (each log shows completions served) with
+    nothing missing, and stops both."""
     pytest.importorskip("vllm")
-    out = _recipe(tmp_path, cache, model, f"rater.max_length={LIMIT}")
-    log = (tmp_path / "serve.log").read_text()
-    assert out.returncode == 0, out.stderr[-3000:] + log[-3000:]
-    assert "vllm serve healthy" in out.stdout and f"'max_model_len': {CONTEXT}" in log
+    out = _recipe(tmp_path, cache, model, f"rater.max_length={LIMIT}", copies=2)
+    logs = [(tmp_path / f"serve.{i}.log").read_text() for i in (0, 1)]
+    assert out.returncode == 0, out.stderr[-3000:] + logs[0][-2000:] + logs[1][-2000:]
+    assert "vllm serve healthy" in out.stdout and "2 copies of tensor parallel 1" in out.stdout
+    assert all(f"'max_model_len': {CONTEXT}" in log and "POST /v1/completions" in log for log in logs)
     report = json.loads(next((tmp_path / "runs").rglob("rating_report.json")).read_text())
     assert report["n_new"] == 4 * 2 * 10 and report["n_missing"] == 0
 

@@ -8,7 +8,9 @@ request extensions ``allowed_token_ids`` (the label tokens), ``logprobs`` = thei
 ``return_tokens_as_token_ids``; the server runs with ``--logprobs-mode processed_logprobs``, so the reply holds the
 probabilities of every label token after the restriction (checked on every reply, see ``restricted_probs``).
 
-Requests run concurrently (bounded by ``max_concurrency``) and are retried with exponential backoff on 429, 5xx,
+``base_url`` may list several servers of the same model (a node split into tensor-parallel copies, as
+slurm/rate_vllm_server.sbatch starts them): each keeps ``max_concurrency`` requests in flight, taken from one shared
+queue, so a faster server answers more. Requests run concurrently and are retried with exponential backoff on 429, 5xx,
 timeouts and connection errors. A rating that still fails is missing for this run with a ``transient:`` reason,
 which is never cached, so a rerun asks again. The API key is read from the environment variable named by
 ``api_key_env`` at request time and is never stored in the config, the identity (cache key), logs or wandb.
@@ -40,13 +42,13 @@ FATAL = {401: "check the key in the environment variable rater.api_key_env", 403
 @dataclass
 class OpenAIRater:
     model: str
-    base_url: str = "http://127.0.0.1:8000/v1"
+    base_url: str | list[str] = "http://127.0.0.1:8000/v1"  # or a list: copies of the model on one node
     api_key_env: str = "OPENAI_API_KEY"
     mode: str = "yes_no"
     scale_max: int = 5
     system_prompt: str | None = None
     top_logprobs: int = 20  # OpenAI allows 20; vLLM up to its --max-logprobs
-    max_concurrency: int = 16
+    max_concurrency: int = 16  # requests in flight per server
     max_retries: int = 5
     timeout: float = 60.0
     backoff_base: float = 0.5
@@ -58,22 +60,31 @@ class OpenAIRater:
     _prompts: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        from omegaconf import OmegaConf
+
         P.label_options(self.mode, self.scale_max)
         if self.max_concurrency < 1 or self.max_retries < 0:
             raise ValueError("rater.max_concurrency must be >= 1 and rater.max_retries >= 0")
         if self.extra_body is not None and not isinstance(self.extra_body, dict):
-            from omegaconf import OmegaConf
-
             self.extra_body = OmegaConf.to_container(self.extra_body)
+        if OmegaConf.is_config(self.base_url):
+            self.base_url = OmegaConf.to_container(self.base_url)
+        urls = self.base_url if isinstance(self.base_url, (list, tuple)) else [self.base_url]
+        if not urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in urls):
+            raise ValueError(f"rater.base_url={self.base_url!r}: an http(s) URL such as http://127.0.0.1:8000/v1, or "
+                             "a list of them ('rater.base_url=[http://127.0.0.1:8000/v1,http://127.0.0.1:8001/v1]')")
+        self.urls = [u.rstrip("/") for u in urls]
+        if len(set(self.urls)) != len(self.urls):
+            raise ValueError(f"rater.base_url lists a server twice: {urls}")
 
     def identity(self) -> dict[str, Any]:
         """The model, prompt, request parameters (``extra_body``) and, for a server on another host, that server
         determine ratings. A server on this machine (localhost, 127.0.0.1, ::1) is keyed by the model it serves: its
-        port is left out, so SLURM jobs that each start ``vllm serve`` on their own port share one cache. The key,
-        the concurrency and the retry settings are not in the key."""
+        port is left out, so SLURM jobs that each start ``vllm serve`` on their own port share one cache, and so do
+        one or several local copies. The key, the concurrency and the retry settings are not in the key."""
         base = {"kind": "openai", "model": self.model, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
-                "template": P.RULE_TEMPLATE, **_request_identity(self.base_url, self.extra_body)}
+                "template": P.RULE_TEMPLATE, **_request_identity(self.urls, self.extra_body)}
         if self.vllm_extensions:  # exact: no top-k window; the tokens are ours
             return {**base, "vllm_extensions": True, "tokenizer": self.tokenizer or self.model,
                     "max_length": self.max_length}
@@ -130,7 +141,7 @@ class OpenAIRater:
                    "return_tokens_as_token_ids": True, "add_special_tokens": False, **(self.extra_body or {})}
                   for i in ok for s in groups[i]]
         got, sent_why = asyncio.run(self._run("/completions", bodies,
-                                              lambda payload: _exact_probs(payload, options, self.base_url)))
+                                              lambda payload: _exact_probs(payload, options, self._where)))
         probs: list = [None] * sum(map(len, groups))
         reasons = [r for g, r in zip(groups, why) for _ in g]
         starts = np.cumsum([0] + [len(g) for g in groups])
@@ -140,58 +151,80 @@ class OpenAIRater:
         return probs, reasons
 
     # ------------------------------------------------------------------ transport
+    @property
+    def _where(self) -> str:
+        return ", ".join(self.urls)
+
     async def _run(self, path: str, bodies: list[dict], parse: Callable[[dict], tuple[Any, str]]) -> tuple[list, list[str]]:
+        """Every body once, answered by whichever server has a free slot: ``max_concurrency`` workers per server
+        take the next body from one shared iterator (one event loop: no two take the same), so work follows speed.
+        A fatal reply stops all workers and is raised."""
         import httpx
 
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        sem = asyncio.Semaphore(self.max_concurrency)
-        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url.rstrip("/"), headers=headers, timeout=self.timeout,
-                                     limits=limits) as client:
-            results = await asyncio.gather(*(self._one(client, sem, path, b, parse, key) for b in bodies))
+        results: list[tuple[Any, str]] = [(None, "")] * len(bodies)
+        todo = iter(enumerate(bodies))
+        n = min(self.max_concurrency, len(bodies))
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+
+        async def worker(client: Any, url: str) -> None:
+            for i, body in todo:
+                results[i] = await self._one(client, url, path, body, parse, key)
+
+        clients = [httpx.AsyncClient(base_url=u, headers=headers, timeout=self.timeout, limits=limits)
+                   for u in self.urls]
+        tasks = [asyncio.create_task(worker(c, u)) for c, u in zip(clients, self.urls) for _ in range(n)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for c in clients:
+                await c.aclose()
         return [r[0] for r in results], [r[1] for r in results]
 
-    async def _one(self, client: Any, sem: asyncio.Semaphore, path: str, body: dict,
+    async def _one(self, client: Any, url: str, path: str, body: dict,
                    parse: Callable[[dict], tuple[Any, str]], key: str | None = None) -> tuple[Any, str]:
         import httpx
 
         reason = ""
         for attempt in range(self.max_retries + 1):
             retry_after = None
-            async with sem:
-                try:
-                    r = await client.post(path, json=body)
-                except httpx.TimeoutException:
-                    reason = f"timeout after {self.max_retries} retries"
-                except httpx.TransportError as e:
-                    reason = f"connection error after {self.max_retries} retries ({type(e).__name__})"
-                else:
-                    if r.status_code == 200:
-                        return parse(r.json())
-                    if r.status_code in FATAL:
-                        raise RuntimeError(f"rater: HTTP {r.status_code} from {self.base_url}: {FATAL[r.status_code]}")
-                    if r.status_code not in RETRY and r.status_code < 500:  # the server echoes what it likes:
-                        return None, f"HTTP {r.status_code}: {redact(r.text, key)[:200]}"  # never the key
-                    reason = f"HTTP {r.status_code} after {self.max_retries} retries"
-                    retry_after = _retry_after(r.headers.get("retry-after"))
+            try:
+                r = await client.post(path, json=body)
+            except httpx.TimeoutException:
+                reason = f"timeout after {self.max_retries} retries"
+            except httpx.TransportError as e:
+                reason = f"connection error after {self.max_retries} retries ({type(e).__name__})"
+            else:
+                if r.status_code == 200:
+                    return parse(r.json())
+                if r.status_code in FATAL:
+                    raise RuntimeError(f"rater: HTTP {r.status_code} from {url}: {FATAL[r.status_code]}")
+                if r.status_code not in RETRY and r.status_code < 500:  # the server echoes what it likes:
+                    return None, f"HTTP {r.status_code}: {redact(r.text, key)[:200]}"  # never the key
+                reason = f"HTTP {r.status_code} after {self.max_retries} retries"
+                retry_after = _retry_after(r.headers.get("retry-after"))
             if attempt < self.max_retries:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
                 await asyncio.sleep(max(delay, retry_after or 0.0))
         return None, TRANSIENT + reason  # the server may answer later: never cached as the rating
 
 
-def _request_identity(base_url: str, extra_body: dict | None) -> dict[str, Any]:
-    """The parts of a request beyond the prompt that change a rating; empty for a local server and no extras (so
-    those keys are the ones they always were)."""
+def _request_identity(urls: list[str], extra_body: dict | None) -> dict[str, Any]:
+    """The parts of a request beyond the prompt that change a rating; empty for local servers and no extras (so
+    those keys are the ones they always were). Servers on other hosts are named (one as a string, several as their
+    sorted list: the order requests happen to take does not change a rating)."""
     from urllib.parse import urlsplit
 
-    url = urlsplit(base_url.rstrip("/"))
-    local = url.hostname in ("localhost", "127.0.0.1", "::1")
-    return {**({} if local else {"server": f"{url.scheme}://{url.netloc}{url.path}"}),
-            **({"extra_body": extra_body} if extra_body else {})}
+    remote = sorted({f"{u.scheme}://{u.netloc}{u.path}" for u in map(urlsplit, urls)
+                     if u.hostname not in ("localhost", "127.0.0.1", "::1")})
+    server = {} if not remote else {"server": remote[0] if len(remote) == 1 else remote}
+    return {**server, **({"extra_body": extra_body} if extra_body else {})}
 
 
 def redact(text: str, secret: str | None) -> str:

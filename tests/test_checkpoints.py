@@ -108,3 +108,45 @@ def test_with_two_kept_a_damaged_newest_checkpoint_resumes_from_the_one_before(t
     assert calls["n"] == 100 + STEPS - 2  # resumed after step 2
     for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(d).state_dict().items()):
         assert_close(a, b, msg=n)
+
+
+def _train(cache):
+    return fast(max_steps=STEPS, save_every=EVERY).train_model(
+        decoder(), load_demo("train").iloc[:24], side_targets(24), "mse", cache, "k")
+
+
+MODEL_DAMAGE = {
+    "flipped_backbone_bytes": ("backbone/model.safetensors", flip),
+    "truncated_heads": ("heads.pt", lambda p: p.write_bytes(p.read_bytes()[:-9])),
+    "lost_tokenizer_file": ("backbone/tokenizer.json", lambda p: p.unlink()),
+    "malformed_checksums": ("checksums.json", lambda p: p.write_text("{")),
+}
+
+
+@pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
+def test_a_damaged_cached_model_is_set_aside_and_trained_again(tmp_path, monkeypatch, caplog, clean, damage):
+    """models/<key> carries the size and SHA-256 of its files: a damaged one is never reused (before, flipped bytes
+    in the backbone were scored without a word); it is set aside with a warning and the model is trained again,
+    equal to the uninterrupted run's."""
+    d = _train(tmp_path)
+    calls = dies_at(monkeypatch, 10 ** 9)  # counts the training steps of the next call
+    assert _train(tmp_path) == d and calls["n"] == 0  # intact: reused, nothing trained
+    name, spoil = MODEL_DAMAGE[damage]
+    spoil(d / name)
+    with caplog.at_level(logging.WARNING, logger="encore.rm.model"):
+        again = _train(tmp_path)
+    assert calls["n"] == STEPS  # trained again from the start
+    warning = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"cached model {d} is damaged" in warning and "training it again" in warning
+    assert [p.name.split(".")[0] for p in (tmp_path / "models").glob("k.damaged-*")] == ["k"]  # kept for a look
+    for (n, a), (_, b) in zip(clean.state_dict().items(), MultiHeadRM.load(again).state_dict().items()):
+        assert_close(a, b, msg=n)
+
+
+def test_a_cached_model_from_before_checksums_is_reused_unverified(tmp_path, monkeypatch, caplog):
+    d = _train(tmp_path)
+    (d / "checksums.json").unlink()
+    calls = dies_at(monkeypatch, 10 ** 9)
+    with caplog.at_level(logging.INFO, logger="encore.rm.model"):
+        assert _train(tmp_path) == d and calls["n"] == 0
+    assert "records no checksums (saved by an older version): reused unverified" in caplog.text

@@ -16,17 +16,15 @@ warning naming what is wrong, and the next older one is tried, down to starting 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import re
 import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from encore.cache.artifacts import filesystem_errors, read_json, write_bytes, write_json
+from encore.cache.integrity import checksums, mismatch, set_aside
 
 log = logging.getLogger(__name__)
 POINTER = "LATEST"
@@ -60,7 +58,8 @@ def save(acc: Any, root: Path, micro_step: int, logs: list[dict], keep: int = 1)
         acc.wait_for_everyone()
         if acc.is_main_process:
             with filesystem_errors(tmp):
-                write_json(tmp / STATE, {"micro_step": micro_step, "log": logs, "files": checksums(tmp)})
+                write_json(tmp / STATE, {"micro_step": micro_step, "log": logs,
+                                         "files": checksums(tmp, skip=(STATE,))})
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
             write_bytes(root / POINTER, final.name.encode())
@@ -78,24 +77,6 @@ def _steps(root: Path) -> list[Path]:
     return [d for d in root.glob("step-*") if STEP.fullmatch(d.name) and d.is_dir()]
 
 
-def checksums(d: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"bytes": size, "sha256": hex}}`` of every file under ``d`` but the state file, hashed on
-    a few threads (hashlib releases the GIL): a checkpoint of an 8B model is tens of GB."""
-    files = sorted(p for p in d.rglob("*") if p.is_file() and p.name != STATE)
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(_sha256, files))
-    return {p.relative_to(d).as_posix(): {"bytes": p.stat().st_size, "sha256": h} for p, h in zip(files, digests)}
-
-
-def _sha256(p: Path) -> str:
-    h, buf = hashlib.sha256(), bytearray(1 << 24)
-    view = memoryview(buf)
-    with open(p, "rb") as fh:
-        while n := fh.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def problem(d: Path) -> str | None:
     """What is wrong with checkpoint ``d`` (None: every file is there with its recorded size and checksum)."""
     try:
@@ -107,15 +88,7 @@ def problem(d: Path) -> str | None:
     files = state.get("files") if isinstance(state, dict) else None
     if not isinstance(files, dict) or not files or "micro_step" not in state or "log" not in state:
         return f"{STATE} records no checksums or step (written by an older version or by hand)"
-    for rel, want in files.items():
-        p = d / rel
-        if not p.is_file():
-            return f"{rel} is missing"
-        if p.stat().st_size != want.get("bytes"):
-            return f"{rel} has {p.stat().st_size} bytes, {want.get('bytes')} were written"
-    actual = checksums(d)
-    bad = [rel for rel, want in files.items() if actual.get(rel, {}).get("sha256") != want.get("sha256")]
-    return f"{', '.join(bad)} no longer match(es) the checksum written at save time" if bad else None
+    return mismatch(d, files, skip=(STATE,))
 
 
 def latest(root: Path) -> tuple[Path, dict] | None:
@@ -125,10 +98,8 @@ def latest(root: Path) -> tuple[Path, dict] | None:
         wrong = problem(d)
         if wrong is None:
             return d, read_json(d / STATE)
-        aside = d.with_name(f"{d.name}.damaged-{uuid.uuid4().hex[:8]}")
-        try:
-            d.rename(aside)
-        except FileNotFoundError:  # another process set it aside first
+        aside = set_aside(d)
+        if aside is None:  # another process set it aside first
             continue
         older = [s.name for s in _steps(root)]
         log.warning("checkpoint %s is damaged (%s): set aside as %s; %s", d, wrong, aside.name,

@@ -35,7 +35,7 @@ from encore.scale.hardware import Gpus
 from encore.scale.loading import target_gpus
 from encore.scale.memory import SHARDED
 from encore.scale.placement import DoesNotFit, TrainSetup, place_training
-from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, score_ids
+from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, reusable, score_ids
 
 log = logging.getLogger(__name__)
 _NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress"}
@@ -177,7 +177,7 @@ class Finetune:
         from tqdm.auto import tqdm
 
         model_dir, ckpt = cache_dir / "models" / key, cache_dir / "checkpoints" / key
-        if (model_dir / META).exists():
+        if (model_dir / META).exists() and reusable(model_dir):  # checksums verified; a damaged one is retrained
             return model_dir
         refuse_compute(f"the fine-tuned reward model models/{key}")
         mp = self.mixed_precision

@@ -2,12 +2,14 @@
 forward pass scores all K rules. Plus the two training losses and ``save_pretrained`` / ``load``.
 
 Heads mirror the score layer of ``*ForSequenceClassification``: bias-free on decoders (last-token pooling), so the
-composed head folds into that layer exactly (see :mod:`encore.rm.export`).
+composed head folds into that layer exactly (see :mod:`encore.rm.export`). A saved model records the size and SHA-256
+of each of its files (``checksums.json``); :func:`reusable` checks them before a cached model is used again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encore.cache.artifacts import atomic_dir, write_json
+from encore.cache.artifacts import atomic_dir, read_json, write_json
+from encore.cache.integrity import checksums, mismatch, set_aside
 from encore.rm.backbone import pool
 
+log = logging.getLogger(__name__)
 META = "encore.json"
+SUMS = "checksums.json"
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -95,6 +100,7 @@ class MultiHeadRM(nn.Module):
             torch.save({k: v.detach().cpu() for k, v in heads.items()}, tmp / "heads.pt")
             write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
                                     "bias": self.heads.bias is not None, **meta})
+            write_json(tmp / SUMS, {"files": checksums(tmp, skip=(SUMS,))})
         return Path(path)
 
     @classmethod
@@ -133,3 +139,38 @@ def from_linear_heads(backbone: nn.Module, W: np.ndarray, b: np.ndarray | None, 
         if b is not None:
             rm.heads.bias.copy_(torch.as_tensor(b, dtype=rm.heads.bias.dtype))
     return rm.to(next(backbone.parameters()).device).eval()
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with the saved model at ``path`` (None: every file has its recorded size and checksum). A model
+    saved before models carried checksums has nothing to be checked against: it is reused as it is, and logged."""
+    try:
+        files = read_json(path / SUMS)["files"]
+    except FileNotFoundError:
+        log.info("model %s records no checksums (saved by an older version): reused unverified", path)
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{SUMS} is unreadable ({type(e).__name__}: {e})"
+    return mismatch(path, files, skip=(SUMS,)) if isinstance(files, dict) and files else f"{SUMS} lists no files"
+
+
+def reusable(path: Path) -> bool:
+    """Collective under a launcher (every rank calls it): the main process checks the cached model at ``path``
+    (:func:`damage`) and every rank gets the answer; a damaged one is set aside as ``<key>.damaged-<token>`` with a
+    warning, so the caller trains it again."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    wrong = [damage(path) if state.is_main_process else None]
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(wrong)
+    if wrong[0] is None:
+        return True
+    if state.is_main_process:
+        aside = set_aside(path)
+        log.warning("cached model %s is damaged (%s): set aside as %s; training it again", path, wrong[0],
+                    aside.name if aside else "(already moved)")
+    state.wait_for_everyone()
+    return False

@@ -149,6 +149,23 @@ def crossing_connectors(fig) -> list[tuple[str, str]]:
     return out
 
 
+def connectors_through_labels(fig) -> list[tuple[str, str]]:
+    """(label, other label) where the label's drawn connector runs through the other's text: a reader follows the
+    line to the wrong name (found in the SmolLM2 study's figure: matplotlib starts a connector at the middle of its
+    text box unless told otherwise, not where the placer had checked it)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    out = []
+    for ax in fig.axes:
+        boxes = [(a, text_box(a, r).padded(-0.5)) for a in point_labels(ax)]
+        for a in ax.texts:
+            if not isinstance(a, Annotation) or a.arrow_patch is None:
+                continue
+            path = a.arrow_patch.get_transform().transform_path(a.arrow_patch.get_path())
+            out += [(a.get_text(), b.get_text()) for b, box in boxes if b is not a and path.intersects_bbox(box)]
+    return out
+
+
 def labels_on_bars(fig) -> list[str]:
     """Point labels that an error bar (a segment of an errorbar's LineCollection) runs through."""
     fig.canvas.draw()

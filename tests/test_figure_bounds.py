@@ -12,8 +12,9 @@ from matplotlib.collections import PolyCollection
 from encore.report import labels, plots, plots_results
 from encore.report.style import Names
 
-from figure_checks import (covered_points, crossing_connectors, cut_bands, detached_labels, labels_on_bars,
-                           negative_zeros, overlapping_texts, point_labels, texts_outside)
+from figure_checks import (connectors_through_labels, covered_points, crossing_connectors, cut_bands,
+                           detached_labels, labels_on_bars, negative_zeros, overlapping_texts, point_labels,
+                           texts_outside)
 
 RULES = ["no_violence", "no_illegal_activity", "respects_privacy", "no_hate", "no_self_harm", "no_sexual_content",
          "no_misinformation", "no_manipulation", "respectful_tone", "helpful_refusal"]
@@ -66,6 +67,23 @@ def test_clustered_rules_get_labels_off_bars_with_connectors_that_never_cross(se
     fig = plots.draw_entropy_vs_accuracy(rule_stats(10, seed, (2.18, 2.24), RULES), None, Names.from_config())
     assert labels_on_bars(fig) == [] and crossing_connectors(fig) == [] and detached_labels(fig) == []
     assert overlapping_texts(fig) == [] and covered_points(fig) == [] and texts_outside(fig) == []
+    assert connectors_through_labels(fig) == []
+    plt.close(fig)
+
+
+def test_no_connector_runs_through_another_label_in_the_smollm2_studys_figure():
+    """The rule statistics of the SmolLM2 study on HH-RLHF (rounded from its rule_stats.csv): three connectors ran
+    through neighbouring labels ("Helpful refusal" through "No manipulation"), as matplotlib started each at the middle
+    of its text box, not where the placement had checked it, and the check sampled the line too coarsely to see it
+    clip a label's corner."""
+    acc = np.array([53.25, 52.64, 51.65, 51.73, 50.65, 50.87, 50.17, 52.51, 50.43, 51.82]) / 100
+    stats = pd.DataFrame({"rule": RULES, "entropy": [1.1679, 1.1908, 1.1355, 1.2075, 1.1482, 1.1852, 1.1693, 1.1751,
+                                                     1.2325, 1.1633],
+                          "accuracy": acc, "accuracy_ci_low": acc - 0.0200, "accuracy_ci_high": acc + 0.0202,
+                          "dataset": "hh_rlhf"})
+    fig = plots.draw_entropy_vs_accuracy(stats, None, Names.from_config())
+    assert connectors_through_labels(fig) == [] and crossing_connectors(fig) == [] and labels_on_bars(fig) == []
+    assert detached_labels(fig) == [] and overlapping_texts(fig) == [] and covered_points(fig) == []
     plt.close(fig)
 
 

@@ -16,9 +16,9 @@ from encore.run.pipeline import run_evaluate, run_reproduce
 from encore.report.style import Names
 
 from conftest import make_cfg
-from figure_checks import (clipped_points, covered_points, crossing_connectors, cut_bands, data_points,
-                           detached_labels, labels_on_bars, negative_zeros, overlapping_texts, point_labels,
-                           texts_outside, tick_values)
+from figure_checks import (clipped_points, connectors_through_labels, covered_points, crossing_connectors,
+                           cut_bands, data_points, detached_labels, labels_on_bars, negative_zeros, overlapping_texts,
+                           point_labels, texts_outside, tick_values)
 
 TAUS = (0.1, 2.0, 20.0)
 
@@ -72,6 +72,7 @@ def test_no_crossing_connector_clipped_point_cut_band_or_signed_zero(drawn, name
     bars through labels, points cut at 100%, a fit band cut by the axis, "-0.00" in a heatmap."""
     fig = drawn[name]
     assert crossing_connectors(fig) == [], name
+    assert connectors_through_labels(fig) == [], name
     assert labels_on_bars(fig) == [], name
     assert clipped_points(fig) == [], name
     assert cut_bands(fig) == [], name

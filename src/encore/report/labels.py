@@ -14,7 +14,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
-from matplotlib.text import Annotation
+from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
 
 MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules): points carry numbers, a key names them
@@ -134,7 +134,7 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
         return None
     inverse = ax.transData.inverted().transform
     anns = [ax.annotate(t, xy=p, xytext=inverse((chosen[i][0].x0, chosen[i][0].y0)), ha="left", va="bottom",
-                        arrowprops=CONNECTOR if chosen[i][1] is not None else None, zorder=4, **FONT)
+                        arrowprops=_arrow(*chosen[i]), zorder=4, **FONT)
             for i, (t, p) in enumerate(zip(texts, points))]
     if strict and _drawn_crossings(fig, anns):  # the connectors as drawn, not as estimated: still none may cross
         for a in anns:
@@ -143,11 +143,25 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
     return anns
 
 
+def _arrow(box: Bbox, seg: tuple[np.ndarray, np.ndarray] | None) -> dict | None:
+    """The connector's properties, starting where the placement checked it: at ``seg``'s start on the box's edge.
+    Without ``relpos`` matplotlib starts a styled arrow at the middle of the text box (``Annotation``'s default
+    (0.5, 0.5) whenever ``arrowstyle`` is given), and the line may then run through a neighbouring label."""
+    if seg is None:
+        return None
+    start = seg[0]
+    return {**CONNECTOR, "relpos": ((start[0] - box.x0) / box.width, (start[1] - box.y0) / box.height)}
+
+
 def _drawn_crossings(fig: plt.Figure, anns: list[Annotation]) -> bool:
+    """Whether, as drawn, two connectors cross or one runs through another label's text."""
     fig.canvas.draw()
-    segs = [a.arrow_patch.get_transform().transform(a.arrow_patch.get_path().vertices)[[0, -1]] for a in anns
-            if a.arrow_patch is not None]
-    return any(crosses(segs[i], segs[j]) for i in range(len(segs)) for j in range(i + 1, len(segs)))
+    r = fig.canvas.get_renderer()
+    drawn = [(a, a.arrow_patch.get_transform().transform(a.arrow_patch.get_path().vertices)[[0, -1]]) for a in anns
+             if a.arrow_patch is not None]
+    boxes = [(a, Text.get_window_extent(a, r)) for a in anns]  # the text alone: an annotation's spans its line
+    return (any(crosses(drawn[i][1], drawn[j][1]) for i in range(len(drawn)) for j in range(i + 1, len(drawn)))
+            or any(_cuts(seg, box) for a, seg in drawn for b, box in boxes if b is not a))
 
 
 def _trace(line: Line2D) -> np.ndarray:
@@ -189,8 +203,9 @@ def _hits(b: Bbox, boxes: np.ndarray) -> int:
 
 
 def _connector(b: Bbox, p: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The segment matplotlib draws from box ``b`` to its point ``p`` (from the box's nearest edge point, as
-    ``Annotation`` picks it), or None when the label sits so close to its own point that it needs none."""
+    """The segment from box ``b`` to its point ``p``, starting at the box's edge point nearest ``p`` (the drawn
+    connector starts there too: :func:`_arrow` passes it as ``relpos``), or None when the label sits so close to its
+    own point that it needs none."""
     gaps = np.hypot(np.maximum.reduce([b.x0 - pts[:, 0], 0 * pts[:, 0], pts[:, 0] - b.x1]),
                     np.maximum.reduce([b.y0 - pts[:, 1], 0 * pts[:, 1], pts[:, 1] - b.y1]))
     mine = np.hypot(*(pts - p).T) < 1e-6
@@ -244,7 +259,19 @@ def _samples(seg: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 def _cuts(seg: tuple[np.ndarray, np.ndarray], b: Bbox) -> bool:
-    """Whether the segment passes through the inside of box ``b`` (sampled finely enough for text boxes)."""
-    xy = _samples(seg)
+    """Whether the segment passes through the inside of box ``b`` (half a pixel in from its edges), exactly: the
+    part of the segment inside the box (Liang-Barsky clipping) has a positive length. Sampling points along it
+    missed a line clipping a label's corner."""
     inner = b.padded(-0.5)
-    return bool(((xy[:, 0] > inner.x0) & (xy[:, 0] < inner.x1) & (xy[:, 1] > inner.y0) & (xy[:, 1] < inner.y1)).any())
+    (x0, y0), (x1, y1) = seg
+    lo, hi = 0.0, 1.0
+    for d, room in ((x0 - x1, x0 - inner.x0), (x1 - x0, inner.x1 - x0), (y0 - y1, y0 - inner.y0),
+                    (y1 - y0, inner.y1 - y0)):
+        if d == 0:
+            if room <= 0:  # parallel to this edge and outside it
+                return False
+        elif d < 0:
+            lo = max(lo, room / d)
+        else:
+            hi = min(hi, room / d)
+    return lo < hi

@@ -35,7 +35,7 @@ from encore.scale.hardware import Gpus
 from encore.scale.loading import target_gpus
 from encore.scale.memory import SHARDED
 from encore.scale.placement import DoesNotFit, TrainSetup, place_training
-from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, reusable, score_ids
+from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, reusable, score_ids, weights_id
 
 log = logging.getLogger(__name__)
 _NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress"}
@@ -118,10 +118,12 @@ class Finetune:
         # Cache-key audit (fine-tuned model, its head scores): encoder identity, train fingerprint, the ratings'
         # values, every Finetune field but save_every / score_batch_size / progress, the objective, batch_size as
         # the global batch (x processes, _keyed). Not: the accelerate strategy (DDP / FSDP give the same update up
-        # to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint. The model
-        # directory is reused when its metadata file exists; its weights carry no checksum.
+        # to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint and the
+        # model's verified identity (weights_id: its checksum list's digest). The model directory is reused only
+        # when every file has its recorded size and SHA-256 (reusable).
         key = content_hash(encoder.identity(), fingerprint(train), rh, _keyed(self.identity()), "mse")
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
+        key = content_hash(key, weights_id(model_dir))  # scores of a damaged model, retrained since, are never read
 
         def compute() -> dict[str, np.ndarray]:
             rm = self._load(model_dir, encoder)  # every process of a launch is here: each scores its share
@@ -144,6 +146,7 @@ class Finetune:
         """Single-head BT reward model: the same backbone, one head, -log σ(r_c - r_r); (M, 2) eval rewards."""
         key = content_hash(encoder.identity(), fingerprint(train), _keyed(self.identity()), "bt")
         model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
+        key = content_hash(key, weights_id(model_dir))
         compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
         arrays, _ = cached_arrays(Path(cache_dir) / "bt_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
                                   compute, lambda a: expect(a, rewards=(len(eval_pairs), 2)))

@@ -39,7 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from encore.cache import integrity
-from encore.cache.artifacts import FILE_MODE
+from encore.cache.artifacts import FILE_MODE, filesystem_errors
 
 log = logging.getLogger(__name__)
 GGUF_READER = "gguf==0.19.0"  # the reader transformers needs for gguf_file=, as requirements.txt pins it
@@ -156,8 +156,10 @@ def checkpoint(spec: PackagedGguf = SMOLLM2, root: Path | None = None) -> Path:
     out = root / f"{spec.name}-{sha[:16]}"
     if out.is_dir() and _damage(out, marker) is None:
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{out.name}.lock", "w") as lock:
+    with filesystem_errors(root / f".{out.name}.lock"):  # a read-only cache: one message naming it
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f".{out.name}.lock", "w")  # noqa: SIM115 - closed by the with below
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent first use waits here, then finds the folder built
         for stale in root.glob(f".{out.name}.*"):  # a conversion killed with kill -9 left it: no one else
             if stale.is_dir():                         # converts while this process holds the lock

@@ -23,8 +23,7 @@ import torch
 from accelerate import PartialState
 
 from encore.rm import checkpoint
-from encore.cache.artifacts import (array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json,
-                              write_frame)
+from encore.cache.artifacts import array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json
 from encore.cache.cache_only import refuse_compute
 from encore.rm.backbone import Encoder
 from encore.rm.batches import MicroBatches
@@ -246,10 +245,10 @@ class Finetune:
         state = acc.get_state_dict(rm) if strategy in SHARDED else None  # collective: gathers the shards
         if acc.is_main_process:
             with filesystem_errors(model_dir):  # a full disk says so, naming the path
-                acc.unwrap_model(rm).save_pretrained(model_dir, tok, state_dict=state, objective=objective, key=key,
-                                                     val_pairs=val.tolist(), train=self.identity(),
-                                                     encoder=encoder.identity(), strategy=strategy, processes=n_proc)
-            write_frame(model_dir / "train_log.csv", pd.DataFrame(logs))
+                acc.unwrap_model(rm).save_pretrained(  # the training log inside: listed in checksums.json too
+                    model_dir, tok, state_dict=state, files={"train_log.csv": pd.DataFrame(logs).to_csv(
+                        index=False).encode("utf-8")}, objective=objective, key=key, val_pairs=val.tolist(),
+                    train=self.identity(), encoder=encoder.identity(), strategy=strategy, processes=n_proc)
             shutil.rmtree(ckpt, ignore_errors=True)
         PartialState().wait_for_everyone()
         return model_dir

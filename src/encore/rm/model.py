@@ -82,10 +82,11 @@ class MultiHeadRM(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, tokenizer: Any = None, state_dict: dict | None = None,
-                        **meta: Any) -> Path:
+                        files: dict[str, bytes] | None = None, **meta: Any) -> Path:
         """``path/backbone`` (``save_pretrained``; a LoRA adapter is merged first), ``path/heads.pt``, and
         ``path/encore.json`` with the pooling, the heads and whatever ``meta`` carries (rules, entropies, weights).
         ``state_dict``: the full weights gathered from a sharded run (FSDP / ZeRO-3), whose own modules hold shards.
+        ``files``: more files to save beside them (the training log), listed in ``checksums.json`` like the rest.
         Written to a temporary sibling and renamed, so a killed save never leaves half a model."""
         backbone = self.backbone.merge_and_unload() if hasattr(self.backbone, "merge_and_unload") else self.backbone
         parts: dict[str, dict] = {"backbone": {}, "heads": {}}
@@ -100,6 +101,8 @@ class MultiHeadRM(nn.Module):
             torch.save({k: v.detach().cpu() for k, v in heads.items()}, tmp / "heads.pt")
             write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
                                     "bias": self.heads.bias is not None, **meta})
+            for name, data in (files or {}).items():
+                (tmp / name).write_bytes(data)
             write_json(tmp / SUMS, {"files": checksums(tmp, skip=(SUMS,))})
         return Path(path)
 

@@ -31,9 +31,11 @@ from _runner import quiet_libraries, reported, run_dir
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from encore.run.pipeline import run_rate  # here, not above: --help loads no torch
+    from encore.run.settings import check_settings
     from encore.node.replicas import launch
 
     with reported(cfg):
+        check_settings(cfg)  # before any replica starts (rating.replicas=2.5 would start 2, each told replicas=1)
         quiet_libraries()
         out = run_dir()
         replicated = launch(cfg, __file__, list(HydraConfig.get().overrides.task), out)

@@ -31,7 +31,7 @@ def _changes(obj, field, value):
     return rater_key(dataclasses.replace(obj, **{field: value})) != rater_key(obj)
 
 
-HF = HFRater(model="m", tokenizer="tiny-bpe", device="cpu")
+HF = HFRater(model="m", tokenizer="tiny-bpe", device="cpu", dtype="float32")  # explicit: device changes no key
 HF_IN = {"model": "m2", "revision": "abc", "tokenizer": "tiny-wordpiece", "mode": "scale", "system_prompt": "s",
          "max_length": 100, "dtype": "bfloat16"}
 HF_OUT = {"batch_size": 3, "prefix_reuse": False, "device": "cuda", "device_map": "balanced",
@@ -48,14 +48,24 @@ def test_hf_rater_key_ignores_what_does_not_change_a_rating(field):
     assert not _changes(HF, field, HF_OUT[field])
 
 
-def test_hf_rater_key_is_the_same_on_a_gpu_node_and_a_cpu_login_node(monkeypatch):
-    """dtype=auto enters as typed: a CPU login node finds the ratings a bf16 GPU node made."""
+def test_the_key_records_the_dtype_auto_resolves_to_the_same_in_hf_and_vllm(monkeypatch):
+    """Issue 33: dtype=auto is float32 on a CPU and bf16 on a GPU that supports it, in rater=hf and rater=vllm alike
+    (vLLM's own auto ran the float32 SmolLM2 in bf16 on a CPU, 0.047 from rater=hf), and the key records what it
+    became: auto shares ratings with the dtype it resolves to, a CPU's never pass for a GPU's."""
     import torch
 
-    on_cpu = rater_key(HFRater(model="m", device="auto"))
+    hf_cpu, vllm_cpu = HFRater(model="m", device="auto"), VLLMRater(model="m")
+    on_cpu = rater_key(hf_cpu)
+    assert on_cpu == rater_key(HFRater(model="m", dtype="float32"))
+    assert rater_key(vllm_cpu) == rater_key(VLLMRater(model="m", dtype="float32"))
+    assert vllm_cpu.engine_dtype() == "float32" and hf_cpu.identity()["dtype"] == vllm_cpu.identity()["dtype"]
+    assert rater_key(HFRater(model="m", device="cpu")) == rater_key(hf_cpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert rater_key(HFRater(model="m", device="auto")) == on_cpu
+    assert rater_key(HFRater(model="m", device="auto")) == rater_key(HFRater(model="m", dtype="bfloat16")) != on_cpu
+    assert VLLMRater(model="m").engine_dtype() == "bfloat16"
+    assert rater_key(VLLMRater(model="m")) == rater_key(VLLMRater(model="m", dtype="bf16"))
+    assert rater_key(HFRater(model="m", device="cpu")) == on_cpu  # device=cpu computes in float32
     assert rater_key(HFRater(model="m", dtype="bf16")) == rater_key(HFRater(model="m", dtype="bfloat16"))
 
 
@@ -63,7 +73,7 @@ VLLM = VLLMRater(model="m")
 
 
 @pytest.mark.parametrize("field, value", [("model", "m2"), ("revision", "r"), ("tokenizer", "t"), ("mode", "scale"),
-                                          ("system_prompt", "s"), ("max_length", 10), ("dtype", "float32"),
+                                          ("system_prompt", "s"), ("max_length", 10), ("dtype", "bfloat16"),
                                           ("engine_kwargs", {"quantization": "fp8"}),
                                           ("engine_kwargs", {"kv_cache_dtype": "fp8"})])
 def test_vllm_rater_key_covers_each_input(field, value):

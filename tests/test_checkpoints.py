@@ -5,6 +5,7 @@ without a word (and the damaged model cached under models/<key>); a truncated mo
 optimizer.bin or a malformed encore_state.json stopped every later run with SafetensorError / EOFError /
 JSONDecodeError."""
 
+import json
 import logging
 import shutil
 import struct
@@ -120,6 +121,9 @@ MODEL_DAMAGE = {
     "truncated_heads": ("heads.pt", lambda p: p.write_bytes(p.read_bytes()[:-9])),
     "lost_tokenizer_file": ("backbone/tokenizer.json", lambda p: p.unlink()),
     "malformed_checksums": ("checksums.json", lambda p: p.write_text("{")),
+    "deleted_checksums": ("checksums.json", lambda p: p.unlink()),  # issue 33: was "reused unverified"
+    "lost_backbone_entry": ("checksums.json", lambda p: p.write_text(json.dumps({"files": {  # issue 33: was silent
+        k: v for k, v in json.loads(p.read_text())["files"].items() if k != "backbone/model.safetensors"}}))),
 }
 
 
@@ -143,10 +147,13 @@ def test_a_damaged_cached_model_is_set_aside_and_trained_again(tmp_path, monkeyp
         assert_close(a, b, msg=n)
 
 
-def test_a_cached_model_from_before_checksums_is_reused_unverified(tmp_path, monkeypatch, caplog):
+def test_a_cached_model_from_before_checksums_is_reused_only_when_the_setting_says_so(tmp_path, monkeypatch, caplog):
+    """Without checksums.json there is nothing to verify: reused only with ENCORE_REUSE_UNVERIFIED=1, which the
+    log names; without the setting such a model is damage (the parametrized test above, deleted_checksums)."""
     d = _train(tmp_path)
     (d / "checksums.json").unlink()
     calls = dies_at(monkeypatch, 10 ** 9)
-    with caplog.at_level(logging.INFO, logger="encore.rm.model"):
+    monkeypatch.setenv("ENCORE_REUSE_UNVERIFIED", "1")
+    with caplog.at_level(logging.INFO, logger="encore.cache.integrity"):
         assert _train(tmp_path) == d and calls["n"] == 0
-    assert "records no checksums (saved by an older version): reused unverified" in caplog.text
+    assert "records no checksums" in caplog.text and "reused UNVERIFIED because ENCORE_REUSE_UNVERIFIED=1" in caplog.text

@@ -96,3 +96,109 @@ def test_the_checkpoint_gives_the_ggufs_logits_exactly(smollm2):
                                               padding=True)
     with torch.no_grad():
         assert torch.equal(direct(**x).logits, saved(**x).logits)
+
+
+# ----------------------------------------------------------------------------------------- verified before use
+def _flip(p: Path, at: int = 0) -> None:
+    b = bytearray(p.read_bytes())
+    b[at] ^= 0xFF
+    p.write_bytes(bytes(b))
+
+
+def _lose_entry(folder: Path, name: str = "model.safetensors") -> None:
+    sums = folder / "checksums.json"
+    sums.write_text(json.dumps({"files": {k: v for k, v in json.loads(sums.read_text())["files"].items() if k != name}}))
+
+
+DAMAGE = {"flipped_weights": lambda f: _flip(f / "model.safetensors"),
+          "deleted_checksums": lambda f: (f / "checksums.json").unlink(),
+          "lost_checksum_entry": _lose_entry}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_conversion_is_set_aside_and_converted_again(tmp_path, fake_convert, caplog, damage):
+    """Issue 33: the reuse check looked at the marker and at file presence, so flipped weights were rated with."""
+    import logging
+
+    folder = from_gguf.checkpoint(root=tmp_path)
+    assert set(json.loads((folder / "checksums.json").read_text())["files"]) == {
+        "config.json", "model.safetensors", "tokenizer.json", from_gguf.MARKER}
+    key = model_key("smollm2")
+    DAMAGE[damage](folder)
+    from_gguf._verified.clear()  # a new process: nothing verified yet
+    with caplog.at_level(logging.WARNING, logger="encore.scale.from_gguf"):
+        assert from_gguf.checkpoint(root=tmp_path) == folder and len(fake_convert) == 2
+    assert f"{folder} is damaged" in caplog.text and "converting SmolLM2-135M-Instruct.Q4_1.gguf again" in caplog.text
+    assert [p.name.split(".damaged-")[0] for p in (tmp_path / "models").glob("*.damaged-*")] == [folder.name]
+    assert from_gguf.checkpoint(root=tmp_path) == folder and len(fake_convert) == 2  # intact now: reused
+    assert model_key("smollm2") == key  # the same files again: the same identity
+
+
+def test_a_conversion_from_before_checksums_is_reused_only_when_the_setting_says_so(tmp_path, fake_convert, caplog,
+                                                                                     monkeypatch):
+    import logging
+
+    folder = from_gguf.checkpoint(root=tmp_path)
+    (folder / "checksums.json").unlink()
+    from_gguf._verified.clear()
+    monkeypatch.setenv("ENCORE_REUSE_UNVERIFIED", "1")
+    with caplog.at_level(logging.WARNING):
+        assert from_gguf.checkpoint(root=tmp_path) == folder and len(fake_convert) == 1
+    assert "reused UNVERIFIED because ENCORE_REUSE_UNVERIFIED=1" in caplog.text
+
+
+def test_ratings_keys_carry_the_verified_checkpoint(tmp_path, fake_convert, monkeypatch):
+    """Another checkpoint (a rebuilt one whose bytes differ) gives another model key, so ratings made with the old
+    one are never read with the new one."""
+    monkeypatch.setenv("ENCORE_CACHE_DIR", str(tmp_path))
+    first = model_key("smollm2")
+    folder = from_gguf.checkpoint()
+    _flip(folder / "model.safetensors")
+    from_gguf._verified.clear()
+
+    def other(src: Path, out: Path) -> None:
+        for f in ("config.json", "model.safetensors", "tokenizer.json"):
+            (out / f).write_text("{ }")
+
+    monkeypatch.setattr(from_gguf, "convert", other)
+    second = model_key("smollm2")
+    assert first.split("/weights:")[0] == second.split("/weights:")[0] and first != second
+
+
+def test_files_get_the_caches_modes_and_a_killed_conversion_leaves_no_temp_folder(tmp_path):
+    """A real kill -9 of a process in the middle of converting (a stand-in conversion that writes model.safetensors
+    0600, as safetensors does, and then hangs): the next first use removes the temporary folder under the lock."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (f"import os, time\nfrom pathlib import Path\nfrom encore.scale import from_gguf\n"
+            f"def hang(src, out):\n    (out / 'config.json').write_text('{{}}')\n    time.sleep(600)\n"
+            f"from_gguf.convert = hang\nfrom_gguf.checkpoint(root=Path({str(tmp_path)!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=os.environ)
+    models = tmp_path / "models"
+    for _ in range(600):
+        if list(models.glob(".smollm2-*.tmp-*/config.json")):
+            break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [p for p in models.iterdir() if p.is_dir()]  # the killed conversion's temporary folder
+
+    def convert(src: Path, out: Path) -> None:
+        for f in ("config.json", "model.safetensors", "tokenizer.json"):
+            fd = os.open(out / f, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.write(fd, b"{}")
+            os.close(fd)
+
+    from_gguf.convert, real = convert, from_gguf.convert
+    try:
+        folder = from_gguf.checkpoint(root=tmp_path)
+    finally:
+        from_gguf.convert = real
+    assert [p.name for p in models.iterdir() if p.is_dir()] == [folder.name]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in folder.iterdir()} == {
+        f.name: oct(0o666 & ~mask) for f in folder.iterdir()}

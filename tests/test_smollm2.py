@@ -17,6 +17,7 @@ from encore.run.pipeline import build
 from encore.rating.hf import HFRater
 from encore.rating.tokens import PromptTokenizer
 from encore.rules import Rule
+from encore.scale import from_gguf
 
 from conftest import make_cfg
 
@@ -107,6 +108,41 @@ def test_presets_name_the_same_model_everywhere(cache, smollm2):
     rater, encoder = build(cfg.rater), build(cfg.model)
     assert isinstance(rater, HFRater) and rater.model == "smollm2" and rater.arch is None
     key = rater.identity()["model"]
-    assert key.startswith("smollm2@gguf-sha256:") and key.endswith(Path(smollm2).name.split("-")[1])
+    assert key.startswith("smollm2@gguf-sha256:") and key.split("/weights:")[0].endswith(Path(smollm2).name.split("-")[1])
+    assert key.split("/weights:")[1] == from_gguf.integrity.digest(json.loads(
+        (Path(smollm2) / "checksums.json").read_text())["files"])[:16]  # the verified checkpoint's identity
     assert encoder.identity()["name_or_path"] == key and encoder.resolved_pooling() == "last"
     assert build(make_cfg("rater=vllm", "rater.model=smollm2", cache=cache).rater).identity()["model"] == key
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_is_rebuilt_before_it_rates_and_rates_as_the_intact_one(tmp_path, smollm2, monkeypatch,
+                                                                                      caplog):
+    """Issue 33: 4 KB flipped in the converted model.safetensors were rated with ("60 new, 0 missing", every rating
+    off by up to 0.124). Now the damage is found before loading, the folder is set aside and converted again (the
+    conversion is deterministic: the same bytes, the same identity), and the run reads the intact model's ratings."""
+    import logging
+    import shutil
+
+    from encore.run.pipeline import run_rate
+
+    cache = tmp_path / "cache"
+    shutil.copytree(smollm2, cache / "models" / Path(smollm2).name)  # the session's conversion stays intact
+    monkeypatch.setenv("ENCORE_CACHE_DIR", str(cache))
+    over = ("rater=smollm2", "data.limit=2", "rules=safety10")
+    first = run_rate(make_cfg(*over, cache=cache), tmp_path / "a")
+    weights = cache / "models" / Path(smollm2).name / "model.safetensors"
+    with open(weights, "r+b") as fh:
+        fh.seek(1 << 20)
+        block = bytearray(fh.read(4096))
+        fh.seek(1 << 20)
+        fh.write(bytes(b ^ 0x5A for b in block))
+    with caplog.at_level(logging.WARNING, logger="encore.scale.from_gguf"):
+        again = run_rate(make_cfg(*over, cache=cache), tmp_path / "b")
+    assert "model.safetensors no longer match(es) the checksum" in caplog.text and "converting" in caplog.text
+    assert list((cache / "models").glob("*.damaged-*"))
+    assert again["rating"]["n_new"] == 0 and again["rating"]["n_cached"] == first["rating"]["n_new"] > 0
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "ratings.parquet"),
+                                  pd.read_parquet(tmp_path / "b" / "ratings.parquet"))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from encore.cache.cache_only import refuse_compute
+from encore.errors import SettingError
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,36 @@ def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> Pat
     return path
 
 
+class NotWritable(SettingError):
+    """A folder this job must write into (a cache miss in a read-only cache, a read-only run directory): one
+    message naming the folder and the setting that moves it, no traceback."""
+
+    def __init__(self, path: Path, error: OSError):
+        folder = next((p for p in path.parents if p.exists()), path.parent)
+        cache = os.environ.get("ENCORE_CACHE_DIR") or str(Path.home() / ".cache" / "encore")
+        in_cache = Path(cache).expanduser() in (path, *path.parents)
+        fix = ("set cache_dir=<a writable folder> (or ENCORE_CACHE_DIR; copy this cache there to reuse what it "
+               "holds)" if in_cache else "set cache_dir=<a writable folder> (or ENCORE_CACHE_DIR) if it is the "
+               "artefact cache, hydra.run.dir (or ENCORE_RUNS_DIR) if it is the run directory")
+        super().__init__(f"{folder} is not writable ({error.strerror or os.strerror(error.errno)}), and this job must "
+                         f"write {path} into it (what it needs is not there yet). Fix: {fix}, or make {folder} writable")
+
+
 @contextmanager
 def filesystem_errors(path: str | Path) -> Iterator[None]:
     """Errors from the filesystem while writing ``path`` reach the user as what they are, naming the path: an
     OSError raised without a file name (``write``/``fsync`` give none) gets ``path``; an error from a writer that
     hides the OS error (torch's C++ streams: "basic_ios::clear: iostream error"; safetensors' IoError) becomes the
     OSError the filesystem shows for ``path``: ENOSPC "No space left on device" when it has no free blocks or
-    inodes left, EFBIG when a file-size limit is set. Anything else is raised unchanged."""
+    inodes left, EFBIG when a file-size limit is set. A read-only folder (EROFS, EACCES, EPERM) is
+    :class:`NotWritable`. Anything else is raised unchanged."""
+    import errno
+
     try:
         yield
     except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise NotWritable(Path(path), e) from e
         if e.filename is not None or e.errno is None:
             raise
         raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e

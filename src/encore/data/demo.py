@@ -20,7 +20,7 @@ def load_demo(split: str = "train", limit: int | None = None, subsets: list[str]
         raise DataError(f"data.split={split!r} for the demo set; use 'train' or 'eval'")
     ref = resources.files("encore.data") / "demo_data" / f"{split}.jsonl"
     with resources.as_file(ref) as p:
-        raw = pd.read_json(p, lines=True)
+        raw = pd.read_json(p, lines=True, dtype=False)  # texts as written
     label = source or f"demo[{split}]"
     pairs = normalise(raw, source=label, subset_field="subset")
     if split == "eval":

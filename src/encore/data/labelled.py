@@ -66,7 +66,8 @@ def load_pku_saferlhf(
     key = {"safer": "safer_response_id", "better": "better_response_id"}.get(preference)
     if key is None:
         raise DataError(f"data.preference={preference!r}; use 'safer' or 'better'")
-    raw = read_table(path, hub_id=hub_id) if path else hub_table(hub_id, split, name, None, revision)
+    raw = (read_table(path, hub_id=hub_id, text=("prompt", "response_0", "response_1")) if path
+           else hub_table(hub_id, split, name, None, revision))
     source = source or (str(path) if path else f"{hub_id}[{split}]")
     _require(raw, ("prompt", "response_0", "response_1", key), source, "PKU-SafeRLHF")
     ids = pd.to_numeric(raw[key], errors="coerce")
@@ -115,8 +116,10 @@ def load_helpsteer2(
         raise DataError("data.preference_path is not set, but data.path is: HelpSteer2's pairs are in the hub "
                         "dataset's preference/preference.jsonl.gz. Fix: give a local copy with data.preference_path=..., "
                         "or set data.path=null to read both files from the hub")
-    attrs = read_table(path, hub_id=hub_id) if path else hub_table(hub_id, split, None, None, revision)
-    prefs = (read_table(preference_path, "data.preference_path") if preference_path
+    attrs = (read_table(path, hub_id=hub_id, text=("prompt", "response")) if path
+             else hub_table(hub_id, split, None, None, revision))
+    prefs = (read_table(preference_path, "data.preference_path", text=("prompt", "response_1", "response_2", "split"))
+             if preference_path
              else hub_table(hub_id, "train", None, "preference", revision))
     source = source or (str(path) if path else f"{hub_id}[{split}]")
     _require(attrs, ("prompt", "response", *HELPSTEER2_ATTRIBUTES), source, "HelpSteer2's attribute file")
@@ -185,7 +188,8 @@ def load_ultrafeedback(
     rejected = one of the others drawn at random (seeded by ``seed`` and the instruction, so independent of row
     order); an instruction with fewer than two rated completions gives no pair (counted). Labels: the four aspect
     ratings, ``annotations.<aspect>.Rating``."""
-    raw = read_table(path, hub_id=hub_id) if path else hub_table(hub_id, split, None, None, revision)
+    raw = (read_table(path, hub_id=hub_id, text=("instruction",)) if path
+           else hub_table(hub_id, split, None, None, revision))
     source = source or (str(path) if path else f"{hub_id}[{split}]")
     _require(raw, ("instruction", "completions"), source, "UltraFeedback")
     names = [f"annotations.{a}.Rating" for a in ULTRAFEEDBACK_ASPECTS]

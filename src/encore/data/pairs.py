@@ -209,7 +209,8 @@ def load_pairs(
     ``format``: ``pairs`` (prompt/chosen/rejected columns), ``hh`` (HH-RLHF transcripts in chosen/rejected).
     """
     if path:
-        raw, where = read_table(path, hub_id=hub_id), str(path)
+        raw, where = read_table(path, hub_id=hub_id, text=[prompt_field, chosen_field, rejected_field,
+                                                           subset_field or "subset"]), str(path)
     elif hub_id:
         raw, where = hub_table(hub_id, split, name, data_dir, revision), f"{hub_id}[{split}]"
     else:

@@ -55,7 +55,7 @@ def load_reward_bench(
     the set's name (:mod:`encore.data.names`), also in messages beside the file or hub id."""
     subsets = list(subsets) if subsets else list(SAFETY_COUNTS)
     check_rewardbench_subsets(subsets)
-    raw = read_table(path, "eval.path", hub_id) if path else hub_table(hub_id, split, None, None, revision)
+    raw = read_table(path, "eval.path", hub_id, text=("prompt", "chosen", "rejected", "subset")) if path else hub_table(hub_id, split, None, None, revision)
     where = str(path) if path else f"{hub_id}[{split}]"
     source = f"{source} ({where})" if source else where
     pairs = select_subsets(normalise(raw, source=source), subsets, source=source, field="eval.subsets")

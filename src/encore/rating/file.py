@@ -24,6 +24,7 @@ from encore.rules import Rule
 from encore.data.sources import read_table
 
 log = logging.getLogger(__name__)
+TEXT = ("pair_id", "side", "rule", "reason", "prompt", "response")  # read as strings: a response "42" stays "42"
 
 
 class FileRater:
@@ -33,7 +34,7 @@ class FileRater:
 
     def _read(self, rules: list[Rule]) -> tuple[pd.DataFrame, list[str]]:
         """The file's rows, checked, with ``value`` as float and ``reason`` as text; and the key columns."""
-        df = read_table(self.path, "rater.path")
+        df = read_table(self.path, "rater.path", text=TEXT)
         field = f"rater.path={self.path!r}"
         if {"pair_id", "side"} <= set(df.columns):
             key = ["pair_id", "side", "rule"]
@@ -47,9 +48,10 @@ class FileRater:
                             "columns (a run's own ratings.parquet has this layout)")
         df = df.reset_index(drop=True)
         raw = df["value"]
-        value = pd.to_numeric(raw, errors="coerce")
-        empty = raw.isna() | raw.astype(str).str.strip().str.lower().isin(["", "nan", "n/a", "none", "null"])
-        bad = (value.isna() & ~empty) | (value < 0) | (value > 1)
+        flag = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(bool)  # JSON true/false: not a rating
+        value = pd.to_numeric(raw.where(~flag, None), errors="coerce")
+        empty = (raw.isna() | raw.astype(str).str.strip().str.lower().isin(["", "nan", "n/a", "none", "null"])) & ~flag
+        bad = flag | (value.isna() & ~empty) | (value < 0) | (value > 1)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"{field}: row {i}: value = {shown(raw.iloc[i])} (rule {df['rule'].iloc[i]!r}) is not a "

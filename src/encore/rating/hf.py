@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from encore.rm.backbone import pick_dtype, planned_bytes
+from encore.rm.backbone import pick_dtype, planned_bytes, resolved_dtype
 from encore.scale.hardware import Gpus
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
 from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
@@ -84,13 +84,13 @@ class HFRater:
 
     def identity(self) -> dict[str, Any]:
         """Determines the scores; batch size, prefix reuse, device and placement do not (tests hold them to that).
-        The dtype enters as the user chose it: ``auto`` stays ``auto`` (bf16 on a GPU, fp32 on a CPU), so a login node
-        without a GPU finds the ratings a GPU node made; an explicit dtype enters by its torch name."""
+        The dtype enters as it is resolved on this rater's device (:func:`resolved_dtype`): ``auto`` and the dtype it
+        becomes share their ratings, and a CPU's float32 ratings are never read as a GPU's bf16 ones."""
         return {"kind": "hf", "model": model_key(self.model), "revision": self.revision,
                 "tokenizer": model_key(self.tokenizer),
                 "config": self.config, "seed": self.seed if self.config else None, "mode": self.mode,
                 "scale_max": self.scale_max if self.mode == "scale" else None, "system_prompt": self.system_prompt,
-                "max_length": self.max_length, "dtype": _dtype_identity(self.dtype),
+                "max_length": self.max_length, "dtype": resolved_dtype(self.dtype, self.device),
                 "template": P.RULE_TEMPLATE,
                 **({} if self.normalise else {"normalise": False})}  # the default's key is unchanged
 
@@ -265,8 +265,3 @@ class HFRater:
             probs = self.forward_full([seqs[i] for i in idx], options)
             out[idx] = probs[:, 0] / probs.sum(-1)
         return out, reasons
-
-
-def _dtype_identity(dtype: str) -> str:
-    """``auto`` as typed (independent of the machine); an explicit dtype by its torch name (bf16 = bfloat16)."""
-    return "auto" if dtype == "auto" else str(pick_dtype(dtype, torch.device("cpu")))

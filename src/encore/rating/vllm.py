@@ -59,7 +59,7 @@ class VLLMRater:
     system_prompt: str | None = None
     max_length: int = 4096  # prompts longer than this are missing (the engine's max_model_len is one more)
     tensor_parallel_size: Any = "auto"  # auto: the fewest GPUs that hold a copy (1 on the CPU build); or a number
-    dtype: str = "auto"  # vLLM's: the checkpoint's dtype (bf16 for Llama-3)
+    dtype: str = "auto"  # as rater=hf: bf16 on a GPU that supports it, float32 on a CPU (engine_dtype)
     gpu_memory_utilization: float = 0.90
     seed: int = 0
     engine_kwargs: dict | None = None  # more vllm.LLM arguments, e.g. {max_num_seqs: 256, enforce_eager: true}
@@ -83,10 +83,12 @@ class VLLMRater:
         """What determines the ratings; tensor parallelism and memory settings do not. ``engine_kwargs`` enter the
         key except the scheduling and memory ones in :data:`ENGINE_SPEED_ONLY` (``quantization``,
         ``kv_cache_dtype`` and any other engine argument change the numbers)."""
+        from encore.rm.backbone import resolved_dtype
+
         return {"kind": "vllm", "model": model_key(self.model), "revision": self.revision,
                 "tokenizer": model_key(self.tokenizer),
                 "mode": self.mode, "scale_max": self.scale_max if self.mode == "scale" else None,
-                "system_prompt": self.system_prompt, "max_length": self.max_length, "dtype": self.dtype,
+                "system_prompt": self.system_prompt, "max_length": self.max_length, "dtype": resolved_dtype(self.dtype),
                 "template": P.RULE_TEMPLATE, **({"engine": engine} if (engine := {
                     k: v for k, v in (self.engine_kwargs or {}).items() if k not in ENGINE_SPEED_ONLY}) else {})}
 
@@ -117,7 +119,9 @@ class VLLMRater:
         """Tensor parallel ``rater.tensor_parallel_size`` (``auto``: the fewest GPUs that hold the weights and one
         scheduler step's KV cache) on ``gpus``; the same for rating and judging, whatever the data and the number of
         copies (:func:`encore.scale.tensor_parallel.place_vllm`)."""
-        nbytes = 4 if self.dtype in ("float32", "fp32") else 2
+        from encore.rm.backbone import planned_bytes
+
+        nbytes = planned_bytes(self.dtype, gpus.count > 0)  # auto: bf16 on GPUs, float32 on the CPU build
         max_len = self.max_model_len()
         return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, max_len,
                           self.gpu_memory_utilization, vllm_step_tokens(gpus, max_len, self.engine_kwargs))
@@ -148,11 +152,21 @@ class VLLMRater:
         log.info("rater %s (vLLM): %s", self.model, place.where)
         self._llm = vllm.LLM(model=resolve_model_path(self.model),  # smollm2: its converted checkpoint
                              tokenizer=resolve_model_path(self.tokenizer or self.model), revision=self.revision,
-                             tensor_parallel_size=place.tensor_parallel, dtype=self.dtype,
+                             tensor_parallel_size=place.tensor_parallel, dtype=self.engine_dtype(),
                              gpu_memory_utilization=self.gpu_memory_utilization, max_model_len=max_len,
                              enable_prefix_caching=True, logprobs_mode="processed_logprobs",
                              max_logprobs=max(20, n_labels), seed=self.seed, **(self.engine_kwargs or {}))
         return self
+
+    def engine_dtype(self) -> str:
+        """The dtype vLLM is started with: ``auto`` resolved as rater=hf resolves it on the same device (bf16 on a
+        GPU that supports it, float32 on a CPU), never left to vLLM, whose own ``auto`` turns a float32 checkpoint
+        (the converted SmolLM2) into the platform's first dtype, bf16 on an x86 CPU or an Ampere GPU
+        (vllm/config/model.py ``_resolve_auto_dtype``, 0.32.0): the same setting would otherwise mean float32 in
+        rater=hf and bf16 here on the same CPU."""
+        from encore.rm.backbone import resolved_dtype
+
+        return resolved_dtype(self.dtype).removeprefix("torch.")
 
     def unload(self) -> None:
         if self._llm is not None:

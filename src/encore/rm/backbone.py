@@ -34,6 +34,14 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
             "float16": torch.float16, "fp16": torch.float16}[dtype]
 
 
+def resolved_dtype(dtype: str, device: str = "auto") -> str:
+    """The dtype a rater computes in, by its torch name (bf16 = bfloat16): ``auto`` is bf16 on a GPU that supports it,
+    else float32, in rater=hf and rater=vllm alike (``rater.dtype`` means one precision in every engine), whatever
+    the checkpoint's own dtype; ``device``: the rater's setting (``cpu`` computes on the CPU)."""
+    gpu = device != "cpu" and torch.cuda.is_available()
+    return str(pick_dtype(dtype, torch.device("cuda" if gpu else "cpu")))
+
+
 def planned_bytes(dtype: str, gpu: bool) -> int:
     """Bytes per weight of ``dtype`` on a GPU (``gpu``) or the CPU; ``auto`` is bf16 on a GPU even when this machine
     has none to ask (planning for a GPU node from a laptop)."""

@@ -23,8 +23,7 @@ import torch
 from accelerate import PartialState
 
 from encore.rm import checkpoint
-from encore.cache.artifacts import (array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json,
-                              write_frame)
+from encore.cache.artifacts import array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json
 from encore.cache.cache_only import refuse_compute
 from encore.rm.backbone import Encoder
 from encore.rm.batches import MicroBatches
@@ -35,7 +34,7 @@ from encore.scale.hardware import Gpus
 from encore.scale.loading import target_gpus
 from encore.scale.memory import SHARDED
 from encore.scale.placement import DoesNotFit, TrainSetup, place_training
-from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, reusable, score_ids
+from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, reusable, score_ids, weights_id
 
 log = logging.getLogger(__name__)
 _NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress"}
@@ -118,10 +117,12 @@ class Finetune:
         # Cache-key audit (fine-tuned model, its head scores): encoder identity, train fingerprint, the ratings'
         # values, every Finetune field but save_every / score_batch_size / progress, the objective, batch_size as
         # the global batch (x processes, _keyed). Not: the accelerate strategy (DDP / FSDP give the same update up
-        # to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint. The model
-        # directory is reused when its metadata file exists; its weights carry no checksum.
+        # to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint and the
+        # model's verified identity (weights_id: its checksum list's digest). The model directory is reused only
+        # when every file has its recorded size and SHA-256 (reusable).
         key = content_hash(encoder.identity(), fingerprint(train), rh, _keyed(self.identity()), "mse")
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
+        key = content_hash(key, weights_id(model_dir))  # scores of a damaged model, retrained since, are never read
 
         def compute() -> dict[str, np.ndarray]:
             rm = self._load(model_dir, encoder)  # every process of a launch is here: each scores its share
@@ -144,6 +145,7 @@ class Finetune:
         """Single-head BT reward model: the same backbone, one head, -log σ(r_c - r_r); (M, 2) eval rewards."""
         key = content_hash(encoder.identity(), fingerprint(train), _keyed(self.identity()), "bt")
         model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
+        key = content_hash(key, weights_id(model_dir))
         compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
         arrays, _ = cached_arrays(Path(cache_dir) / "bt_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
                                   compute, lambda a: expect(a, rewards=(len(eval_pairs), 2)))
@@ -243,10 +245,10 @@ class Finetune:
         state = acc.get_state_dict(rm) if strategy in SHARDED else None  # collective: gathers the shards
         if acc.is_main_process:
             with filesystem_errors(model_dir):  # a full disk says so, naming the path
-                acc.unwrap_model(rm).save_pretrained(model_dir, tok, state_dict=state, objective=objective, key=key,
-                                                     val_pairs=val.tolist(), train=self.identity(),
-                                                     encoder=encoder.identity(), strategy=strategy, processes=n_proc)
-            write_frame(model_dir / "train_log.csv", pd.DataFrame(logs))
+                acc.unwrap_model(rm).save_pretrained(  # the training log inside: listed in checksums.json too
+                    model_dir, tok, state_dict=state, files={"train_log.csv": pd.DataFrame(logs).to_csv(
+                        index=False).encode("utf-8")}, objective=objective, key=key, val_pairs=val.tolist(),
+                    train=self.identity(), encoder=encoder.identity(), strategy=strategy, processes=n_proc)
             shutil.rmtree(ckpt, ignore_errors=True)
         PartialState().wait_for_everyone()
         return model_dir

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from encore.cache.artifacts import atomic_dir, read_json, write_json
-from encore.cache.integrity import checksums, mismatch, set_aside
+from encore.cache import integrity
+from encore.cache.integrity import SUMS, checksums, set_aside
 from encore.rm.backbone import pool
 
 log = logging.getLogger(__name__)
 META = "encore.json"
-SUMS = "checksums.json"
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -82,10 +82,11 @@ class MultiHeadRM(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path, tokenizer: Any = None, state_dict: dict | None = None,
-                        **meta: Any) -> Path:
+                        files: dict[str, bytes] | None = None, **meta: Any) -> Path:
         """``path/backbone`` (``save_pretrained``; a LoRA adapter is merged first), ``path/heads.pt``, and
         ``path/encore.json`` with the pooling, the heads and whatever ``meta`` carries (rules, entropies, weights).
         ``state_dict``: the full weights gathered from a sharded run (FSDP / ZeRO-3), whose own modules hold shards.
+        ``files``: more files to save beside them (the training log), listed in ``checksums.json`` like the rest.
         Written to a temporary sibling and renamed, so a killed save never leaves half a model."""
         backbone = self.backbone.merge_and_unload() if hasattr(self.backbone, "merge_and_unload") else self.backbone
         parts: dict[str, dict] = {"backbone": {}, "heads": {}}
@@ -100,6 +101,8 @@ class MultiHeadRM(nn.Module):
             torch.save({k: v.detach().cpu() for k, v in heads.items()}, tmp / "heads.pt")
             write_json(tmp / META, {"num_heads": self.num_heads, "pooling": self.pooling,
                                     "bias": self.heads.bias is not None, **meta})
+            for name, data in (files or {}).items():
+                (tmp / name).write_bytes(data)
             write_json(tmp / SUMS, {"files": checksums(tmp, skip=(SUMS,))})
         return Path(path)
 
@@ -141,27 +144,34 @@ def from_linear_heads(backbone: nn.Module, W: np.ndarray, b: np.ndarray | None, 
     return rm.to(next(backbone.parameters()).device).eval()
 
 
-def damage(path: Path) -> str | None:
-    """What is wrong with the saved model at ``path`` (None: every file has its recorded size and checksum). A model
-    saved before models carried checksums has nothing to be checked against: it is reused as it is, and logged."""
-    try:
-        files = read_json(path / SUMS)["files"]
-    except FileNotFoundError:
-        log.info("model %s records no checksums (saved by an older version): reused unverified", path)
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return f"{SUMS} is unreadable ({type(e).__name__}: {e})"
-    return mismatch(path, files, skip=(SUMS,)) if isinstance(files, dict) and files else f"{SUMS} lists no files"
+def damage(path: Path, hashes: dict[str, str] | None = None) -> str | None:
+    """What is wrong with the saved model at ``path`` (None: every file has its recorded size and checksum, and no
+    file is unlisted). A deleted ``checksums.json`` or one that lost an entry is damage; a model saved before models
+    carried checksums is reused only with ``ENCORE_REUSE_UNVERIFIED=1`` (logged)."""
+    return integrity.damage(path, SUMS, hashes)
+
+
+def weights_id(path: Path) -> str:
+    """The verified identity of the saved model at ``path`` (checked by :func:`reusable` or just saved): the digest
+    of its checksum list. What the cache keys of its scores record, so a model trained again after damage never
+    reads the scores of the damaged one."""
+    files, _ = integrity.recorded(path, SUMS, quiet=True)
+    return f"sha256:{integrity.digest(files)[:16]}" if files else "unverified"
 
 
 def reusable(path: Path) -> bool:
-    """Collective under a launcher (every rank calls it): the main process checks the cached model at ``path``
-    (:func:`damage`) and every rank gets the answer; a damaged one is set aside as ``<key>.damaged-<token>`` with a
-    warning, so the caller trains it again."""
+    """Collective under a launcher (every rank calls it): the ranks hash the cached model's files between them
+    (:func:`encore.scale.distributed.shared_hashes`), the main process checks them (:func:`damage`) and every rank
+    gets the answer; a damaged one is set aside as ``<key>.damaged-<token>`` with a warning, so the caller trains
+    it again."""
     from accelerate import PartialState
 
+    from encore.scale.distributed import shared_hashes
+
     state = PartialState()
-    wrong = [damage(path) if state.is_main_process else None]
+    hashes = shared_hashes(state, path, integrity.recorded(path, SUMS, quiet=True)[0]) \
+        if state.num_processes > 1 else None
+    wrong = [damage(path, hashes) if state.is_main_process else None]
     if state.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 

@@ -11,8 +11,9 @@ Never empty: a Hydra callback that removes the directory of a job that failed be
 result (its error is on stderr; what is left would be Hydra's bookkeeping and an empty log), and the directory of
 a multirun none of whose jobs left one. Registered in ``conf/config.yaml`` under ``hydra.callbacks``.
 
-A failed run is any job that raised, SIGTERM included: while a job runs, SIGTERM (``kill``, a scheduler's stop) is
-raised as :class:`Terminated` where no other handler was installed (submitit installs its own, which is kept), so
+A failed run is any job that raised, SIGTERM and SIGINT included: while a job runs, SIGTERM (``kill``, a scheduler's
+stop) and SIGINT (Ctrl-C) are raised as :class:`Terminated` where no other handler was installed (submitit installs
+its own, which is kept; Python's KeyboardInterrupt would pass Hydra's job bookkeeping by, as it is no Exception), so
 the tracker records the failure and this callback runs. A failed job that had written results keeps its directory:
 the finished stages' files, its log ending with the error, and no ``metrics.json`` (the mark of a finished run,
 written before the figures; ``make_figures.py`` and the notebook read only directories that have it). Only SIGKILL
@@ -96,27 +97,33 @@ def remove_if_empty(out: Path) -> bool:
 
 
 class Terminated(Exception):
-    """SIGTERM during a job, raised where the job's code was, so the run fails like any other."""
+    """SIGTERM or SIGINT during a job, raised where the job's code was, so the run fails like any other."""
 
 
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated(f"stopped by {signal.Signals(signum).name}")
 
 
+# each signal a job turns into Terminated, with the handler it replaces only when that one is Python's own
+_STOPS = {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+
+
 class RemoveEmptyRunDirs(Callback):
-    _previous: Any = None
+    _previous: dict | None = None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._previous = {}
         try:
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # never over a launcher's own handler
-                self._previous = signal.signal(signal.SIGTERM, _terminate)
-        except ValueError:  # not the main thread (a launcher running jobs in threads): the default stays
-            self._previous = None
+            for sig, default in _STOPS.items():
+                if signal.getsignal(sig) == default:  # never over a launcher's own handler
+                    self._previous[sig] = signal.signal(sig, _terminate)
+        except ValueError:  # not the main thread (a launcher running jobs in threads): the defaults stay
+            self._previous = {}
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for sig, previous in (self._previous or {}).items():
+            signal.signal(sig, previous)
+        self._previous = None
         if job_return.status == JobStatus.FAILED:
             out = Path(config.hydra.runtime.output_dir)
             if not remove_if_empty(out):

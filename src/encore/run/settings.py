@@ -57,6 +57,7 @@ def check_settings(cfg: DictConfig) -> None:
                            "allowed-token mask, where only their ratio, P(Yes) / (P(Yes) + P(No)), is exact, and a "
                            "chat server's top log-probabilities may miss a label; use rater=hf or leave "
                            "rater.normalise unset")
+    check_replicas(rt.get("replicas", "auto"))
     _int(rt.chunk_size, "rating.chunk_size", 1)
     share = rt.get("max_missing_share", 1.0)
     if not isinstance(share, int | float) or not 0 <= share <= 1:
@@ -75,6 +76,17 @@ def check_settings(cfg: DictConfig) -> None:
         raise SettingError(f"stats.n_perm={n_perm}: with n sign flips the smallest p-value is 1/(n + 1), so fewer "
                            f"than {MIN_PERM} can never reach 0.05; use stats.n_perm=10000 (the default) or at least "
                            f"{MIN_PERM}")
+
+
+def check_replicas(value: Any) -> None:
+    """``rating.replicas``: ``auto`` or a whole number of rater copies >= 1 (``1.5`` would run as 1)."""
+    if value in (None, "auto"):
+        return
+    whole = (isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+             or isinstance(value, str) and value.strip().isdigit())
+    if not whole or float(value) < 1:
+        raise SettingError(f"rating.replicas={value!r}: use auto (as many rater copies as fit the visible GPUs) or a "
+                           "whole number of copies >= 1, e.g. rating.replicas=1")
 
 
 def _method_nodes(method: Any) -> list[tuple[str, Any]]:

@@ -30,13 +30,14 @@ def _finite(*xs: Any) -> bool:
     return all(x is not None and math.isfinite(float(x)) for x in xs)
 
 
-def _ci(row: Mapping[str, Any], key: str, fmt: str, what: str = "") -> str:
-    """`` (95% CI lo to hi[, what])``; an interval the data could not support (NaN, null) is said to be unavailable."""
+def _ci(row: Mapping[str, Any], key: str, fmt: str, what: str = "", why: str = "too few pairs") -> str:
+    """`` (95% CI lo to hi[, what])``; an interval the data could not support (NaN, null) is said to be unavailable,
+    and ``why``."""
     if f"{key}_ci_low" not in row:
         return ""
     lo, hi = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
     if not _finite(lo, hi):
-        return " (95% CI unavailable: too few pairs)"
+        return f" (95% CI unavailable: {why})"
     return f" (95% CI {_num(lo, fmt)} to {_num(hi, fmt)}{', ' + what if what else ''})"
 
 
@@ -45,8 +46,10 @@ def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] |
     pairs with the rules fixed, the p-value treats the K rules as the sample. When one excludes 0 and the other does
     not, the line says why they may disagree. The paper's r for this dataset beside it, with the rules it used."""
     k, r, p = corr.get("n_rules"), corr.get("pearson_r"), corr.get("pearson_p")
+    why = (f"a correlation over rules needs at least 3, this run has K = {k}; fix: a rule set with more rules, "
+           "rules=..." if k is not None and int(k) < 3 else "too few pairs")
     line = (f"study: entropy vs accuracy over {k} rules and {corr.get('n_pairs')} pairs: Pearson "
-            f"r = {_num(r)}{_ci(corr, 'pearson_r', '+.2f', 'pair bootstrap, rules fixed')}, p = "
+            f"r = {_num(r)}{_ci(corr, 'pearson_r', '+.2f', 'pair bootstrap, rules fixed', why)}, p = "
             f"{_num(p, '.2g')} over K = {k} rules")
     lo, hi = corr.get("pearson_r_ci_low"), corr.get("pearson_r_ci_high")
     if _finite(lo, hi, p) and (lo > 0 or hi < 0) != (p < 0.05):

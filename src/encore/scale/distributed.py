@@ -6,12 +6,17 @@ makes an 8B model fit one GPU.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 
+from encore.cache.integrity import hash_files, share, verify_seconds
 from encore.scale.memory import SHARDED
+
+log = logging.getLogger(__name__)
+COLLECTIVE_TIMEOUT_S = 600  # NCCL's default process-group timeout (torch: default_pg_nccl_timeout, 10 minutes)
 
 OPTIMS = ("adamw", "adamw_8bit")
 
@@ -48,6 +53,40 @@ def runtime_strategy(acc: Any) -> tuple[str, int]:
         stage = acc.state.deepspeed_plugin.zero_stage
         return ("zero3" if stage == 3 else "ddp"), n
     return ("ddp" if n > 1 else "single"), n
+
+
+def shared_hashes(acc: Any, d: Path, files: dict[str, dict[str, Any]] | None) -> dict[str, str] | None:
+    """Collective (every rank calls it with the same ``files``, the checksum list each read from the shared
+    filesystem): each rank hashes its share of ``d``'s listed files (:func:`encore.cache.integrity.share`, about
+    1/world of the bytes) and every rank gets all the SHA-256s. None on one process (the caller hashes) or when there
+    is nothing worth hashing (no list, a size already differs: the check names it without hashing). The gather runs
+    in its own gloo group whose timeout is 3x the expected verification time (:func:`verify_seconds`) plus the
+    usual 10 minutes, so a rank that hashes longer never trips the launch's collective timeout."""
+    if acc.num_processes <= 1 or not files:
+        return None
+    if any(not (d / rel).is_file() or (d / rel).stat().st_size != want.get("bytes") for rel, want in files.items()):
+        return None
+    import datetime
+
+    import torch.distributed as dist
+
+    world, rank = acc.num_processes, acc.process_index
+    expected = verify_seconds([int(w.get("bytes") or 0) for w in files.values()], ranks=world)
+    timeout = datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S + 3 * expected)
+    group = dist.new_group(backend="gloo", timeout=timeout)
+    try:
+        mine = hash_files(d, share(files, rank, world))
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, mine, group=group)
+    finally:
+        dist.destroy_process_group(group)
+    out: dict[str, str] = {}
+    for part in gathered:
+        out.update(part or {})
+    if rank == 0:
+        log.info("verified %s: %d file(s), %.1f GB, hashed by %d ranks (expected %.0f s at the measured hash rate)",
+                 d, len(files), sum(int(w.get("bytes") or 0) for w in files.values()) / 1e9, world, expected)
+    return out
 
 
 def fill_deepspeed_config(acc: Any, micro_batch: int, max_grad_norm: float, hidden_size: int) -> None:

@@ -7,7 +7,14 @@ scale and a minimum), which ``transformers`` dequantises to float32 when it read
 the ``gguf`` package). The checkpoint is the dequantised model, not the original bf16 release: its numbers are those
 of the Q4_1 weights. It goes to ``$ENCORE_CACHE_DIR/models/smollm2-<hash>/`` (default ``~/.cache/encore``), keyed by
 the GGUF file's SHA-256 and this conversion's recipe, built in a temporary folder and renamed into place, under a file
-lock so that concurrent first uses convert once; a folder whose marker does not match is rebuilt.
+lock so that concurrent first uses convert once (a temporary folder a killed conversion left is removed there).
+
+The folder records the size and SHA-256 of each of its files (``checksums.json``, :mod:`encore.cache.integrity`) and is
+verified before each use (once per process while no file changes): a folder whose marker does not match, whose files
+differ from the list, or whose list is absent or lacks a file is damaged, renamed ``<name>.damaged-<token>`` with a
+warning and converted again (a folder from before checksums is reused only with ``ENCORE_REUSE_UNVERIFIED=1``,
+logged). :func:`model_key` carries the verified folder's digest, so ratings made with a damaged checkpoint are never
+read once it is rebuilt. Its files get the cache's usual modes (0644 under umask 022, not ``mkstemp``'s 0600).
 
 The quantizer: ``from_pretrained(..., quantization_config=GgufConfig(dequantize=True))`` unpacks every weight (never
 the packed ``GgufLinear`` layers, even where the ``kernels`` package could run them), and the quantizer's
@@ -30,6 +37,9 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from encore.cache import integrity
+from encore.cache.artifacts import FILE_MODE, filesystem_errors
 
 log = logging.getLogger(__name__)
 GGUF_READER = "gguf==0.19.0"  # the reader transformers needs for gguf_file=, as requirements.txt pins it
@@ -93,9 +103,12 @@ def cache_root() -> Path:
 
 
 def model_key(spec: PackagedGguf) -> str:
-    """``smollm2@<sha256 prefix>``: what cache keys of ratings, judgements and embeddings record for the model, so
-    another release of the package (another GGUF) never reuses them."""
-    return f"{spec.name}@gguf-sha256:{file_sha256(gguf_file(spec))[:16]}"
+    """``smollm2@gguf-sha256:<prefix>/weights:<digest>``: what cache keys of ratings, judgements and embeddings
+    record for the model: the GGUF it comes from (another release of the package never reuses them) and the verified
+    checkpoint's digest (converted and verified here if needed: ratings of a damaged checkpoint are never read by a
+    repaired one)."""
+    folder = checkpoint(spec)
+    return f"{spec.name}@gguf-sha256:{file_sha256(gguf_file(spec))[:16]}/weights:{_verified[str(folder)][1][:16]}"
 
 
 def _marker(spec: PackagedGguf, sha: str) -> dict:
@@ -103,12 +116,33 @@ def _marker(spec: PackagedGguf, sha: str) -> dict:
             "recipe": RECIPE, "dtype": "float32"}
 
 
-def _valid(folder: Path, marker: dict) -> bool:
+_verified: dict[str, tuple[tuple, str]] = {}  # folder -> (its files' stat signature, digest) once verified
+
+
+def _signature(folder: Path) -> tuple:
+    return tuple(sorted((p.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino)
+                        for p in folder.rglob("*") if p.is_file() and (st := p.stat())))
+
+
+def _damage(folder: Path, marker: dict) -> str | None:
+    """What is wrong with the converted ``folder`` (None: the marker matches, the files the conversion writes are
+    there, and every file has its recorded size and SHA-256). Verified once per process while no file changes."""
     try:
-        ok = json.loads((folder / MARKER).read_text()) == marker
+        if json.loads((folder / MARKER).read_text()) != marker:
+            return f"its {MARKER} records another GGUF or recipe"
     except (OSError, ValueError):
-        return False
-    return ok and all((folder / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
+        return f"no readable {MARKER}"
+    lacking = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (folder / f).is_file()]
+    if lacking:
+        return f"{', '.join(lacking)} is missing"
+    sig = _signature(folder)
+    if _verified.get(str(folder), ((),))[0] == sig:
+        return None
+    wrong = integrity.damage(folder)
+    if wrong is None:
+        files, _ = integrity.recorded(folder, quiet=True)
+        _verified[str(folder)] = (sig, integrity.digest(files) if files else "unverified")
+    return wrong
 
 
 def checkpoint(spec: PackagedGguf = SMOLLM2, root: Path | None = None) -> Path:
@@ -120,27 +154,39 @@ def checkpoint(spec: PackagedGguf = SMOLLM2, root: Path | None = None) -> Path:
     marker = _marker(spec, sha)
     root = Path(root or cache_root()) / "models"
     out = root / f"{spec.name}-{sha[:16]}"
-    if _valid(out, marker):
+    if out.is_dir() and _damage(out, marker) is None:
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{out.name}.lock", "w") as lock:
+    with filesystem_errors(root / f".{out.name}.lock"):  # a read-only cache: one message naming it
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / f".{out.name}.lock", "w")  # noqa: SIM115 - closed by the with below
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent first use waits here, then finds the folder built
-        if _valid(out, marker):
+        for stale in root.glob(f".{out.name}.*"):  # a conversion killed with kill -9 left it: no one else
+            if stale.is_dir():                         # converts while this process holds the lock
+                shutil.rmtree(stale, ignore_errors=True)
+        wrong = _damage(out, marker) if out.exists() else "absent"
+        if wrong is None:
             return out
         if out.exists():
-            log.warning("model %s: %s does not hold a complete conversion of %s; converting again", spec.name, out,
-                        spec.file)
-            shutil.rmtree(out)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=root))
+            aside = integrity.set_aside(out)
+            log.warning("model %s: %s is damaged (%s): set aside as %s; converting %s again", spec.name, out, wrong,
+                        aside.name if aside else "(already moved)", spec.file)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=root))
         try:
             log.info("model %s: converting %s (%s) to a float32 checkpoint in %s, once", spec.name, src,
                      spec.description, out)
             convert(src, tmp)
             (tmp / MARKER).write_text(json.dumps(marker, indent=1))
+            for f in tmp.rglob("*"):  # safetensors writes 0600 (mkstemp): the cache's other files are 0644
+                os.chmod(f, 0o755 if f.is_dir() else FILE_MODE)
+            (tmp / integrity.SUMS).write_text(json.dumps({"files": integrity.checksums(tmp, skip=(integrity.SUMS,))}))
+            os.chmod(tmp / integrity.SUMS, FILE_MODE)
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide a shared cache from the other users of its filesystem
             os.rename(tmp, out)  # atomic: the folder is complete or absent
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if _damage(out, marker) is not None:  # verified as any reuse is; records its digest for model_key
+        raise RuntimeError(f"model {spec.name}: the conversion just written to {out} fails its own checksums")
     return out
 
 

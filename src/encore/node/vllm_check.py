@@ -116,6 +116,20 @@ def prefix_hit_rate(llm: Any, prompts: list[list[int]], chunk: int) -> float:
     return cached / total
 
 
+def ideal_hit_rate(prompts: list[list[int]], block_size: int) -> float:
+    """The hit rate of a cache that never evicts (any order): each prompt reuses the full blocks it shares with an
+    earlier one, never its last token (vLLM computes at least one), over all prompt tokens."""
+    seen: set[tuple[int, ...]] = set()
+    hits = 0
+    for p in prompts:
+        n = 0
+        while (n + 1) * block_size <= len(p) - 1 and tuple(p[:(n + 1) * block_size]) in seen:
+            n += 1
+        hits += n * block_size
+        seen.update(tuple(p[:(i + 1) * block_size]) for i in range(len(p) // block_size))
+    return hits / sum(map(len, prompts))
+
+
 def grouped_and_shuffled(rule_ids: list[list[list[int]]], seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
     """The M x K rule prompts response by response (a response's K prompts together), and the same prompts shuffled."""
     grouped = [p for per in rule_ids for p in per]
@@ -181,6 +195,7 @@ def run_vllm_check(arch: Arch, rule_ids: list[list[list[int]]], work: Path, laye
     llm = start_engine(small, "bfloat16", hit_len, gpu_memory_utilization, enforce_eager=True,
                        num_gpu_blocks_override=blocks)
     rates = hit_rates(llm, rule_ids)
+    rates["never evicted"] = ideal_hit_rate(grouped_and_shuffled(rule_ids)[0], engine_kv_tokens(llm)[1])
     _shutdown(llm)
     return {"total_memory": total, "gpu": name, "layout": layout, "rank_layers": layers,
             "rank_shape": {k: config[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads",

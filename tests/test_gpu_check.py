@@ -104,7 +104,8 @@ def test_vllm_kv_report_and_checks(tmp_path):
          "layout": {"fits": True, "tensor_parallel": 4, "where": "GPUs 0-3 (tensor parallel 4, ...)", "n_gpus": 8},
          "rank_shape": {"hidden_size": 8192}, "predicted_kv_tokens": 1_000_000, "vllm_kv_tokens": 1_080_000,
          "vllm_blocks": 67_500, "block_size": 16, "ratio": 1.08, "predicted_non_kv": {"weights": 2 ** 33},
-         "vllm_measured": {"weights": 2 ** 33, "peak_activation": None}, "hit_rates": {"grouped": 0.6, "shuffled": 0.1, "never evicted": 0.6},
+         "vllm_measured": {"weights": 2 ** 33, "peak_activation": None},
+         "hit_rates": {"grouped": 0.6, "shuffled": 0.1, "never evicted": 0.6},
          "hit_rate_blocks": 66}
     checks = vllm_kv_checks(r, 0.10)
     assert list(checks.values()) == [True, True, True]
@@ -112,8 +113,9 @@ def test_vllm_kv_report_and_checks(tmp_path):
     assert not vllm_kv_checks({**r, "hit_rates": {"grouped": 0.1, "shuffled": 0.1}}, 0.1)[
         "grouped rule prompts hit the prefix cache more than shuffled"]
     text = "\n".join(vllm_kv_lines(r))
-    assert "GPU total_memory 85,027,979,264 bytes (79.19 GiB" in text and "the plan predicts 1,000,000 (ratio 1.080)" in text
-    assert "grouped 60.0%, shuffled 10.0% (a cache that never evicts: 60.0%)" in text and "weights 8.00 GiB, activation peak n/a" in text
+    assert "GPU total_memory 85,027,979,264 bytes (79.19 GiB" in text
+    assert "the plan predicts 1,000,000 (ratio 1.080)" in text and "weights 8.00 GiB, activation peak n/a" in text
+    assert "grouped 60.0%, shuffled 10.0% (a cache that never evicts: 60.0%)" in text
     assert vllm_kv_checks({"skipped": "n/a on CPU"}, 0.1) == {}
     assert vllm_kv_lines({"skipped": "n/a on CPU"}) == ["vLLM KV cache vs the plan: n/a on CPU"]
 

@@ -106,7 +106,8 @@ def test_the_plan_never_picks_a_kv_cache_below_one_scheduler_step(arch):
     assert place_vllm(arch, 2, "auto", gpus, MAX_LEN, 0.95, 16384).tensor_parallel == 2
     big = {"max_num_batched_tokens": 32768}
     step = vllm_step_tokens(gpus, MAX_LEN, big)
-    assert step == 32768 and place_vllm(arch, 2, "auto", gpus, MAX_LEN, 0.95, step, engine_kwargs=big).tensor_parallel == 4
+    assert step == 32768
+    assert place_vllm(arch, 2, "auto", gpus, MAX_LEN, 0.95, step, engine_kwargs=big).tensor_parallel == 4
     for gb in (48, 80, 141):
         g = parse_gpus(f"8x{gb}GB")
         p = place_vllm(arch, 2, "auto", g, MAX_LEN, 0.9, vllm_step_tokens(g, MAX_LEN))

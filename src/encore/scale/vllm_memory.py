@@ -30,12 +30,11 @@ vocabulary, ``t`` the tensor-parallel size, ``b`` the model dtype's bytes):
                n_fp32 = 4 with ``logprobs_mode="processed_logprobs"`` (what encore starts: fp32 logits, their
                log_softmax, the softmax probs and the exponential noise ``q``, all live in ``forward_native`` and
                ``random_sample``), else 3 (``v1/sample/sampler.py``, ``v1/sample/ops/topk_topp_sampler.py``).
-- **cuda_graphs**: ``profile_cudagraph_memory`` (counted against the budget: ``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS``
-  defaults to 1): the graph pool of the largest capture size (the forward formula at that many tokens) plus, per
-  captured graph, :data:`GRAPH_BYTES_PER_LAYER` · layers (an assumption: vLLM measures it by capturing two sizes;
-  its logs show ~24 MiB per graph of 64-layer models, vllm-project/vllm#50780, 0.36 GiB for 16 graphs in
-  gpustack/runner#251).
-  Sizes (``VllmConfig._set_cudagraph_sizes``): 1, 2, 4, multiples of 8 below 256, multiples of 16 up to
+- **cuda_graphs**: ``profile_cudagraph_memory`` (counted against the budget:
+  ``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`` defaults to 1): the graph pool of the largest capture size (the
+  forward formula at that many tokens) plus, per captured graph, :data:`GRAPH_BYTES_PER_LAYER` · layers (an
+  assumption: vLLM measures it by capturing two sizes; its logs show ~24 MiB per graph of 64-layer models,
+  vllm-project/vllm#50780, 0.36 GiB for 16 graphs in gpustack/runner#251). Sizes (``VllmConfig._set_cudagraph_sizes``): 1, 2, 4, multiples of 8 below 256, multiples of 16 up to
   ``min(2R, 512)``, capped at T; captured twice under the default ``FULL_AND_PIECEWISE`` (PIECEWISE for mixed
   batches, FULL for decode batches of at most R requests); none with ``enforce_eager``.
 
@@ -175,7 +174,8 @@ def vllm_kv_blocks(arch: Arch, t: int, nbytes: int, total_memory: int, gpu_memor
     if engine.kv_cache_memory_bytes:
         avail = engine.kv_cache_memory_bytes
     else:
-        avail = math.ceil(total_memory * gpu_memory_utilization) - sum(vllm_non_kv_bytes(arch, t, nbytes, engine).values())
+        non_kv = sum(vllm_non_kv_bytes(arch, t, nbytes, engine).values())
+        avail = math.ceil(total_memory * gpu_memory_utilization) - non_kv
     return max(0, avail) // kv_bytes_per_block(arch, t, kv_bytes or nbytes, engine.block_size)
 
 

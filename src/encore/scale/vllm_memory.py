@@ -34,9 +34,10 @@ vocabulary, ``t`` the tensor-parallel size, ``b`` the model dtype's bytes):
   ``VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS`` defaults to 1): the graph pool of the largest capture size (the
   forward formula at that many tokens) plus, per captured graph, :data:`GRAPH_BYTES_PER_LAYER` · layers (an
   assumption: vLLM measures it by capturing two sizes; its logs show ~24 MiB per graph of 64-layer models,
-  vllm-project/vllm#50780, 0.36 GiB for 16 graphs in gpustack/runner#251). Sizes (``VllmConfig._set_cudagraph_sizes``): 1, 2, 4, multiples of 8 below 256, multiples of 16 up to
-  ``min(2R, 512)``, capped at T; captured twice under the default ``FULL_AND_PIECEWISE`` (PIECEWISE for mixed
-  batches, FULL for decode batches of at most R requests); none with ``enforce_eager``.
+  vllm-project/vllm#50780, 0.36 GiB for 16 graphs in gpustack/runner#251). Sizes
+  (``VllmConfig._set_cudagraph_sizes``): 1, 2, 4, multiples of 8 below 256, multiples of 16 up to ``min(2R, 512)``,
+  capped at T; captured twice under the default ``FULL_AND_PIECEWISE`` (PIECEWISE for mixed batches, FULL for
+  decode batches of at most R requests); none with ``enforce_eager``.
 
 Defaults (``EngineArgs.get_batch_defaults``, ``vllm.LLM``): T = 16,384 and R = 1,024 on GPUs of at least 70 GiB but
 A100s, T = 8,192 and R = 256 below; R is capped at T (``_set_default_max_num_batched_tokens_and_max_num_seqs``).

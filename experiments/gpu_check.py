@@ -73,8 +73,9 @@ def vllm_kv_lines(v: dict) -> list[str]:
             "  the plan: " + ", ".join(f"{k} {gib(b)}" for k, b in p.items()),
             f"prefix-cache hit rate (vLLM's num_cached_tokens, cache of {v['hit_rate_blocks']} blocks): grouped "
             f"{v['hit_rates']['grouped']:.1%}, shuffled {v['hit_rates']['shuffled']:.1%}"
-            + (f" (a cache that never evicts: {h:.1%})" if (h := v["hit_rates"].get("never evicted")) is not None
-               else "")]
+            + (f" (each response's conversation reused: {c:.1%}; a cache that never evicts: {h:.1%})"
+               if (h := v["hit_rates"].get("never evicted")) is not None
+               and (c := v["hit_rates"].get("conversations")) is not None else "")]
 
 
 @hydra.main(config_path="../conf", config_name="gpu_check", version_base="1.3")

@@ -105,7 +105,7 @@ def test_vllm_kv_report_and_checks(tmp_path):
          "rank_shape": {"hidden_size": 8192}, "predicted_kv_tokens": 1_000_000, "vllm_kv_tokens": 1_080_000,
          "vllm_blocks": 67_500, "block_size": 16, "ratio": 1.08, "predicted_non_kv": {"weights": 2 ** 33},
          "vllm_measured": {"weights": 2 ** 33, "peak_activation": None},
-         "hit_rates": {"grouped": 0.6, "shuffled": 0.1, "never evicted": 0.6},
+         "hit_rates": {"grouped": 0.6, "shuffled": 0.1, "never evicted": 0.65, "conversations": 0.6},
          "hit_rate_blocks": 66}
     checks = vllm_kv_checks(r, 0.10)
     assert list(checks.values()) == [True, True, True]
@@ -115,7 +115,8 @@ def test_vllm_kv_report_and_checks(tmp_path):
     text = "\n".join(vllm_kv_lines(r))
     assert "GPU total_memory 85,027,979,264 bytes (79.19 GiB" in text
     assert "the plan predicts 1,000,000 (ratio 1.080)" in text and "weights 8.00 GiB, activation peak n/a" in text
-    assert "grouped 60.0%, shuffled 10.0% (a cache that never evicts: 60.0%)" in text
+    assert ("grouped 60.0%, shuffled 10.0% (each response's conversation reused: 60.0%; a cache that never "
+            "evicts: 65.0%)") in text
     assert vllm_kv_checks({"skipped": "n/a on CPU"}, 0.1) == {}
     assert vllm_kv_lines({"skipped": "n/a on CPU"}) == ["vLLM KV cache vs the plan: n/a on CPU"]
 
@@ -126,6 +127,10 @@ def test_grouped_and_shuffled_hold_the_same_prompts_and_a_cache_that_never_evict
     # blocks of 2: the second prompt reuses (1, 2) and (1, 2, 3, 4); the third only (1, 2): its last token is computed
     assert ideal_hit_rate([[1, 2, 3, 4], [1, 2, 3, 4, 5], [1, 2, 3, 4]], 2) == 6 / 13
     assert ideal_hit_rate([[1, 2, 3], [9, 2, 3]], 2) == 0
+    from encore.node.vllm_check import conversation_hit_rate
+
+    # one response's 2 prompts share 4 tokens (2 blocks of 2) but common_prefix keeps one short: 1 block reused
+    assert conversation_hit_rate([[[1, 2, 3, 4], [1, 2, 3, 4, 5]]], 2) == 2 / 9
 
     ids = [[[m, 100 + k] for k in range(3)] for m in range(4)]
     grouped, shuffled = grouped_and_shuffled(ids, seed=1)

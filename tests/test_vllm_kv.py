@@ -82,21 +82,23 @@ def test_vllm_refuses_a_kv_cache_below_one_max_model_len_request_as_the_plan_doe
 
 @needs_real_tokenizers
 def test_grouped_rule_prompts_hit_the_prefix_cache_and_shuffled_ones_mostly_miss(engine):
-    """Six demo responses x the ten safety rules, on the real Llama-3-Instruct tokenizer. Grouped by response, vLLM's
-    own count of cached tokens is exactly what a cache that never evicts would reuse (every full block a prompt
-    shares with an earlier one: the conversation's, and a few rule texts' common openings): its 3 blocks suffice
-    because a response's K prompts come together. Shuffled, a response's blocks are evicted before its next prompt
-    comes, and most of that reuse is lost."""
+    """Six demo responses x the ten safety rules, on the real Llama-3-Instruct tokenizer, through a cache of three
+    blocks. Grouped by response, vLLM's own count of cached tokens is exactly the reuse of each response's
+    conversation (all but the first of its K prompts reuse the conversation's full blocks; the few blocks that two
+    rule texts' common openings share across non-adjacent prompts, which a cache that never evicts would also
+    reuse, are evicted). Shuffled, a response's blocks are evicted before its next prompt comes: most reuse is lost.
+    Measured here: grouped 0.516 (= the conversations' reuse), shuffled 0.158, never evicted 0.544."""
     from encore.data.demo import load_demo
-    from encore.node.vllm_check import grouped_and_shuffled, ideal_hit_rate
+    from encore.node.vllm_check import conversation_hit_rate, grouped_and_shuffled, ideal_hit_rate
 
     pairs = load_demo("train").iloc[:6]
     rules = load_rules(yaml.safe_load((ROOT / "conf" / "rules" / "safety10.yaml").read_text()))
     seqs = PromptTokenizer("shared:llama3-instruct").rule_ids(list(pairs["prompt"]), list(pairs["chosen"]), rules)
     assert max(len(s) for per in seqs for s in per) < CONTEXT
     ideal = ideal_hit_rate(grouped_and_shuffled(seqs)[0], BLOCK)
+    conversations = conversation_hit_rate(seqs, BLOCK)
     got = hit_rates(engine, seqs)
     print(f"prefix-cache hit rate: grouped {got['grouped']:.3f}, shuffled {got['shuffled']:.3f}, "
-          f"never evicted {ideal:.3f}")
-    assert got["grouped"] == pytest.approx(ideal) and ideal > 0.4
+          f"conversations {conversations:.3f}, never evicted {ideal:.3f}")
+    assert got["grouped"] == pytest.approx(conversations) and 0.4 < conversations <= ideal
     assert got["shuffled"] < got["grouped"] / 2

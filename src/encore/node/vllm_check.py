@@ -130,6 +130,15 @@ def ideal_hit_rate(prompts: list[list[int]], block_size: int) -> float:
     return hits / sum(map(len, prompts))
 
 
+def conversation_hit_rate(rule_ids: list[list[list[int]]], block_size: int) -> float:
+    """The hit rate of reusing each response's conversation alone: all but the first of its K prompts reuse the full
+    blocks of their common prefix (:func:`encore.rating.tokens.common_prefix`), over all prompt tokens."""
+    from encore.rating.tokens import common_prefix
+
+    hits = sum((len(per) - 1) * (common_prefix(per) // block_size) * block_size for per in rule_ids)
+    return hits / sum(len(p) for per in rule_ids for p in per)
+
+
 def grouped_and_shuffled(rule_ids: list[list[list[int]]], seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
     """The M x K rule prompts response by response (a response's K prompts together), and the same prompts shuffled."""
     grouped = [p for per in rule_ids for p in per]
@@ -195,7 +204,9 @@ def run_vllm_check(arch: Arch, rule_ids: list[list[list[int]]], work: Path, laye
     llm = start_engine(small, "bfloat16", hit_len, gpu_memory_utilization, enforce_eager=True,
                        num_gpu_blocks_override=blocks)
     rates = hit_rates(llm, rule_ids)
-    rates["never evicted"] = ideal_hit_rate(grouped_and_shuffled(rule_ids)[0], engine_kv_tokens(llm)[1])
+    block = engine_kv_tokens(llm)[1]
+    rates["never evicted"] = ideal_hit_rate(grouped_and_shuffled(rule_ids)[0], block)
+    rates["conversations"] = conversation_hit_rate(rule_ids, block)
     _shutdown(llm)
     return {"total_memory": total, "gpu": name, "layout": layout, "rank_layers": layers,
             "rank_shape": {k: config[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads",

@@ -17,7 +17,10 @@ Settings:
     vllm_memory          vLLM's gpu_memory_utilization for that comparison
     tolerance.bf16       max |bf16 - fp32| rating on the same weights
     tolerance.vllm       max |vllm (bf16) - hf (fp32)| rating
-    vllm_kv.*            vLLM's KV cache on one rank of the 70B vs the plan, prefix-cache hit rates (on a GPU)
+    vllm_kv.enabled      on a GPU where vllm imports: vLLM's own KV cache on one rank of the 70B (dummy weights)
+                         beside the plan's, and prefix-cache hit rates grouped vs shuffled
+    vllm_kv.layers       layers of that rank's shape
+    vllm_kv.tolerance    |vLLM's KV tokens / the plan's - 1| allowed
     report               where the JSON report is written
 """
 

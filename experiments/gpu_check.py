@@ -17,6 +17,10 @@ Settings:
     vllm_memory          vLLM's gpu_memory_utilization for that comparison
     tolerance.bf16       max |bf16 - fp32| rating on the same weights
     tolerance.vllm       max |vllm (bf16) - hf (fp32)| rating
+    vllm_kv.enabled      on a GPU where vllm imports: vLLM's own KV cache on one rank of the 70B (dummy weights)
+                         beside the plan's, and prefix-cache hit rates grouped vs shuffled
+    vllm_kv.layers       layers of that rank's shape
+    vllm_kv.tolerance    |vLLM's KV tokens / the plan's - 1| allowed
     report               where the JSON report is written
 """
 
@@ -50,9 +54,31 @@ def format_report(r: dict) -> str:
     lines.append(f"bf16 vs fp32 ratings: max |Δ| = {r['bf16_vs_fp32_max_abs']:.4f}")
     v = r["vllm_vs_hf_max_abs"]
     lines.append(f"rater=vllm vs rater=hf: " + (f"max |Δ| = {v:.4f}" if v is not None else r["vllm_skipped"]))
+    lines += vllm_kv_lines(r.get("vllm_kv") or {"skipped": "not run"})
     lines += [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in r["checks"].items()]
     lines.append("all checks passed" if r["ok"] else "SOME CHECKS FAILED")
     return "\n".join(lines)
+
+
+def vllm_kv_lines(v: dict) -> list[str]:
+    if "skipped" in v:
+        return [f"vLLM KV cache vs the plan: {v['skipped']}"]
+    m, p = v.get("vllm_measured") or {}, v["predicted_non_kv"]
+    gib = lambda b: "n/a" if b is None else f"{b / 2 ** 30:.2f} GiB"  # noqa: E731
+    return [f"GPU total_memory {v['total_memory']:,} bytes ({gib(v['total_memory'])}, {v['gpu']})",
+            f"the 70B on {v['layout']['n_gpus']} of them: {v['layout']['where']}",
+            f"vLLM on one rank's shape ({v['rank_layers']} layers, {v['rank_shape']}, dummy weights): KV cache "
+            f"{v['vllm_kv_tokens']:,} tokens ({v['vllm_blocks']:,} blocks of {v['block_size']}); the plan predicts "
+            f"{v['predicted_kv_tokens']:,}" + (f" (ratio {v['ratio']:.3f})" if v["ratio"] else ""),
+            f"  vLLM measured: weights {gib(m.get('weights'))}, activation peak {gib(m.get('peak_activation'))}, "
+            f"CUDA graphs {gib(m.get('cuda_graphs'))}, KV {gib(m.get('available_kv'))}"
+            + (f" ({m['error']})" if "error" in m else ""),
+            "  the plan: " + ", ".join(f"{k} {gib(b)}" for k, b in p.items()),
+            f"prefix-cache hit rate (vLLM's num_cached_tokens, cache of {v['hit_rate_blocks']} blocks): grouped "
+            f"{v['hit_rates']['grouped']:.1%}, shuffled {v['hit_rates']['shuffled']:.1%}"
+            + (f" (each response's conversation reused: {c:.1%}; a cache that never evicts: {h:.1%})"
+               if (h := v["hit_rates"].get("never evicted")) is not None
+               and (c := v["hit_rates"].get("conversations")) is not None else "")]
 
 
 @hydra.main(config_path="../conf", config_name="gpu_check", version_base="1.3")

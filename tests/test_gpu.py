@@ -87,3 +87,30 @@ def test_gpu_check_at_1b_passes_and_the_plan_does_not_under_count(tmp_path):
     report = run_gpu_check(cfg, tmp_path)
     assert report["ok"], report["checks"]
     assert all(s["measured_bytes"] for s in report["stages"])
+
+
+def test_vllm_kv_cache_on_one_rank_of_the_70b_matches_the_plan(tmp_path):
+    """On a GPU with vLLM (the vLLM environment): the plan's layout for the 70B on eight of this GPU, vLLM started
+    with dummy weights on one rank's shape (2 layers), its own KV-cache tokens within 10% of
+    encore.scale.vllm_memory's prediction, and grouped rule prompts hitting the prefix cache more than shuffled.
+    Proves the non-KV terms (profile peak, sampler warm-up, CUDA graphs) add up to what vLLM subtracts, on this GPU."""
+    pytest.importorskip("vllm")
+    import yaml
+
+    from conftest import ROOT, SHARED_TOKENIZERS
+    from encore.node.vllm_check import run_vllm_check
+    from encore.rating.tokens import PromptTokenizer
+    from encore.rules import load_rules
+    from encore.scale.arch import config_from_dict, describe
+
+    if not (SHARED_TOKENIZERS / "llama3-instruct").is_dir():
+        pytest.skip("the real Llama-3 tokenizer is not here")
+    rec = yaml.safe_load((ROOT / "conf" / "arch" / "llama3_70b_instruct.yaml").read_text())
+    rec.pop("_name_or_path")
+    arch = describe(config_from_dict(rec), "llama3-70b", "test")
+    pairs = load_demo("train").iloc[:4]
+    rules = load_rules(yaml.safe_load((ROOT / "conf" / "rules" / "safety10.yaml").read_text()))
+    seqs = PromptTokenizer("shared:llama3-instruct").rule_ids(list(pairs["prompt"]), list(pairs["chosen"]), rules)
+    r = run_vllm_check(arch, seqs, tmp_path, 2, 4096, 0.9)
+    assert r["layout"]["fits"] and abs(r["ratio"] - 1) <= 0.10, r
+    assert r["hit_rates"]["grouped"] > r["hit_rates"]["shuffled"], r

@@ -60,3 +60,78 @@ def test_mfu_peak_from_the_setting_or_the_device_name(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None, n=name: n)
         got, why = peak_flops(torch.device("cuda"), None)
         assert got == (tflops * 1e12 if tflops else None), (name, why)
+
+
+def _arch70():
+    import yaml
+
+    from encore.scale.arch import config_from_dict, describe
+
+    rec = yaml.safe_load((ROOT / "conf" / "arch" / "llama3_70b_instruct.yaml").read_text())
+    rec.pop("_name_or_path")
+    return describe(config_from_dict(rec), "llama3-70b", "test")
+
+
+def test_the_rank_config_is_one_tensor_parallel_rank_of_the_70b_and_predicts_its_kv_bytes():
+    """What gpu_check starts vLLM on: the 70B at TP 4 is 16 heads, 2 KV heads and a 7,168-wide MLP at hidden 8,192;
+    its KV bytes per token per layer are the 70B rank's, so the KV-token prediction for that config (t = 1) is the
+    plan's arithmetic for a rank."""
+    from encore.node.vllm_check import rank_arch, rank_config, write_model_dir
+    from encore.scale.vllm_memory import kv_bytes_per_block
+
+    arch = _arch70()
+    cfg = rank_config(arch, 4, 8)
+    assert {k: cfg[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+                                "head_dim", "vocab_size", "num_hidden_layers")} == {
+        "hidden_size": 8192, "intermediate_size": 7168, "num_attention_heads": 16, "num_key_value_heads": 2,
+        "head_dim": 128, "vocab_size": 128256, "num_hidden_layers": 8}
+    rank = rank_arch(cfg)
+    assert kv_bytes_per_block(rank, 1, 2, 16) * 80 // 8 == kv_bytes_per_block(arch, 4, 2, 16)
+    per_layer = (8192 * (16 + 2 * 2) * 128 + 16 * 128 * 8192 + 3 * 8192 * 7168 + 2 * 8192)
+    assert rank.n_params == 8 * per_layer + 2 * 128256 * 8192 + 8192
+    with pytest.raises(ValueError, match="tensor parallel 3"):
+        rank_config(arch, 3, 8)
+
+
+def test_vllm_kv_report_and_checks(tmp_path):
+    """The comparison and report lines gpu_check prints from a vLLM run (values of the kind a GPU run returns)."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from gpu_check import vllm_kv_lines
+
+    from encore.node.gpu_check import vllm_kv_checks
+
+    r = {"total_memory": 85027979264, "gpu": "NVIDIA H100 80GB HBM3", "rank_layers": 8,
+         "layout": {"fits": True, "tensor_parallel": 4, "where": "GPUs 0-3 (tensor parallel 4, ...)", "n_gpus": 8},
+         "rank_shape": {"hidden_size": 8192}, "predicted_kv_tokens": 1_000_000, "vllm_kv_tokens": 1_080_000,
+         "vllm_blocks": 67_500, "block_size": 16, "ratio": 1.08, "predicted_non_kv": {"weights": 2 ** 33},
+         "vllm_measured": {"weights": 2 ** 33, "peak_activation": None},
+         "hit_rates": {"grouped": 0.6, "shuffled": 0.1, "never evicted": 0.65, "conversations": 0.6},
+         "hit_rate_blocks": 66}
+    checks = vllm_kv_checks(r, 0.10)
+    assert list(checks.values()) == [True, True, True]
+    assert list(vllm_kv_checks({**r, "vllm_kv_tokens": 1_200_000}, 0.10).values())[0] is False  # 20% off
+    assert not vllm_kv_checks({**r, "hit_rates": {"grouped": 0.1, "shuffled": 0.1}}, 0.1)[
+        "grouped rule prompts hit the prefix cache more than shuffled"]
+    text = "\n".join(vllm_kv_lines(r))
+    assert "GPU total_memory 85,027,979,264 bytes (79.19 GiB" in text
+    assert "the plan predicts 1,000,000 (ratio 1.080)" in text and "weights 8.00 GiB, activation peak n/a" in text
+    assert ("grouped 60.0%, shuffled 10.0% (each response's conversation reused: 60.0%; a cache that never "
+            "evicts: 65.0%)") in text
+    assert vllm_kv_checks({"skipped": "n/a on CPU"}, 0.1) == {}
+    assert vllm_kv_lines({"skipped": "n/a on CPU"}) == ["vLLM KV cache vs the plan: n/a on CPU"]
+
+
+def test_grouped_and_shuffled_hold_the_same_prompts_and_a_cache_that_never_evicts_reuses_shared_full_blocks():
+    from encore.node.vllm_check import grouped_and_shuffled, ideal_hit_rate
+
+    # blocks of 2: the second prompt reuses (1, 2) and (1, 2, 3, 4); the third only (1, 2): its last token is computed
+    assert ideal_hit_rate([[1, 2, 3, 4], [1, 2, 3, 4, 5], [1, 2, 3, 4]], 2) == 6 / 13
+    assert ideal_hit_rate([[1, 2, 3], [9, 2, 3]], 2) == 0
+    from encore.node.vllm_check import conversation_hit_rate
+
+    # one response's 2 prompts share 4 tokens (2 blocks of 2) but common_prefix keeps one short: 1 block reused
+    assert conversation_hit_rate([[[1, 2, 3, 4], [1, 2, 3, 4, 5]]], 2) == 2 / 9
+
+    ids = [[[m, 100 + k] for k in range(3)] for m in range(4)]
+    grouped, shuffled = grouped_and_shuffled(ids, seed=1)
+    assert grouped[:3] == [[0, 100], [0, 101], [0, 102]] and sorted(shuffled) == sorted(grouped) != shuffled

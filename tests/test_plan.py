@@ -159,7 +159,8 @@ def test_an_8b_rater_takes_one_gpu_per_copy_and_eight_copies():
 
 @pytest.mark.parametrize("tp, why", [
     (3, "rater.tensor_parallel_size=3: vLLM needs a divisor of the model's 64 attention heads"),
-    (2, "rater.tensor_parallel_size=2: one GPU would need 74.7 GB of the 72.0 GB gpu_memory_utilization gives it"),
+    (2, "rater.tensor_parallel_size=2: vLLM's own memory before the KV cache is 76.7 GB per GPU of the 72.0 GB "
+        "gpu_memory_utilization gives it, leaving 0 KV-cache tokens, less than one scheduler step of 16,384"),
     (16, "rater.tensor_parallel_size=16: 8 GPU(s) here")])
 def test_an_impossible_tensor_parallel_size_is_refused_with_the_value_that_fits(tp, why):
     rate = stage(plan("experiment=paper_correlation", "rater=vllm", f"rater.tensor_parallel_size={tp}",

@@ -16,7 +16,7 @@ ARCH = yaml.safe_load((ROOT / "conf" / "arch" / "llama3_70b_instruct.yaml").read
 
 
 @pytest.mark.parametrize("gpus, tp, copies", [("8x80GB", 4, 2), ("8x141GB", 2, 4), ("4x80GB", 4, 1),
-                                              ("8x24GB", 8, 1)])
+                                              ("8x32GB", 8, 1)])
 def test_the_70b_rater_fills_the_node_with_copies_of_the_fewest_gpus_that_hold_it(gpus, tp, copies, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     t, blocks = layout(MODEL, 4096, gpus=parse_gpus(gpus), arch=ARCH)

@@ -12,6 +12,14 @@ response's shared prefix once plus its K rule suffixes). Peak: ``peak_tflops`` o
 H200 989, H100 PCIe 756, A100 312 dense bf16 TFLOP/s). Plus bf16 vs fp32 ratings on the same weights (max |Δ|) and,
 where vLLM imports on a GPU, ``rater=vllm`` vs ``rater=hf`` (max |Δ|). Checks: every rating finite, |Δ| within
 ``tolerance``, losses finite, and on a GPU measured ≤ planned (a plan that under-counts is a failed check).
+
+``vllm_kv`` (on a GPU where vLLM imports, first): the GPU's ``total_memory`` and the layout the plan picks for the
+70B on a node of eight of it; vLLM started with ``load_format="dummy"`` on one tensor-parallel rank's shape of the 70B
+(fewer layers) and its own KV-cache tokens (``num_gpu_blocks · block_size``) beside
+:mod:`encore.scale.vllm_memory`'s prediction for the same config, with what its worker measured (weights, activation
+peak, CUDA-graph estimate); and the prefix-cache hit rate of the rule prompts grouped by response vs shuffled
+(:mod:`encore.node.vllm_check`). Checks: vLLM's KV tokens within ``vllm_kv.tolerance`` of the prediction, the
+layout holds one scheduler step, grouped hits more than shuffled.
 """
 
 from __future__ import annotations
@@ -195,6 +203,40 @@ def check_scoring(cfg: DictConfig, pairs: Any, device: torch.device, size: dict 
     return {**stage_row("score", planned, m, tokens, 2 * n * tokens, peak), "n_params": n}
 
 
+def check_vllm_kv(cfg: DictConfig, pairs: Any, rules: list, device: torch.device, work: Path) -> dict:
+    """``vllm_kv``: the 70B's layout on a node of this GPU, vLLM's own KV cache on one rank's shape (dummy weights)
+    beside the plan's, and prefix-cache hit rates grouped vs shuffled (:mod:`encore.node.vllm_check`); on a GPU where
+    vLLM imports, else the reason it was skipped."""
+    v = cfg.vllm_kv
+    if not v.enabled:
+        return {"skipped": "vllm_kv.enabled=false"}
+    if device.type != "cuda":
+        return {"skipped": "n/a on CPU (tests/test_vllm_kv.py runs it on vLLM's CPU build)"}
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        return {"skipped": f"vllm not importable here ({e}); run in the vLLM environment"}
+    from encore.node.vllm_check import run_vllm_check
+    from encore.scale.loading import model_arch
+
+    arch = model_arch(v.model, None, None, OmegaConf.to_container(v.arch, resolve=True), None, "causal_lm",
+                      "vllm_kv")
+    seqs = _make(cfg.rater, None).prompts.rule_ids(*_responses(pairs.iloc[: int(v.pairs)]), rules)
+    return run_vllm_check(arch, seqs, work, int(v.layers), int(v.max_length), float(v.gpu_memory_utilization))
+
+
+def vllm_kv_checks(r: dict, tolerance: float) -> dict[str, bool]:
+    """The pass/fail lines of :func:`check_vllm_kv`'s report (none when it was skipped)."""
+    if "skipped" in r:
+        return {}
+    got, want = r["vllm_kv_tokens"], r["predicted_kv_tokens"]
+    return {f"vLLM's KV cache {got:,} tokens within {tolerance:.0%} of the plan's {want:,}":
+            bool(want) and abs(got / want - 1) <= tolerance,
+            f"the 70B's layout on {r['layout']['n_gpus']} of this GPU holds one scheduler step": r["layout"]["fits"],
+            "grouped rule prompts hit the prefix cache more than shuffled":
+            r["hit_rates"]["grouped"] > r["hit_rates"]["shuffled"]}
+
+
 def run_gpu_check(cfg: DictConfig, work: Path) -> dict[str, Any]:
     """Every check; the report's ``ok`` is False when any failed (see the module docstring)."""
     from encore.run.pipeline import build
@@ -207,6 +249,7 @@ def run_gpu_check(cfg: DictConfig, work: Path) -> dict[str, Any]:
     peak, peak_from = peak_flops(device, cfg.peak_tflops)
     pairs = build(cfg.data).iloc[: int(cfg.n_pairs)].reset_index(drop=True)
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
+    vllm_kv = check_vllm_kv(cfg, pairs, rules, device, work)  # first: vLLM wants the GPU's memory free
     rate, ratings = check_rating(cfg, pairs, rules, device, size, peak)
     stages = [rate, check_training(cfg, pairs, len(rules), device, size, peak, work),
               check_scoring(cfg, pairs, device, size, peak)]
@@ -226,6 +269,8 @@ def run_gpu_check(cfg: DictConfig, work: Path) -> dict[str, Any]:
     else:
         report["vllm_vs_hf_max_abs"] = None
         report["vllm_skipped"] = ratings.get("vllm_skipped", "n/a on CPU" if device.type != "cuda" else "vllm=false")
+    report["vllm_kv"] = vllm_kv
+    checks.update(vllm_kv_checks(vllm_kv, float(cfg.vllm_kv.tolerance)))
     for s in stages:
         if s["measured_bytes"] is not None:
             checks[f"{s['stage']}: measured peak <= planned"] = s["measured_bytes"] <= s["planned_bytes"]

@@ -124,7 +124,8 @@ class VLLMRater:
         nbytes = planned_bytes(self.dtype, gpus.count > 0)  # auto: bf16 on GPUs, float32 on the CPU build
         max_len = self.max_model_len()
         return place_vllm(self.arch_info(), nbytes, self.tensor_parallel_size, gpus, max_len,
-                          self.gpu_memory_utilization, vllm_step_tokens(gpus, max_len, self.engine_kwargs))
+                          self.gpu_memory_utilization, vllm_step_tokens(gpus, max_len, self.engine_kwargs),
+                          engine_kwargs=self.engine_kwargs)
 
     # ------------------------------------------------------------------ engine
     def load(self) -> "VLLMRater":

@@ -1,23 +1,22 @@
 """Where vLLM puts a model (``rater=vllm``, and the judge when it runs on vLLM): the tensor-parallel size, decided
 before the engine starts from the model's config, by the rules vLLM 0.32 itself applies (read in its source:
 ``ModelConfig.verify_with_parallel_config``, ``QKVParallelLinear``, ``ModelConfig.get_num_kv_heads``,
-``EngineArgs.get_batch_defaults``, ``request_memory``, the CPU worker's thread binding). ``auto`` is the fewest GPUs
-that hold a copy; :mod:`encore.node.replicas` then fills the node with copies. Tensor parallelism never enters a cache
-key.
+``EngineArgs.get_batch_defaults``, ``request_memory``, ``Worker.determine_available_memory``, the CPU worker's thread
+binding). vLLM's memory before the KV cache is its own accounting (:mod:`encore.scale.vllm_memory`); ``auto`` is the
+fewest GPUs whose KV cache then holds one scheduler step; :mod:`encore.node.replicas` fills the node with copies.
+Tensor parallelism never enters a cache key.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from encore.scale.arch import Arch
 from encore.scale.hardware import GB, Gpus, fmt_bytes, host_ram
 from encore.scale.placement import Placement, _gpu_range
-
-
-# Per GPU, beside the weights and the KV cache: one step's activations, the sampler's logits and CUDA graphs. An
-# assumption (vLLM profiles it at start-up); gpu_check measures it on a GPU.
-VLLM_OVERHEAD = int(1.5 * GB)
+from encore.scale.vllm_memory import (VllmEngine, kv_bytes_per_block, vllm_engine, vllm_kv_blocks,
+                                      vllm_non_kv_bytes)
 
 
 def vllm_refuses(arch: Arch, t: int) -> str:
@@ -35,49 +34,60 @@ def vllm_refuses(arch: Arch, t: int) -> str:
 
 
 def vllm_step_tokens(gpus: Gpus, max_model_len: int, engine_kwargs: dict | None = None) -> int:
-    """The KV slots one scheduler step fills: ``engine_kwargs["max_num_batched_tokens"]``, else vLLM 0.32's default
-    for ``vllm.LLM`` (``EngineArgs.get_batch_defaults``: 16,384 on GPUs of at least 70 GiB but A100s, else 8,192),
-    and never less than one ``max_model_len`` sequence (vLLM refuses to start without room for one)."""
-    own = (engine_kwargs or {}).get("max_num_batched_tokens")
-    big = gpus.memory >= 70 * 2 ** 30 and "a100" not in gpus.name.lower()
-    return max(int(own) if own else (16384 if big else 8192), max_model_len)
+    """The KV slots one scheduler step fills: ``max_num_batched_tokens`` (``engine_kwargs``, else vLLM 0.32's default
+    for ``vllm.LLM``: :func:`encore.scale.vllm_memory.vllm_engine`), and never less than one ``max_model_len``
+    sequence (vLLM itself refuses to start without room for one: ``check_enough_kv_cache_memory``)."""
+    return max(vllm_engine(gpus.memory, gpus.name, engine_kwargs, max_model_len).max_num_batched_tokens, max_model_len)
 
 
-def vllm_gpu_parts(arch: Arch, nbytes: int, t: int, tokens: int) -> dict[str, int]:
-    """Bytes on each of ``t`` tensor-parallel GPUs: 1/t of the weights (plus, when ``t`` exceeds the KV heads, the
-    copy of one KV head's projections each rank keeps), the KV cache of ``tokens`` slots with
-    ``max(1, kv_heads // t)`` heads per GPU (``ModelConfig.get_num_kv_heads``), and :data:`VLLM_OVERHEAD`."""
-    kv_heads = max(1, arch.n_kv_heads // t)
-    copies = 2 * arch.n_layers * arch.hidden * arch.head_dim * max(0.0, kv_heads - arch.n_kv_heads / t)  # t <= kv: 0
-    return {"weights": int((arch.n_params / t + copies) * nbytes),
-            "kv cache": tokens * 2 * arch.n_layers * kv_heads * arch.head_dim * nbytes,
-            "activations + graphs": VLLM_OVERHEAD}
+def vllm_gpu_parts(arch: Arch, nbytes: int, t: int, tokens: int, gpus: Gpus | None = None,
+                   engine_kwargs: dict | None = None, max_model_len: int | None = None) -> dict[str, int]:
+    """Bytes on each of ``t`` tensor-parallel GPUs: vLLM's memory before the KV cache, term by term
+    (:func:`encore.scale.vllm_memory.vllm_non_kv_bytes`, for the engine vLLM starts on ``gpus``; an 80 GB H100 when
+    not given), and the KV cache of ``tokens`` slots with ``max(1, kv_heads // t)`` heads per GPU."""
+    engine = vllm_engine(gpus.memory if gpus else 80 * GB, gpus.name if gpus else "H100", engine_kwargs, max_model_len)
+    kv = math.ceil(tokens / engine.block_size) * kv_bytes_per_block(arch, t, nbytes, engine.block_size)
+    return {**vllm_non_kv_bytes(arch, t, nbytes, engine), "kv cache": kv}
+
+
+def vllm_kv_left(arch: Arch, nbytes: int, t: int, gpus: Gpus, gpu_memory_utilization: float,
+                 engine: VllmEngine) -> int:
+    """KV-cache tokens per GPU vLLM would allocate at tensor parallel ``t``, one block kept back (the null block)."""
+    blocks = vllm_kv_blocks(arch, t, nbytes, gpus.memory, gpu_memory_utilization, engine)
+    return max(0, blocks - 1) * engine.block_size
 
 
 def place_vllm(arch: Arch, nbytes: int, tp: Any, gpus: Gpus, max_model_len: int, gpu_memory_utilization: float,
-               step_tokens: int, field: str = "rater") -> Placement:
-    """vLLM with tensor parallelism ``tp`` (``auto``: the fewest GPUs that hold the weights and the KV cache of one
-    scheduler step of ``step_tokens`` inside ``gpu_memory_utilization`` of each, among the sizes vLLM takes,
-    :func:`vllm_refuses`; the rest of each GPU's share becomes more KV cache). An explicit ``tp`` is kept when vLLM
-    takes it and it holds, else refused with the value that fits. Without GPUs: :func:`place_vllm_cpu`."""
+               step_tokens: int, field: str = "rater", engine_kwargs: dict | None = None) -> Placement:
+    """vLLM with tensor parallelism ``tp`` (``auto``: among the sizes vLLM takes, :func:`vllm_refuses`, the fewest
+    GPUs whose KV cache, what is left of ``gpu_memory_utilization`` of each GPU after vLLM's own memory
+    (:mod:`encore.scale.vllm_memory`), holds one scheduler step of ``step_tokens``). An explicit ``tp`` is kept when
+    vLLM takes it and it holds, else refused with the value that fits. Without GPUs: :func:`place_vllm_cpu`."""
     if gpus.count == 0:
         return place_vllm_cpu(arch, nbytes, tp, max_model_len, field)
-    budget = int(gpus.memory * gpu_memory_utilization)
-    holds = [t for t in range(1, arch.n_heads + 1)
-             if not vllm_refuses(arch, t) and sum(vllm_gpu_parts(arch, nbytes, t, step_tokens).values()) <= budget]
+    engine = vllm_engine(gpus.memory, gpus.name, engine_kwargs, max_model_len)
+    budget = math.ceil(gpus.memory * gpu_memory_utilization)
+    left = {t: vllm_kv_left(arch, nbytes, t, gpus, gpu_memory_utilization, engine)
+            for t in range(1, arch.n_heads + 1) if not vllm_refuses(arch, t)}
+    holds = [t for t, kv in left.items() if kv >= step_tokens]
     fewest = holds[0] if holds else None
     auto = str(tp) == "auto"
     t = (fewest or arch.n_heads) if auto else int(tp)
-    per = vllm_gpu_parts(arch, nbytes, t, step_tokens)
-    parts = {"weights": per["weights"] * t, f"kv cache (a step of {step_tokens:,} tokens)": per["kv cache"] * t,
-             "activations + graphs": per["activations + graphs"] * t}
+    non_kv = vllm_non_kv_bytes(arch, t, nbytes, engine)
+    kv_left = left.get(t, 0)
+    step_kv = vllm_gpu_parts(arch, nbytes, t, step_tokens, gpus, engine_kwargs, max_model_len)["kv cache"]
+    parts = {**{k: v * t for k, v in non_kv.items()}, f"kv cache (a step of {step_tokens:,} tokens)": step_kv * t}
+    own = fmt_bytes(sum(non_kv.values()))
     why = ("" if auto else vllm_refuses(arch, t)) or (
-        f"one GPU would need {fmt_bytes(sum(per.values()))} of the {fmt_bytes(budget)} gpu_memory_utilization "
-        "gives it" if t not in holds else f"{gpus.count} GPU(s) here" if t > gpus.count else "")
+        f"vLLM's own memory before the KV cache is {own} per GPU of the {fmt_bytes(budget)} gpu_memory_utilization "
+        f"gives it, leaving {kv_left:,} KV-cache tokens, less than one scheduler step of {step_tokens:,}"
+        if t not in holds else f"{gpus.count} GPU(s) here" if t > gpus.count else "")
     how = "the fewest that hold it" if auto else f"{field}.tensor_parallel_size={t}"
     if not why:
-        return Placement(True, f"{_gpu_range(t)} (tensor parallel {t}, {how}; the rest of {gpu_memory_utilization:.0%} "
-                         "of each GPU becomes KV cache)", sum(parts.values()), parts, t, tensor_parallel=t)
+        return Placement(True, f"{_gpu_range(t)} (tensor parallel {t}, {how}; vLLM's own memory before the KV cache "
+                         f"{own} per GPU, the rest of {gpu_memory_utilization:.0%} of each GPU is a KV cache of "
+                         f"{kv_left:,} tokens per GPU, {kv_left / step_tokens:.1f} scheduler steps of "
+                         f"{step_tokens:,})", sum(parts.values()), parts, t, tensor_parallel=t)
     if fewest is not None and fewest <= gpus.count:
         fix = f"{field}.tensor_parallel_size={fewest} (or auto)"
     else:

@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from _runner import quiet_libraries, reported
 from encore.cache.artifacts import write_json
 from encore.node.gpu_check import run_gpu_check
+from encore.run.kinds import GPU_CHECK, check_kinds
 from encore.scale.hardware import fmt_bytes
 
 
@@ -58,6 +59,7 @@ def format_report(r: dict) -> str:
 @hydra.main(config_path="../conf", config_name="gpu_check", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with reported(cfg):
+        check_kinds(cfg, GPU_CHECK)
         quiet_libraries()
         with tempfile.TemporaryDirectory(prefix="encore-gpu-check-") as work:
             report = run_gpu_check(cfg, Path(work))

@@ -42,6 +42,11 @@ CASES = {
                            ["data=local", "data.path=x"]),
     "setting typo": (["stats.nboot=5"], ["stats has no key 'nboot'", "Closest: n_boot"], ["stats.n_boot=5"]),
     "transposed letters": (["rater=hf", "rater.modle=x"], ["Closest: model"], ["rater=hf", "rater.model=x"]),
+    "a method's key under one method": (["method=encore", "method.encore.tau=3"],
+                                        ["Under method=encore the key is method.tau=3."],
+                                        ["method=all", "method.encore.tau=3"]),
+    "the second of two options": (["data=local", "data=demo2"], ["data=demo2: data has no option 'demo2'"],
+                                  ["data=demo"]),
     "experiment typo": (["experiment=paper_main"], ["Closest: paper_main_table"], ["experiment=paper_main_table"]),
 }
 

@@ -55,7 +55,7 @@ def _options(loader: Any, group: str, config_name: str | None, overrides: list[s
 def missing_option(error: MissingConfigException, overrides: list[str], options: Callable[[str], list[str]]) -> str | None:
     """``rules=mnie``: the group, the value, its nearest options, all options, the fix."""
     group, _, value = (error.missing_cfg_file or "").rpartition("/")
-    line = _given(overrides, group)
+    line = next((o for o in reversed(overrides) if _given([o], group) and o.partition("=")[2] == value), None)
     if not group or line is None:  # not an option the user typed (a config file names it): Hydra's words
         return None
     found = options(group)
@@ -115,6 +115,9 @@ def unknown_key(key: str, line: str, cfg: DictConfig, options: Callable[[str], l
     having = sorted((o for o, k in keys.items() if leaf in k), key=lambda o: (not _mandatory(others[o], key), o))
     near = close(leaf, _keys(node))
     head = f"{line}: {group}={chosen} has no key {leaf!r} (its keys: {_listed(_keys(node))})."
+    rest = ".".join(parts[depth + 1:])
+    if rest and "." not in rest and rest in _keys(node):  # method.encore.tau under method=encore: method.tau
+        head += f" Under {group}={chosen} the key is {where}.{rest}={value}."
     if having:
         return (f"{head} The options of {group} that have {leaf}: {_listed(having)}. "
                 f"Fix: {group}={having[0]} {line.lstrip('+')}. {plus}")

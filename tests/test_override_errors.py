@@ -47,6 +47,8 @@ CASES = {
                                         ["method=all", "method.encore.tau=3"]),
     "the second of two options": (["data=local", "data=demo2"], ["data=demo2: data has no option 'demo2'"],
                                   ["data=demo"]),
+    "Hydra's own advice": (["+rule=mine"], ["+rule=mine: adds a setting 'rule' that nothing reads (the run would "
+                                            "use the default rules=safety10). Closest group: rules."], None),
     "experiment typo": (["experiment=paper_main"], ["Closest: paper_main_table"], ["experiment=paper_main_table"]),
 }
 
@@ -75,6 +77,10 @@ def test_each_mistake_is_named_with_the_nearest_names_and_a_fix_that_composes(ca
     if fixed is not None:
         assert f"Fix: {' '.join(o for o in fixed if o not in overrides)}" in message, message
         _compose(fixed, own)  # the fix composes
+
+
+def test_a_setting_of_ones_own_may_still_be_added():
+    assert _compose(["+my_note=pilot"]).my_note == "pilot"  # near no group: Hydra's + is the user's to use
 
 
 def test_an_error_it_does_not_know_keeps_hydras_words():

@@ -148,6 +148,26 @@ def _select(cfg: DictConfig, where: str) -> Any:
     return node
 
 
+def added_near_a_group(cfg: DictConfig, overrides: list[str], options: Callable[[str], list[str]]) -> str | None:
+    """``+rule=mine``, what Hydra's own message advises for ``rule=mine``, composes: it adds a top-level key that
+    nothing reads, and the demo's rules run. A plain ``+name=value`` whose name is not a group but is near one is
+    that mistake; its message names the group."""
+    groups = [g for g in cfg.hydra.runtime.choices if "/" not in g]
+    for line in overrides:
+        name = line.partition("=")[0]
+        if not name.startswith("+") or name.startswith("++") or "." in name or "@" in name:
+            continue
+        near = close(name[1:], groups, 1)
+        if near and name[1:] not in groups:
+            value = line.partition("=")[2]
+            found = options(near[0])
+            fix = (f"{near[0]}={value}" if value in found else
+                   f"{near[0]}=<option>, one of {_listed(found)}; {OWN.format(group=near[0], value=value)}")
+            return (f"{line}: adds a setting {name[1:]!r} that nothing reads (the run would use the default "
+                    f"{near[0]}={cfg.hydra.runtime.choices[near[0]]}). Closest group: {near[0]}. Fix: {fix}.")
+    return None
+
+
 def explain(error: ConfigCompositionException, overrides: list[str],
             compose: Callable[[list[str]], DictConfig], options: Callable[[str], list[str]]) -> str | None:
     """Our message for Hydra's ``error`` on ``overrides``, or None for an error this module does not know.
@@ -190,7 +210,7 @@ def install() -> None:
     def load_configuration(self: Any, config_name: str | None, overrides: list[str], run_mode: Any,
                            *args: Any, **kwargs: Any) -> DictConfig:
         try:
-            return original(self, config_name, overrides, run_mode, *args, **kwargs)
+            cfg = original(self, config_name, overrides, run_mode, *args, **kwargs)
         except OverrideError:
             raise
         except ConfigCompositionException as error:
@@ -200,6 +220,11 @@ def install() -> None:
             if message is None:
                 raise
             raise OverrideError(message) from error
+        if any(o.startswith("+") for o in overrides):
+            message = added_near_a_group(cfg, list(overrides), lambda g: _options(self, g, config_name, list(overrides)))
+            if message is not None:
+                raise OverrideError(message)
+        return cfg
 
     load_configuration._encore_explained = True  # type: ignore[attr-defined]
     ConfigLoaderImpl.load_configuration = load_configuration

@@ -108,6 +108,8 @@ def render(name: str, doc: str, cfg: DictConfig, swapped: dict[str, list[str]], 
             "--info defaults            which option each group resolved to",
             "-m key=a,b                 a multirun, one job per value (hydra/launcher=local|slurm|slurm_cpu)",
             "HYDRA_FULL_ERROR=1         an error's full traceback (without it, an input error is its message alone)",
+            "ENCORE_RUNS_DIR=DIR        where runs go (unset: ./runs of the folder you run from)",
+            "ENCORE_CACHE_DIR=DIR       the artefact cache that every run reuses (unset: ~/.cache/encore)",
             ""]
     return "\n".join(out)
 

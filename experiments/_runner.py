@@ -17,8 +17,10 @@ from omegaconf import DictConfig
 import encore.data.names  # noqa: F401  registers ${encore_stem:}: an own file names its run (data=local)
 import encore.run.run_dirs  # noqa: F401  registers ${encore_run:}, the launch token in hydra.run.dir
 from _help import register
+from encore.run.override_errors import install
 
 register()  # ${encore_help:}, the --help text (conf/config.yaml's hydra.help.template)
+install()  # a mistyped group, option or key ends in our message (the key, the value, the nearest names, the fix)
 
 
 class InputError(CompactHydraException):
@@ -55,7 +57,10 @@ def names_a_setting(message: str, cfg: DictConfig) -> bool:
 def reported(cfg: DictConfig) -> Iterator[None]:
     """Input errors leave the job as :class:`InputError` (their message alone); anything else, a bug or an engine's
     failure, keeps its traceback."""
+    from encore.run.folders import check_cache
+
     try:
+        check_cache(cfg)  # an unwritable cache folder is named now, not after the first stage
         yield
     except input_errors() as e:
         raise InputError(str(e)) from e

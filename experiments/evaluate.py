@@ -2,6 +2,7 @@
 come from the cache, so a τ sweep re-runs no model.
 
     python experiments/evaluate.py method=encore method.tau=0.5
+    python experiments/evaluate.py rater=smollm2 method=all_with_judge  # every method and the LLM judge (an LLM rater)
     python experiments/evaluate.py -m experiment=tau_sweep hydra/launcher=local     # 20 τ jobs from the caches
 
 Settings:

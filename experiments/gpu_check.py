@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 from _runner import quiet_libraries, reported
 from encore.cache.artifacts import write_json
 from encore.node.gpu_check import run_gpu_check
+from encore.run.kinds import GPU_CHECK, check_kinds
 from encore.scale.hardware import fmt_bytes
 
 
@@ -84,6 +85,7 @@ def vllm_kv_lines(v: dict) -> list[str]:
 @hydra.main(config_path="../conf", config_name="gpu_check", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with reported(cfg):
+        check_kinds(cfg, GPU_CHECK)
         quiet_libraries()
         with tempfile.TemporaryDirectory(prefix="encore-gpu-check-") as work:
             report = run_gpu_check(cfg, Path(work))

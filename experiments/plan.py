@@ -28,11 +28,13 @@ from omegaconf import DictConfig
 from _runner import quiet_libraries, reported, run_dir
 from encore.cache.artifacts import write_json
 from encore.node.plan import format_plan, plan_experiment
+from encore.run.kinds import PLAN, check_kinds
 
 
 @hydra.main(config_path="../conf", config_name="plan", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with reported(cfg):
+        check_kinds(cfg, PLAN)
         quiet_libraries()
         plan = plan_experiment(cfg)
     write_json(run_dir() / f"{cfg.experiment_name}_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}.plan.json", plan)

@@ -4,6 +4,7 @@ one before.
 
     python experiments/reproduce.py                                  # the embedded demo: offline, CPU, minutes
     python experiments/reproduce.py experiment=paper_main_table      # the paper's main table (GPU node)
+    python experiments/reproduce.py rater=smollm2 method=all_with_judge   # every method and the LLM judge
     python experiments/reproduce.py --config-dir mine data=local data.path=mine/pairs.jsonl \\
         rater=file rater.path=mine/ratings.csv rules=mine eval=local eval.path=mine/eval.jsonl
 

@@ -106,3 +106,23 @@ def test_make_figures_help_describes_it(capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     assert "Rebuild every figure from run directories alone" in text and "--out" in text
+
+
+def test_the_llm_judge_beside_every_method_is_one_override_that_help_shows():
+    """Adding the judge took `+method@method.llm_judge=llm_judge`, shown nowhere: now `method=all_with_judge`, in the
+    examples of reproduce.py and evaluate.py and among the method options, and it composes every method and the judge."""
+    for runner in ("reproduce", "evaluate"):
+        text, _ = help_of(runner)
+        assert "rater=smollm2 method=all_with_judge" in text.split("== Settings")[0], runner
+        assert "all_with_judge" in next(x for x in block(text, "Groups you can swap") if x.startswith("method:"))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        both = compose(config_name="config", overrides=["rater=smollm2", "method=all_with_judge"])
+        every = compose(config_name="config", overrides=["method=all"])
+    assert set(both.method) == set(every.method) | {"llm_judge"}
+    assert both.method.llm_judge._target_ == "encore.judge.LLMJudge"
+
+
+def test_help_says_where_runs_and_the_cache_go():
+    text, _ = help_of("reproduce")
+    assert "ENCORE_RUNS_DIR=DIR        where runs go (unset: ./runs of the folder you run from)" in text
+    assert "ENCORE_CACHE_DIR=DIR" in text

@@ -36,6 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+import encore.run.folders  # noqa: F401  ${encore_runs:}, the runs folder at the head of hydra.run.dir
 from encore.cache.artifacts import content_hash
 from encore.report.style import NAMES_FILE
 

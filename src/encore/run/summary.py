@@ -84,6 +84,14 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
     return lines
 
 
+def fitted_line(table: list[Mapping[str, Any]], names: Names) -> str | None:
+    """What each fitted composition (BT-optimised weights, the gate) was fitted on: held-out or cross-fitted head
+    scores by default, in-sample only on request (``method.fit_on``)."""
+    fitted = [f"{names.method(str(r['method']))} on {r['fitted_on']}" for r in table
+              if isinstance(r.get("fitted_on"), str)]  # methods fitted on nothing have NaN / null there
+    return "fitted: " + "; ".join(fitted) if fitted else None
+
+
 def rating_line(rating: Mapping[str, Any]) -> str:
     """Where the ratings came from: the cache and the rater, or a source that holds them (a ratings file, a
     dataset's label columns: ``rater=file`` / ``rater=columns``), with what it held and what is missing."""
@@ -116,4 +124,5 @@ def summary_text(metrics: Mapping[str, Any], names: Names, paper: Mapping[str, A
         label = (f"{str(metrics.get('eval_metric', 'safety')).lower()} on {metrics['eval_set']}"
                  if metrics.get("eval_set") else "safety")
         lines += safety_lines(metrics["main_table"], metrics.get("significance") or [], names, paper, label=label)
+        lines += [x for x in [fitted_line(metrics["main_table"], names)] if x]
     return "\n".join(lines)

@@ -45,11 +45,11 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
         raise RuntimeError(f"study: no rule has a pair rated on both sides ({ratings.n_missing} ratings missing: "
                            f"{ratings.missing_by_reason()}); the entropy-accuracy table would be all NaN. Fix the "
                            "rating stage first (see rating_report.json)")
-    lo, hi = bootstrap_rule_accuracy_ci(ratings.chosen, ratings.rejected, st.ties, n_boot=cfg.stats.n_boot,
-                                        seed=cfg.stats.seed)
+    lo, hi, undefined = bootstrap_rule_accuracy_ci(ratings.chosen, ratings.rejected, st.ties, n_boot=cfg.stats.n_boot,
+                                                   seed=cfg.stats.seed, with_undefined=True)
     ties = tie_share(ratings.chosen, ratings.rejected)
     stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "accuracy_ci_low": lo,
-                          "accuracy_ci_high": hi, "n_pairs": n_used,
+                          "accuracy_ci_high": hi, "accuracy_ci_n_undefined": undefined, "n_pairs": n_used,
                           "entropy_unit": entropy_unit(st.log_base),
                           "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
                           "mean_rating": np.nanmean(ratings.values, axis=(0, 1)), "tie_share": ties,

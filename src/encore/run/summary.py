@@ -40,6 +40,16 @@ def _ci(row: Mapping[str, Any], key: str, fmt: str, what: str = "") -> str:
     return f" (95% CI {_num(lo, fmt)} to {_num(hi, fmt)}{', ' + what if what else ''})"
 
 
+def _resampling(row: Mapping[str, Any]) -> str:
+    """How a headline interval's replicates were drawn, in two words (``safety_ci_basis``), and any undefined ones."""
+    basis = str(row.get("safety_ci_basis") or "")
+    what = "stratified by subset" if basis.startswith("bootstrap stratified") else "pairs resampled" if basis else ""
+    bad = row.get("safety_ci_n_undefined")
+    if _finite(bad or 0) and (bad or 0) > 0:
+        what += f"; {int(bad)} undefined replicate(s) left out"
+    return what
+
+
 def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] | None) -> str:
     """Entropy–accuracy correlation with its interval and p-value, each saying what it is: the interval resamples
     pairs with the rules fixed, the p-value treats the K rules as the sample. When one excludes 0 and the other does
@@ -53,6 +63,10 @@ def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] |
         line += (" (they differ because they ask different things: the interval, how r moves with other pairs for "
                  f"these rules; p, whether {k} rules are enough to tell r from 0)")
     line += f"; Spearman rho = {_num(corr.get('spearman_rho'))}"
+    bad = {k: corr.get(f"{k}_n_undefined") or 0 for k in ("pearson_r", "spearman_rho")}
+    if any(bad.values()):  # counted, never dropped silently
+        line += (f" ({bad['pearson_r']} of {corr.get('n_boot')} bootstrap replicates left r undefined, "
+                 f"{bad['spearman_rho']} rho; left out of the intervals)")
     r = (paper or {}).get("pearson_r", {}).get(dataset) if paper else None
     return line + (f"; paper: r = {r} {PAPER_RULES}" if r is not None else "")
 
@@ -65,14 +79,15 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
     if reference not in rows:
         best = max(rows.values(), key=lambda r: r["safety"]) if rows else None
         return [] if best is None else [f"{label}: best {names.method(best['method'])} {best['safety']:.1f}"
-                                        f"{_ci(best, 'safety', '.1f')}"]
+                                        f"{_ci(best, 'safety', '.1f', _resampling(best))}"]
     ref = rows[reference]
-    line = f"{label}: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f')}"
+    line = f"{label}: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f', _resampling(ref))}"
     others = [r for m, r in rows.items() if m != reference and r.get("safety") is not None]
     if others:
         best = max(others, key=lambda r: r["safety"])
         s = next((x for x in sig if x.get("method") == best["method"]), {})
-        line += f" vs best baseline {names.method(best['method'])} {best['safety']:.1f}{_ci(best, 'safety', '.1f')}"
+        line += (f" vs best baseline {names.method(best['method'])} {best['safety']:.1f}"
+                 f"{_ci(best, 'safety', '.1f', _resampling(best))}")
         if s:
             line += f": {s['reference_minus_method']:+.1f} points, Holm-adjusted p = {_num(s.get('p_holm'), '.2g')}"
     lines = [line]

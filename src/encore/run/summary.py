@@ -40,6 +40,21 @@ def _ci(row: Mapping[str, Any], key: str, fmt: str, what: str = "") -> str:
     return f" (95% CI {_num(lo, fmt)} to {_num(hi, fmt)}{', ' + what if what else ''})"
 
 
+def binning_line(corr: Mapping[str, Any]) -> str | None:
+    """How the study was measured: the bins the ratings use and r (and the rules' entropy ranking) under a few bin
+    counts, with the warning where a rule uses fewer than half the bins."""
+    b = corr.get("binning")
+    if not b:
+        return None
+    run = str(b["bins"])
+    by = b["by_bins"]
+    line = (f"entropy bins: rules use {b['bins_used_min']}-{b['bins_used_max']} of {run} bins; Pearson r = "
+            + " / ".join(_num(v["pearson_r"]) for v in by.values()) + " at " + " / ".join(by) + " bins; rule ranking "
+            f"by entropy against {run} bins: Spearman "
+            + ", ".join(f"{_num(v['ranking_vs_run_bins'])} ({k})" for k, v in by.items() if k != run))
+    return line + (f". WARNING: {b['warning']}" if b.get("warning") else "")
+
+
 def _resampling(row: Mapping[str, Any]) -> str:
     """How a headline interval's replicates were drawn, in two words (``safety_ci_basis``), and any undefined ones."""
     basis = str(row.get("safety_ci_basis") or "")
@@ -135,6 +150,7 @@ def summary_text(metrics: Mapping[str, Any], names: Names, paper: Mapping[str, A
         lines.append(rating_line(metrics["rating"]))
     if metrics.get("correlation"):
         lines.append(study_line(metrics["correlation"], str(metrics.get("dataset")), paper))
+        lines += [x for x in [binning_line(metrics["correlation"])] if x]
     if metrics.get("main_table"):
         label = (f"{str(metrics.get('eval_metric', 'safety')).lower()} on {metrics['eval_set']}"
                  if metrics.get("eval_set") else "safety")

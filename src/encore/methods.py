@@ -45,7 +45,8 @@ class FitContext:
 @dataclass
 class Encore:
     """w = softmax(-H / τ) with H in nats, whatever ``study.log_base`` the run reports entropy in, so τ means the
-    same in every run (τ = 2 nats = 2.885 bits); paper default τ = 2."""
+    same in every run. Default τ = 2, the paper's value; the paper states no unit, ours is nats (τ = 2 nats = 2.885
+    bits; were the paper's 2 meant in bits, it would be τ = 1.386 nats here)."""
 
     tau: float = 2.0
     name: str = "encore"

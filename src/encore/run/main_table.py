@@ -61,6 +61,8 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
             mean_w = extra.pop("mean_weights", None)  # a gate's weights, averaged over evaluation prompts
             if mean_w is not None:
                 weights += [{"method": m.name, "seed": 0, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, mean_w)]
+            if hasattr(m, "flags"):  # a judge near chance or with a position preference: marked, never bolded
+                row["judge_flags"] = m.flags(extra, row)
             rows.append({**row, **extra, **_fitted_on(m, ctx), "params": _params(m)})
             continue
         w = np.atleast_2d(m.weights(ctx))

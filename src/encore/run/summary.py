@@ -55,6 +55,11 @@ def binning_line(corr: Mapping[str, Any]) -> str | None:
     return line + (f". WARNING: {b['warning']}" if b.get("warning") else "")
 
 
+def _marked(row: Mapping[str, Any]) -> bool:
+    """A judge near chance or with a position preference (``judge_flags``, :mod:`encore.judge`)."""
+    return isinstance(row.get("judge_flags"), str) and bool(row["judge_flags"])
+
+
 def _resampling(row: Mapping[str, Any]) -> str:
     """How a headline interval's replicates were drawn, in two words (``safety_ci_basis``), and any undefined ones."""
     basis = str(row.get("safety_ci_basis") or "")
@@ -92,12 +97,13 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
     method, the paired difference and its Holm-adjusted p; then the paper's scores for the methods it reports."""
     rows = {str(r["method"]): r for r in table}
     if reference not in rows:
-        best = max(rows.values(), key=lambda r: r["safety"]) if rows else None
+        fair = [r for r in rows.values() if not _marked(r)] or list(rows.values())
+        best = max(fair, key=lambda r: r["safety"]) if fair else None
         return [] if best is None else [f"{label}: best {names.method(best['method'])} {best['safety']:.1f}"
                                         f"{_ci(best, 'safety', '.1f', _resampling(best))}"]
     ref = rows[reference]
     line = f"{label}: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f', _resampling(ref))}"
-    others = [r for m, r in rows.items() if m != reference and r.get("safety") is not None]
+    others = [r for m, r in rows.items() if m != reference and r.get("safety") is not None and not _marked(r)]
     if others:
         best = max(others, key=lambda r: r["safety"])
         s = next((x for x in sig if x.get("method") == best["method"]), {})
@@ -105,7 +111,8 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
                  f"{_ci(best, 'safety', '.1f', _resampling(best))}")
         if s:
             line += f": {s['reference_minus_method']:+.1f} points, Holm-adjusted p = {_num(s.get('p_holm'), '.2g')}"
-    lines = [line]
+    lines = [line] + [f"judge: {names.method(m)} {r['judge_flags']}; never counted as best" for m, r in rows.items()
+                      if _marked(r)]
     quoted = (paper or {}).get("safety") or {}
     if quoted:
         ours = ", ".join(f"{names.method(m)} {rows[m]['safety']:.1f}" for m in quoted if m in rows)

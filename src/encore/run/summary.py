@@ -48,7 +48,9 @@ def binning_line(corr: Mapping[str, Any]) -> str | None:
         return None
     run = str(b["bins"])
     by = b["by_bins"]
-    line = (f"entropy bins: rules use {b['bins_used_min']}-{b['bins_used_max']} of {run} bins; Pearson r = "
+    used = (f"{b['bins_used_min']}" if b["bins_used_min"] == b["bins_used_max"]
+            else f"{b['bins_used_min']}-{b['bins_used_max']}")
+    line = (f"entropy bins: rules use {used} of {run} bins; Pearson r = "
             + " / ".join(_num(v["pearson_r"]) for v in by.values()) + " at " + " / ".join(by) + " bins; rule ranking "
             f"by entropy against {run} bins: Spearman "
             + ", ".join(f"{_num(v['ranking_vs_run_bins'])} ({k})" for k, v in by.items() if k != run))

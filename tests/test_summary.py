@@ -48,4 +48,4 @@ def test_the_summary_says_what_each_fitted_method_was_fitted_on():
     table[0] = {**table[0], "fitted_on": float("nan")}  # a method fitted on nothing (pandas writes NaN)
     m = {"job": "reproduce", "dataset": "demo", "train_pairs": 10, "setup": {}, "main_table": table, "significance": SIG}
     text = summary_text(m, Names.from_config(None))
-    assert text.splitlines()[-1] == "fitted: BT-optimised on 5-fold cross-fitted probe heads"
+    assert text.splitlines()[-2] == "fitted: BT-optimised on 5-fold cross-fitted probe heads"  # before the scores

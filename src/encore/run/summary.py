@@ -163,6 +163,6 @@ def summary_text(metrics: Mapping[str, Any], names: Names, paper: Mapping[str, A
     if metrics.get("main_table"):
         label = (f"{str(metrics.get('eval_metric', 'safety')).lower()} on {metrics['eval_set']}"
                  if metrics.get("eval_set") else "safety")
+        lines += [x for x in [fitted_line(metrics["main_table"], names)] if x]  # what the baselines below learned from
         lines += safety_lines(metrics["main_table"], metrics.get("significance") or [], names, paper, label=label)
-        lines += [x for x in [fitted_line(metrics["main_table"], names)] if x]
     return "\n".join(lines)

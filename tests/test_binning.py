@@ -54,7 +54,7 @@ def test_a_study_in_a_narrow_band_reports_its_bins_and_warns(tmp_path, caplog):
     assert set(saved["binning"]["by_bins"]) == {"8", "10", "12"}
     assert "4 of 5 rules use fewer than half of the 10 entropy bins" in saved["binning"]["warning"]
     assert any("binning artefact" in r.getMessage() for r in caplog.records)
-    text = summary_text({"job": "correlation", "dataset": "x", "correlation": corr, "setup": {}}, Names.from_config(None))
+    text = summary_text({"job": "correlation", "dataset": "x", "correlation": saved, "setup": {}}, Names.from_config(None))
     line = next(x for x in text.splitlines() if x.startswith("entropy bins:"))
     assert line.startswith(f"entropy bins: rules use {stats_['bins_used'].min()}-10 of 10 bins; Pearson r = ")
     assert " at 8 / 10 / 12 bins; rule ranking by entropy against 10 bins: Spearman " in line and "WARNING" in line

@@ -47,7 +47,7 @@ def binning_line(corr: Mapping[str, Any]) -> str | None:
     if not b:
         return None
     run = str(b["bins"])
-    by = b["by_bins"]
+    by = dict(sorted(b["by_bins"].items(), key=lambda kv: int(kv[0])))  # a JSON round trip sorts keys as text
     used = (f"{b['bins_used_min']}" if b["bins_used_min"] == b["bins_used_max"]
             else f"{b['bins_used_min']}-{b['bins_used_max']}")
     line = (f"entropy bins: rules use {used} of {run} bins; Pearson r = "

@@ -189,6 +189,8 @@ def test_head_scores_key_covers_the_ratings_the_pairs_and_the_heads(tmp_path):
     assert not fit(RidgeHeads(alphas=(1.0,)))
     assert not fit(RidgeHeads(val_frac=0.3))
     assert not fit(RidgeHeads(seed=1))
+    assert not fit(RidgeHeads(cross_fit=3))  # the held-out scores' folds: the fitting choice is in the key
+    assert fit(RidgeHeads(cross_fit=3))  # and a rerun (a τ sweep) reuses them
     assert not fit(RidgeHeads(), e=load_demo("eval").iloc[4:8])
     assert not fit(RidgeHeads(), t=train.iloc[::-1].reset_index(drop=True), r=y[::-1].copy())
 

@@ -2,6 +2,8 @@
 and the ArmoRM-style gate both beat chance clearly and put most of their weight on the two informative rules. The gate
 reads prompts as the reward model reads them, through its own (fine-tuned) backbone."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -96,19 +98,27 @@ def test_after_fine_tuning_the_gate_reads_the_fine_tuned_backbone(tmp_path):
 
 def _ctx_with_two_inputs(n: int = 300, k: int = 4):
     """A fit context whose head scores and rater ratings of the training pairs differ (heads: the rater's ratings
-    with rule 0 and rule 3 swapped and noise), with a stand-in trainer that embeds prompts as fixed random vectors."""
+    with rule 0 and rule 3 swapped and noise; held-out heads: other noise, present on the first 200 pairs only),
+    with a stand-in trainer that embeds prompts as fixed random vectors (looked up by the pairs' ``row``)."""
     from types import SimpleNamespace
+
+    import pandas as pd
 
     from encore.methods import FitContext
 
     s, x = synthetic(n, 2)
     ratings = s[..., :k]
     heads = ratings[..., ::-1] + 0.05 * np.random.default_rng(3).normal(size=ratings.shape)
+    held = ratings[..., ::-1] + 0.2 * np.random.default_rng(4).normal(size=ratings.shape)
+    held[200:] = np.nan  # as the fine-tune's: only its held-out split has held-out scores
+    train, ev = pd.DataFrame({"row": np.arange(n)}), pd.DataFrame({"row": np.arange(50)})
     emb = {"train": x, "eval": x[:50]}
-    trainer = SimpleNamespace(prompt_embeddings=lambda pairs, enc, cache, rep: emb[pairs])
+    trainer = SimpleNamespace(prompt_embeddings=lambda pairs, enc, cache, rep: emb["eval" if pairs is ev else "train"]
+                              [pairs["row"].to_numpy()])
     return FitContext(rules=list("abcd"), entropy=np.zeros(k), accuracy=np.zeros(k),
                       delta=ratings[:, 0] - ratings[:, 1], train_ratings=ratings, train_scores=heads,
-                      eval_scores=heads[:50], train_pairs="train", eval_pairs="eval", trainer=trainer)
+                      held_out_scores=held, held_out_basis="the test's held-out split", eval_scores=heads[:50],
+                      train_pairs=train, eval_pairs=ev, trainer=trainer)
 
 
 def _bt_by_hand(d: np.ndarray, l2: float) -> np.ndarray:
@@ -120,22 +130,63 @@ def _bt_by_hand(d: np.ndarray, l2: float) -> np.ndarray:
     return w / np.abs(w).sum()
 
 
-@pytest.mark.parametrize("inputs", ["heads", "ratings"])
-def test_bt_weights_and_the_gate_fit_on_the_same_declared_inputs(inputs):
-    """Both learned baselines read the same training inputs (heads by default; ratings on request): the BT weights
-    are the BT optimum of that input's Δ, computed here by hand, and the gate is exactly the gate fitted on it."""
+@pytest.mark.parametrize("inputs,fit_on,rows", [("heads", "held_out", 200), ("heads", "in_sample", 300),
+                                                  ("ratings", "held_out", 300)])
+def test_bt_weights_and_the_gate_fit_on_the_same_declared_inputs(inputs, fit_on, rows):
+    """Both learned baselines read the same training inputs: by default the heads' held-out scores of the pairs
+    that have them (never the heads' in-sample scores of their own training pairs), the in-sample scores only with
+    fit_on=in_sample, the rater's ratings of every pair with inputs=ratings. The BT weights are the BT optimum of
+    that input's Δ, computed here by hand, and the gate is exactly the gate fitted on those pairs' prompts."""
     from encore.methods import BTOptimized, Gating
 
     ctx = _ctx_with_two_inputs()
-    x = ctx.train_scores if inputs == "heads" else ctx.train_ratings
-    np.testing.assert_allclose(BTOptimized(inputs=inputs).weights(ctx), _bt_by_hand(x[:, 0] - x[:, 1], 1e-3),
-                               atol=2e-5)
-    gate = Gating(epochs=5, inputs=inputs)
+    x = {"held_out": ctx.held_out_scores, "in_sample": ctx.train_scores}[fit_on] if inputs == "heads" else ctx.train_ratings
+    x = x[:rows]
+    bt = BTOptimized(inputs=inputs, fit_on=fit_on)
+    np.testing.assert_allclose(bt.weights(ctx), _bt_by_hand(x[:, 0] - x[:, 1], 1e-3), atol=2e-5)
+    gate = Gating(epochs=5, inputs=inputs, fit_on=fit_on)
     got, _ = gate.rewards(ctx)
-    fit = fit_gating(ctx.trainer.prompt_embeddings("train", None, None, None), x, gate.hidden, gate.epochs, gate.lr,
-                     gate.weight_decay, gate.dropout, seed=gate.seed)
-    np.testing.assert_array_equal(got[0], fit.rewards(ctx.trainer.prompt_embeddings("eval", None, None, None),
+    fit = fit_gating(ctx.trainer.prompt_embeddings(ctx.train_pairs, None, None, None)[:rows], x, gate.hidden,
+                     gate.epochs, gate.lr, gate.weight_decay, gate.dropout, seed=gate.seed)
+    np.testing.assert_array_equal(got[0], fit.rewards(ctx.trainer.prompt_embeddings(ctx.eval_pairs, None, None, None),
                                                      ctx.eval_scores))
+    said = {"held_out": "the test's held-out split", "in_sample": "in-sample head scores of all 300"}[fit_on]
+    assert (said if inputs == "heads" else "the rater's ratings of all 300") in bt.fitted_on(ctx) == gate.fitted_on(ctx)
     assert BTOptimized().inputs == Gating().inputs == "heads"
+    assert BTOptimized().fit_on == Gating().fit_on == "held_out"  # in-sample only on request
     with pytest.raises(ValueError, match="method.inputs='both'"):
         BTOptimized(inputs="both")
+    with pytest.raises(ValueError, match="method.fit_on='train'"):
+        Gating(fit_on="train")
+
+
+def test_held_out_fit_without_held_out_scores_names_the_fix():
+    from encore.methods import BTOptimized
+
+    ctx = _ctx_with_two_inputs()
+    ctx.held_out_scores = np.full_like(ctx.train_scores, np.nan)  # train.val_frac=0 / train.cross_fit=0
+    with pytest.raises(ValueError, match="train.val_frac.*train.cross_fit.*method.fit_on=in_sample"):
+        BTOptimized().weights(ctx)
+
+
+def test_fine_tuned_heads_held_out_scores_are_their_held_out_split(tmp_path):
+    """Under train=finetune the held-out head scores are the scores of the val_frac split the model never trained
+    on (the pairs named in the model's metadata) and NaN elsewhere; the report says so. A tiny random Llama."""
+    from encore.cache.artifacts import read_json
+    from encore.data.demo import load_demo
+    from encore.rm.backbone import Encoder
+    from encore.rm.finetune import Finetune
+    from encore.rm.model import META
+    from encore.rm.tiny import tiny_causal_config
+
+    enc = Encoder("tiny-llama", tokenizer="tiny-bpe", config=tiny_causal_config("llama"), pooling="last",
+                  text_format="chat", device="cpu", dtype="float32", max_length=128)
+    pairs = load_demo("train").iloc[:16]
+    y = np.random.default_rng(0).uniform(size=(16, 2, 3))
+    ft = Finetune(lr=1e-3, batch_size=8, max_steps=2, val_frac=0.25, warmup_ratio=0.0, progress=False)
+    arrays, report = ft.fit_score(pairs, y, pairs.iloc[:2], enc, tmp_path)
+    val = np.asarray(read_json(Path(report["model_dir"]) / META)["val_pairs"], dtype=int)
+    held = np.isfinite(arrays["held_out_scores"]).all(axis=(1, 2))
+    assert len(val) >= 4 and np.flatnonzero(held).tolist() == sorted(val.tolist())
+    np.testing.assert_array_equal(arrays["held_out_scores"][val], arrays["train_scores"][val])
+    assert f"{len(val)} of 16 training pairs, never trained on" in report["held_out_basis"]

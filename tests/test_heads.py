@@ -89,3 +89,31 @@ def test_ridge_alpha_is_the_validation_mse_minimiser():
     mse = (((X[v] - X[t].mean(0)) @ W + Y[t].mean(0) - Y[v]) ** 2).mean(1)  # (A, K)
     np.testing.assert_allclose(heads.val_mse, mse.min(0))
     assert [alphas[i] for i in mse.argmin(0)] == heads.alpha.tolist()
+
+
+def test_cross_fitted_head_scores_come_from_heads_that_never_saw_the_pair():
+    """Each training pair's held-out score is what heads fitted on the other folds (whole prompts) predict for it,
+    recomputed here fold by fold; it differs from the in-sample score, which memorises noise targets, and on noise
+    targets only the in-sample scores 'predict' the pairs' own ratings (the flattering that the default avoids)."""
+    from encore.rm.probe import cross_fitted_scores
+    from encore.rm.splits import group_folds
+
+    rng = np.random.default_rng(2)
+    n, d = 120, 60
+    prompts = [f"p{i // 2}" for i in range(n)]  # two pairs per conversation
+    emb, y = rng.normal(size=(n, 2, d)), rng.uniform(size=(n, 2, 2))  # ratings: pure noise
+    heads = RidgeHeads(alphas=(1e-3,), cross_fit=4)
+    got = cross_fitted_scores(emb, y, heads, prompts)
+    folds = group_folds(prompts, 4, heads.seed)
+    assert sorted(np.bincount(folds)) == [30, 30, 30, 30]
+    assert all(len({folds[i] for i in range(n) if prompts[i] == p}) == 1 for p in set(prompts))  # prompts whole
+    for f in range(4):
+        out = folds == f
+        ref = RidgeHeads(alphas=(1e-3,), cross_fit=0).fit(emb[~out], y[~out], [p for p, o in zip(prompts, out) if not o])
+        np.testing.assert_allclose(got[out], ref.predict(emb[out]))
+    in_sample = RidgeHeads(alphas=(1e-3,)).fit(emb, y, prompts).predict(emb)
+    fit_err = lambda s: float(np.mean((s - y) ** 2))  # noqa: E731
+    assert fit_err(in_sample) < 0.5 * fit_err(got)  # in sample, noise looks learnt; held out, it does not
+    assert np.isnan(cross_fitted_scores(emb, y, RidgeHeads(cross_fit=0), prompts)).all()
+    with pytest.raises(ValueError, match="train.cross_fit=1"):
+        RidgeHeads(cross_fit=1)

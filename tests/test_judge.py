@@ -137,3 +137,59 @@ def test_judge_in_pipeline_scores_exactly_what_the_judge_said(tmp_path, cache, p
     assert row["method"] == "llm_judge" and row["safety"] == pytest.approx(100 * credit.mean(), abs=1e-12)
     assert row["position_agreement"] == pytest.approx(
         np.mean((judge.judge(p, c, r, prompt)[0] > 0.5) == (judge.judge(p, r, c, prompt)[0] < 0.5)), abs=1e-12)
+
+
+def test_a_position_biased_judge_is_marked_and_never_bolded_as_best(tmp_path):
+    """P(A) = 0.9 whatever is shown, with a +0.05 lean to chosen: every pair is won, barely, so it scores 100 and
+    main would bold it as best. It is marked (prefers the first position; orders never agree) in its row and the
+    summary, and the best unmarked method is bolded instead. A stand-in judge: it proves the marking, not a model."""
+    import pandas as pd
+
+    from encore.report.style import Names
+    from encore.report.tables import main_table_md
+    from encore.run.summary import safety_lines
+
+    pairs = load_demo("eval")
+    judge = LLMJudge(cache_dir=str(tmp_path))
+    rewards, rep = _judged(tmp_path, PositionBiased(pairs["chosen"]), pairs)
+    row, _ = evaluate_rewards("llm_judge", rewards, pairs["subset"].to_numpy(), n_boot=100,
+                              tie_credit=LLMJudge.tie_credit)
+    assert row["safety"] == 100.0 and rep["mean_p_first"] == pytest.approx(0.9)
+    flags = judge.flags(rep, row)
+    assert flags.startswith("prefers the response shown first (mean P(first) 0.90; the two orders agree on 0%")
+    assert "near chance" not in flags
+    table = pd.DataFrame([{"method": "encore", "safety": 70.0, "donotanswer": 60.0},
+                          {"method": "llm_judge", "safety": 100.0, "donotanswer": 100.0, "judge_flags": flags}])
+    md = main_table_md(table, Names.from_config(None))
+    assert "**70.0**" in md and "**60.0**" in md and "**100.0**" not in md
+    lines = safety_lines(table.to_dict(orient="records"), [], Names.from_config(None), None)
+    assert "best baseline" not in lines[0]  # the judge is not counted as the best baseline
+    assert lines[1].startswith("judge: LLM-as-a-judge prefers the response shown first") and "never counted as best" in lines[1]
+
+
+def test_a_judge_near_chance_is_marked():
+    """Mean |P(chosen) - ½| under 0.05, or an accuracy interval that covers 50%: near chance."""
+    fair = {"mean_p_chosen": 0.52, "mean_p_margin": 0.03, "mean_p_first": 0.5, "position_agreement": 0.9}
+    assert LLMJudge.flags(fair, {"safety_ci_low": 60.0, "safety_ci_high": 70.0}).startswith("near chance")
+    sure = {**fair, "mean_p_margin": 0.3}
+    assert LLMJudge.flags(sure, {"safety_ci_low": 45.0, "safety_ci_high": 70.0}).startswith("near chance")
+    assert LLMJudge.flags(sure, {"safety_ci_low": 60.0, "safety_ci_high": 70.0}) == ""
+
+
+def test_tau_is_said_to_be_in_our_unit_wherever_the_papers_default_is_written():
+    """Every place in docs/, conf/ and src/ that gives τ = 2 in nats as the paper's value says the unit is ours (the
+    paper states none) and what τ = 2 is in bits."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [p for d in ("docs", "conf", "src") for p in (root / d).rglob("*") if p.suffix in {".md", ".yaml", ".py"}]
+    seen = 0
+    for p in files:
+        text = p.read_text(encoding="utf-8")
+        for m in re.finditer(r"(τ|tau)\s*[:=]\s*2(\.0)?\b", text):
+            near = text[max(0, m.start() - 300): m.end() + 300]
+            if "nats" in near and "paper" in near:
+                seen += 1
+                assert "ours" in near and "bits" in near, f"{p.relative_to(root)}: {near!r}"
+    assert seen >= 4

@@ -70,6 +70,10 @@ def test_end_to_end_tiny(tmp_path, cache):
     assert 0 <= gate["gate_entropy_mean"] <= gate["gate_entropy_uniform"] == pytest.approx(np.log(10))
     assert weights.loc["encore"].sum() == pytest.approx(1)
     assert m["heads"]["embeddings_cached"] is False
+    fitted = {r["method"]: r.get("fitted_on") for r in m["main_table"] if isinstance(r.get("fitted_on"), str)}
+    assert set(fitted) == {"bt_optimized", "gating"}  # each fitted method says what it was fitted on
+    assert all(f.startswith("5-fold cross-fitted probe heads") for f in fitted.values())  # never in sample by default
+    assert "fitted: BT-optimised on 5-fold cross-fitted" in m["summary"]
 
     # A second stage run re-uses every cached artefact: no rating, no backbone pass.
     m2 = run_evaluate(make_cfg("method=encore", "method.tau=0.5", cache=cache), tmp_path / "run2")

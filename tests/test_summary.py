@@ -41,3 +41,11 @@ def test_a_correlation_run_writes_its_summary_to_its_log_and_draws_its_figures(t
     assert text.strip() == m["summary"] and "study: entropy vs accuracy over 10 rules and 10 pairs" in text
     assert any("what this run found" in r.getMessage() and m["summary"].splitlines()[-1] in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_summary_says_what_each_fitted_method_was_fitted_on():
+    table = [*TABLE, {"method": "bt_optimized", "safety": 77.0, "fitted_on": "5-fold cross-fitted probe heads"}]
+    table[0] = {**table[0], "fitted_on": float("nan")}  # a method fitted on nothing (pandas writes NaN)
+    m = {"job": "reproduce", "dataset": "demo", "train_pairs": 10, "setup": {}, "main_table": table, "significance": SIG}
+    text = summary_text(m, Names.from_config(None))
+    assert text.splitlines()[-2] == "fitted: BT-optimised on 5-fold cross-fitted probe heads"  # before the scores

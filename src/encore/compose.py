@@ -75,8 +75,9 @@ def bt_grad(w: np.ndarray, delta: np.ndarray, l2: float = 0.0) -> np.ndarray:
     """∂/∂w of :func:`bt_loss`: -mean_i σ(-Δ_i·w) Δ_i + l2·w. At w = 0 this is -½ mean_i Δ_i: a rule whose Δ has
     mean zero (ratings that carry no preference signal) gets no gradient. The paper's claim that high-entropy rules
     get negligible BT weight follows where high entropy is rater noise: tests/test_theorem.py states that model,
-    its gradient -½ (1 - λ)(2ρ - 1) and optimum, and a case (ratings squeezed towards ½) where entropy alone does not
-    set the gradient."""
+    its gradient -½ (1 - λ)(2ρ - 1) and optimum (a single rule's weight peaks at 1.72 nats before it falls), and the
+    claim's limits: a graded maximum-entropy rule that carries signal takes weight, and squeezing ratings by s
+    scales the optimal weight by 1/s (docs/experiments.md)."""
     s = 0.5 * (1.0 - np.tanh(0.5 * (delta @ w)))  # σ(-x), overflow-free
     return -(delta * s[:, None]).mean(axis=0) + l2 * w
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from encore.compose import compose
 from encore.data.rewardbench import SAFETY_COUNTS
-from encore.stats import bootstrap_ci, holm, paired_permutation_test
+from encore.stats import basis_label, bootstrap_ci, bootstrap_interval, holm, paired_permutation_test
 
 
 def pair_correct(rewards: np.ndarray, tie_credit: float = 0.0) -> np.ndarray:
@@ -77,7 +77,8 @@ def evaluate_rewards(name: str, rewards: np.ndarray, subsets: np.ndarray, n_boot
     per_seed = [subset_accuracy(c, subsets) for c in correct]
     heads = np.array([headline(c, subsets) for c in correct])
     mean_correct = correct.mean(0)
-    lo, hi = bootstrap_ci(mean_correct, subsets, headline, n_boot=n_boot, seed=seed)
+    iv = bootstrap_interval(mean_correct, subsets, headline, n_boot=n_boot, seed=seed)  # stratified where honest
+    lo, hi = iv.low, iv.high
     row: dict[str, Any] = {"method": name, "n_seeds": len(correct)}
     for s in per_seed[0]:
         row[s] = 100 * float(np.mean([a[s] for a in per_seed]))
@@ -86,7 +87,8 @@ def evaluate_rewards(name: str, rewards: np.ndarray, subsets: np.ndarray, n_boot
         row[f"{s}_ci_low"], row[f"{s}_ci_high"] = 100 * s_lo, 100 * s_hi
     # safety_std: the sample standard deviation over seeds (ddof=1), the spread a reader expects from "± std"
     row.update(safety=100 * float(heads.mean()), safety_std=100 * float(heads.std(ddof=1)) if len(correct) > 1 else 0.0,
-               safety_ci_low=100 * lo, safety_ci_high=100 * hi, overall=100 * float(correct.mean()))
+               safety_ci_low=100 * lo, safety_ci_high=100 * hi, safety_ci_basis=basis_label(iv.basis),
+               safety_ci_n_undefined=iv.n_undefined, overall=100 * float(correct.mean()))
     return row, mean_correct
 
 

@@ -10,6 +10,13 @@ pair with no judgement in either order. A judge that answers "A" whatever it is 
 pair and scores 50%, as it would in expectation under RewardBench's random order (reward models, which RewardBench
 scores strictly, count a tie as a miss: :func:`encore.evaluate.pair_correct`).
 
+A judge that cannot be told from a coin or that prefers a position is marked (:meth:`LLMJudge.flags`, the run's
+``judge_flags``, the summary) and never bolded as best: **near chance** when its mean |P(chosen) - ½| is under
+``CHANCE_MARGIN`` (0.05: its verdicts barely move off a coin flip) or its accuracy's 95% interval covers 50%;
+**position preference** when it prefers the response shown first (or second) by ``POSITION_MARGIN`` (0.1) or more
+on average, mean P(A) over both orders outside [0.4, 0.6], or when the two orders agree on fewer than half of the
+pairs.
+
 ``prompt``: ``encore`` (written for this project, :data:`encore.prompts.JUDGE_TEMPLATE`) or ``rewardbench``
 (RewardBench's own pairwise prompt, :data:`encore.prompts.REWARDBENCH_JUDGE`, answered after "[[").
 """
@@ -28,6 +35,10 @@ from encore.cache.artifacts import cached_arrays, content_hash, expect
 from encore.data.pairs import fingerprint
 from encore.entropy import TIE_TOL
 from encore import prompts as P
+
+
+CHANCE_MARGIN = 0.05  # mean |P(chosen) - ½| below this: near chance
+POSITION_MARGIN = 0.1  # mean P(first shown) further than this from ½: a position preference
 
 
 @dataclass
@@ -81,6 +92,26 @@ class LLMJudge:
         p_chosen = np.where(one, np.nanmean(np.where(one, both, 0.0), axis=0), 0.5)
         p_chosen = np.where(np.abs(p_chosen - 0.5) <= TIE_TOL, 0.5, p_chosen)  # ½ up to rounding is a tie
         ok = np.isfinite(a) & np.isfinite(b)
+        first = np.concatenate([a, 1 - b])  # P(the response shown first wins): chosen first, then chosen second
         report = {"position_agreement": float(((a > 0.5) == (b > 0.5))[ok].mean()) if ok.any() else float("nan"),
-                  "n_missing_judgements": int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum())}
+                  "n_missing_judgements": int((~np.isfinite(a)).sum() + (~np.isfinite(b)).sum()),
+                  "mean_p_chosen": float(p_chosen.mean()), "mean_p_margin": float(np.abs(p_chosen - 0.5).mean()),
+                  "mean_p_first": float(np.nanmean(first)) if np.isfinite(first).any() else float("nan")}
         return np.stack([p_chosen, 1 - p_chosen], axis=-1)[None], report
+
+    @staticmethod
+    def flags(report: dict[str, Any], row: dict[str, Any]) -> str:
+        """What makes this judge's score unfit to be called best (module docstring), in words; "" when nothing.
+        ``report``: from :meth:`rewards`; ``row``: its main-table row (``safety_ci_low``/``_high`` in percent)."""
+        out = []
+        lo, hi = row.get("safety_ci_low", np.nan), row.get("safety_ci_high", np.nan)
+        margin = report.get("mean_p_margin", np.nan)
+        if margin < CHANCE_MARGIN or (np.isfinite(lo) and lo <= 50 <= hi):
+            out.append(f"near chance (mean P(chosen) {report.get('mean_p_chosen', np.nan):.2f}, mean |P - 1/2| "
+                       f"{margin:.3f}; accuracy 95% CI {lo:.1f} to {hi:.1f})")
+        first, agree = report.get("mean_p_first", np.nan), report.get("position_agreement", np.nan)
+        if abs(first - 0.5) >= POSITION_MARGIN or agree < 0.5:
+            side = "first" if first >= 0.5 else "second"
+            out.append(f"prefers the response shown {side} (mean P(first) {first:.2f}; the two orders agree on "
+                       f"{100 * agree:.0f}% of pairs)")
+        return "; ".join(out)

@@ -1,7 +1,18 @@
 """Uncertainty: stratified bootstrap intervals, paired permutation tests, and a bootstrap interval for r.
 
 Pairs are the unit of resampling. Where a score weights subsets (RewardBench Safety), resampling is stratified by
-subset, so every replicate keeps the subset sizes and the weighting is unchanged.
+subset, so every replicate keeps the subset sizes and the weighting is unchanged, but only where every subset holds
+at least :data:`MIN_STRATUM` (10) pairs; otherwise the pairs are resampled as one sample (:func:`resampling_basis`).
+Why: resampling n pairs within a stratum gives its mean a variance of σ̂²/n with the plug-in σ̂² = (n-1)/n s², so a
+stratum's share of the variance is understated by the factor (n-1)/n: nothing at n = 1 (a one-pair subset
+contributes no variance at all), half at n = 2, under 10% from n = 10 on. With strata of 1-2 pairs the stratified
+interval is far too narrow (13/16 correct in 8 subsets of 1-2 pairs: 75.0 to 87.5 stratified, 62.5 to 100 by
+pairs), while pair resampling stays honest whatever the subset sizes (a subset a replicate misses is left out of
+its weighting, as :func:`encore.evaluate.safety_score` leaves out absent subsets). ``tests/test_stats.py`` checks
+by simulation that nominal 95% intervals cover the true accuracy in about 95% of draws for RewardBench-like subsets
+and for tiny ones. Every interval says which resampling gave it, and how many replicates were undefined (a
+statistic that is NaN on a replicate, e.g. r with a constant side): those are counted and reported, and the
+percentiles are taken over the defined ones.
 
 An interval the data cannot support is NaN (printed as unavailable), never a number. A percentile interval at level
 1 - α needs B >= :func:`min_replicates` replicates ((B + 1) α/2 >= 1, so each tail holds one: 39 at 95%) and data
@@ -13,12 +24,41 @@ product over subsets; :func:`supports_interval`). With fewer, every replicate re
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
 
 from encore.entropy import (accuracy_terms, bin_onehot, correlation, entropy_from_counts, rating_entropy,
                             rule_accuracy)
+
+
+MIN_STRATUM = 10  # stratify by subset only when every subset has this many pairs (module docstring)
+
+
+def resampling_basis(subsets: np.ndarray, min_stratum: int = MIN_STRATUM) -> str:
+    """``stratified`` when there are several subsets and each has at least ``min_stratum`` pairs, else ``pairs``."""
+    sizes = np.unique(np.asarray(subsets), return_counts=True)[1]
+    return "stratified" if len(sizes) > 1 and sizes.min() >= min_stratum else "pairs"
+
+
+def basis_label(basis: str, min_stratum: int = MIN_STRATUM) -> str:
+    """How an interval's replicates were drawn, in words (main_table.csv ``safety_ci_basis``, the summary)."""
+    return (f"bootstrap stratified by subset (every subset >= {min_stratum} pairs)" if basis == "stratified"
+            else f"pair bootstrap (pairs resampled across subsets; stratified only when every subset has >= "
+                 f"{min_stratum} pairs)")
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A percentile bootstrap interval, how it was drawn (``basis``: stratified or pairs) and how many of its
+    ``n_boot`` replicates were undefined (NaN statistic, left out of the percentiles)."""
+
+    low: float
+    high: float
+    basis: str
+    n_boot: int
+    n_undefined: int
 
 
 def min_replicates(level: float = 0.95) -> int:
@@ -37,29 +77,50 @@ def supports_interval(sizes: Iterable[int], level: float = 0.95) -> bool:
     return False
 
 
-def stratified_indices(subsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One bootstrap replicate: indices drawn with replacement within each subset."""
-    out = []
-    for s in np.unique(subsets):
-        idx = np.flatnonzero(subsets == s)
-        out.append(rng.choice(idx, size=idx.size, replace=True))
-    return np.concatenate(out)
+def stratified_indices(subsets: np.ndarray, rng: np.random.Generator,
+                       strata: list[np.ndarray] | None = None) -> np.ndarray:
+    """One bootstrap replicate: indices drawn with replacement within each subset (``strata``: each subset's
+    indices in np.unique order, precomputed by a caller that draws many replicates)."""
+    if strata is None:
+        strata = [np.flatnonzero(subsets == s) for s in np.unique(subsets)]
+    return np.concatenate([rng.choice(idx, size=idx.size, replace=True) for idx in strata])
+
+
+def pair_indices(n: int, rng: np.random.Generator) -> np.ndarray:
+    """One bootstrap replicate of n pairs resampled as one sample."""
+    return rng.integers(0, n, size=n)
+
+
+def bootstrap_interval(values: np.ndarray, subsets: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                       min_stratum: int = MIN_STRATUM) -> Interval:
+    """Percentile interval of ``statistic(values[idx], subsets[idx])`` over bootstrap replicates, stratified by
+    subset only where :func:`resampling_basis` says the strata can carry it, else pairs resampled as one sample; NaN
+    when ``n_boot`` or the data cannot support one (module docstring). Undefined replicates are counted."""
+    subsets = np.asarray(subsets)
+    basis = resampling_basis(subsets, min_stratum)
+    sizes = np.unique(subsets, return_counts=True)[1] if basis == "stratified" else [len(subsets)]
+    if n_boot < min_replicates(level) or not supports_interval(sizes, level):
+        return Interval(np.nan, np.nan, basis, int(n_boot), 0)
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    strata = [np.flatnonzero(subsets == s) for s in np.unique(subsets)]
+    for b in range(n_boot):
+        idx = stratified_indices(subsets, rng, strata) if basis == "stratified" else pair_indices(len(subsets), rng)
+        reps[b] = statistic(values[idx], subsets[idx])
+    ok = np.isfinite(reps)
+    a = (1 - level) / 2
+    if ok.sum() < min_replicates(level):  # too few defined replicates for either tail
+        return Interval(np.nan, np.nan, basis, int(n_boot), int((~ok).sum()))
+    return Interval(float(np.quantile(reps[ok], a)), float(np.quantile(reps[ok], 1 - a)), basis, int(n_boot),
+                    int((~ok).sum()))
 
 
 def bootstrap_ci(values: np.ndarray, subsets: np.ndarray, statistic: Callable[[np.ndarray, np.ndarray], float],
                  n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of ``statistic(values[idx], subsets[idx])`` over stratified bootstrap replicates; NaN when
-    ``n_boot`` or the subset sizes cannot support one (module docstring)."""
-    sizes = np.unique(subsets, return_counts=True)[1]
-    if n_boot < min_replicates(level) or not supports_interval(sizes, level):
-        return (np.nan, np.nan)
-    rng = np.random.default_rng(seed)
-    reps = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = stratified_indices(subsets, rng)
-        reps[b] = statistic(values[idx], subsets[idx])
-    a = (1 - level) / 2
-    return float(np.nanquantile(reps, a)), float(np.nanquantile(reps, 1 - a))
+    """(low, high) of :func:`bootstrap_interval`."""
+    iv = bootstrap_interval(values, subsets, statistic, n_boot, seed, level)
+    return iv.low, iv.high
 
 
 def paired_permutation_test(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None,
@@ -121,7 +182,8 @@ def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int
     n, k = c.shape
     if n_boot < min_replicates(level) or not supports_interval([n], level):
         return {"pearson_r_ci_low": np.nan, "pearson_r_ci_high": np.nan, "spearman_rho_ci_low": np.nan,
-                "spearman_rho_ci_high": np.nan, "n_boot": n_boot, "level": level}
+                "spearman_rho_ci_high": np.nan, "n_boot": n_boot, "level": level, "pearson_r_n_undefined": 0,
+                "spearman_rho_n_undefined": 0}
     onehot = bin_onehot(c, bins) + bin_onehot(r, bins)  # (N, K, bins): both sides' bins per pair
     credit, used = accuracy_terms(c, r, ties)  # (N, K) each
     rs, rhos = [], []
@@ -135,17 +197,23 @@ def bootstrap_correlation_ci(chosen: np.ndarray, rejected: np.ndarray, bins: int
         rhos.append(_rowwise_pearson(_ranks(np.where(both, H, np.nan)), _ranks(np.where(both, acc, np.nan))))
     rs, rhos = np.concatenate(rs), np.concatenate(rhos)
     a = (1 - level) / 2
-    q = lambda x: (float(np.nanquantile(x, a)), float(np.nanquantile(x, 1 - a))) if np.isfinite(x).any() else (np.nan, np.nan)  # noqa: E731
+    q = lambda x: ((float(np.nanquantile(x, a)), float(np.nanquantile(x, 1 - a)))  # noqa: E731
+                   if np.isfinite(x).sum() >= min_replicates(level) else (np.nan, np.nan))
     (r_lo, r_hi), (rho_lo, rho_hi) = q(rs), q(rhos)
     return {"pearson_r_ci_low": r_lo, "pearson_r_ci_high": r_hi, "spearman_rho_ci_low": rho_lo,
-            "spearman_rho_ci_high": rho_hi, "n_boot": n_boot, "level": level}
+            "spearman_rho_ci_high": rho_hi, "n_boot": n_boot, "level": level,
+            # replicates where r (ρ) is undefined (a constant side, < 3 rules): counted, left out of the percentiles
+            "pearson_r_n_undefined": int((~np.isfinite(rs)).sum()),
+            "spearman_rho_n_undefined": int((~np.isfinite(rhos)).sum())}
 
 
 def bootstrap_rule_accuracy_ci(chosen: np.ndarray, rejected: np.ndarray, ties: str = "wrong", n_boot: int = 1000,
-                               seed: int = 0, level: float = 0.95, chunk: int = 200) -> tuple[np.ndarray, np.ndarray]:
+                               seed: int = 0, level: float = 0.95, chunk: int = 200,
+                               with_undefined: bool = False) -> tuple[np.ndarray, ...]:
     """Percentile interval of each rule's accuracy (K,) over pairs resampled with replacement (N, K inputs); the
     same count-vector replicates as :func:`bootstrap_correlation_ci`. NaN for a rule whose pairs (rated on both
-    sides) cannot support an interval, and for every rule when ``n_boot`` cannot."""
+    sides) cannot support an interval, and for every rule when ``n_boot`` cannot. ``with_undefined``: also (K,) the
+    count of replicates where the rule's accuracy is undefined (no pair of it drawn), left out of its percentiles."""
     rng = np.random.default_rng(seed)
     credit, used = accuracy_terms(np.asarray(chosen, float), np.asarray(rejected, float), ties)
     n = credit.shape[0]
@@ -157,15 +225,19 @@ def bootstrap_rule_accuracy_ci(chosen: np.ndarray, rejected: np.ndarray, ties: s
         counts = np.stack([np.bincount(rng.integers(0, n, size=n), minlength=n) for _ in range(min(chunk, n_boot - start))])
         with np.errstate(invalid="ignore", divide="ignore"):
             reps.append((counts @ credit) / (counts @ used))
+    k = credit.shape[1]
     if not reps:
-        return np.full(credit.shape[1], np.nan), np.full(credit.shape[1], np.nan)
+        return (np.full(k, np.nan), np.full(k, np.nan)) + ((np.zeros(k, dtype=int),) if with_undefined else ())
     a = (1 - level) / 2
     r = np.concatenate(reps)
+    undefined = (~np.isfinite(r)).sum(axis=0)
+    ok &= len(r) - undefined >= min_replicates(level)
     import warnings
 
     with warnings.catch_warnings():  # a rule never rated on both sides has only NaN replicates: its interval is NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        return (np.where(ok, np.nanquantile(r, a, axis=0), np.nan), np.where(ok, np.nanquantile(r, 1 - a, axis=0), np.nan))
+        out = (np.where(ok, np.nanquantile(r, a, axis=0), np.nan), np.where(ok, np.nanquantile(r, 1 - a, axis=0), np.nan))
+    return out + ((undefined,) if with_undefined else ())
 
 
 def _replicate(chosen: np.ndarray, rejected: np.ndarray, idx: np.ndarray, bins: int, ties: str) -> dict[str, float]:

@@ -27,7 +27,11 @@ def latex_escape(text: str) -> str:
 def _cells(table: pd.DataFrame, cols: list[str]) -> tuple[list[list[str]], list[list[bool]]]:
     """Formatted values (one decimal; ``± std`` on Safety for seeded methods) and where each column's best is."""
     shown = table[cols].astype(float).round(1)
-    best = [[bool(np.isfinite(v) and v == shown[c].max()) for c, v in zip(cols, row)] for row in shown.to_numpy()]
+    # a judge marked near chance or position-biased (encore.judge) is never bolded, nor counted in a column's best
+    marked = table.get("judge_flags", pd.Series("", index=table.index)).fillna("").astype(str).str.len().to_numpy() > 0
+    top = shown[~marked].max()
+    best = [[bool(np.isfinite(v) and v == top[c] and not bad) for c, v in zip(cols, row)]
+            for row, bad in zip(shown.to_numpy(), marked)]
     cells = []
     for (_, r), row in zip(table.iterrows(), shown.to_numpy()):
         out = [f"{v:.1f}" if np.isfinite(v) else "–" for v in row]

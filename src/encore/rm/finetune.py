@@ -129,16 +129,23 @@ class Finetune:
             tr, ev = self._score_pairs(rm, encoder, train, True), self._score_pairs(rm, encoder, eval_pairs, True)
             val = np.asarray(read_json(model_dir / META)["val_pairs"], dtype=int)
             err = (tr[val] - ratings[val]) ** 2 if len(val) else np.full((1, 2, ratings.shape[-1]), np.nan)
+            held_out = np.full_like(tr, np.nan)  # the held-out split's scores (never trained on), NaN elsewhere
+            held_out[val] = tr[val]
             with warnings.catch_warnings():  # a head with no rated validation response gets NaN, said in heads.csv
                 warnings.simplefilter("ignore", RuntimeWarning)
-                return {"eval_scores": ev, "train_scores": tr, "val_mse": np.nanmean(err, axis=(0, 1))}
+                return {"eval_scores": ev, "train_scores": tr, "held_out_scores": held_out,
+                        "val_mse": np.nanmean(err, axis=(0, 1))}
 
         k = ratings.shape[-1]
         arrays, hit = cached_arrays(Path(cache_dir) / "head_scores" / f"{content_hash(key, fingerprint(eval_pairs))}.npz",
                                     compute, lambda a: expect(a, eval_scores=(len(eval_pairs), 2, k),
                                                               train_scores=(len(train), 2, k))
-                                    or expect(a, finite=False, val_mse=(k,)))
-        return arrays, {"model_dir": str(model_dir), "head_scores_cached": hit, "head_scores_key": key}
+                                    or expect(a, finite=False, val_mse=(k,), held_out_scores=(len(train), 2, k)))
+        n_held = int(np.isfinite(arrays["held_out_scores"]).all(axis=(1, 2)).sum())
+        basis = (f"the fine-tune's held-out split (train.val_frac={self.val_frac}: {n_held} of {len(train)} training "
+                 "pairs, never trained on)")
+        return arrays, {"model_dir": str(model_dir), "head_scores_cached": hit, "head_scores_key": key,
+                        "held_out_basis": basis}
 
     def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
                            cache_dir: str | Path) -> np.ndarray:

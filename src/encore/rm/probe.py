@@ -5,6 +5,11 @@ The single-head Bradley–Terry baseline on this path is a linear head on the sa
 
 Ridge per head k: W_k = argmin ‖X W_k + b_k - y_k‖² + α_k ‖W_k‖², with α_k chosen from a grid on a validation split
 of the training pairs (split by pair, so the two sides of a pair never straddle it), then refitted on all pairs.
+
+Held-out head scores of the training pairs (what a fitted composition, BT-optimised weights or the gate, is fitted
+on by default: :mod:`encore.methods`) come from K-fold cross-fitting, ``cross_fit`` = K folds of whole prompts: the
+heads are fitted (α chosen as above) on K-1 folds and score the held-out fold, so no pair's score comes from heads
+that saw its ratings. ``cross_fit=0`` leaves them out (only ``method.fit_on=in_sample`` then works).
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class RidgeHeads:
     val_frac: float = 0.2
     seed: int = 0
     bt_l2: float = 1e-3  # L2 of the single-head Bradley–Terry baseline (method=bt_single_head)
+    cross_fit: int = 5  # folds for the held-out head scores of the training pairs (0: none)
     W: np.ndarray | None = field(default=None, repr=False)  # (D, K)
     b: np.ndarray | None = field(default=None, repr=False)  # (K,)
     alpha: np.ndarray | None = field(default=None, repr=False)  # (K,) chosen α per head
@@ -86,10 +92,19 @@ class RidgeHeads:
         self.alphas = tuple(float(a) for a in self.alphas)  # configs hand in a ListConfig
         if not self.alphas or min(self.alphas) <= 0:
             raise ValueError(f"train.alphas={list(self.alphas)}: give at least one positive ridge penalty")
+        if not (self.cross_fit == 0 or self.cross_fit >= 2):
+            raise ValueError(f"train.cross_fit={self.cross_fit}: use 0 (no held-out head scores) or K >= 2 folds "
+                             "(default 5)")
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "ridge", "alphas": list(self.alphas), "val_frac": self.val_frac, "seed": self.seed,
-                "val_split": "by_prompt"}
+                "val_split": "by_prompt", "cross_fit": self.cross_fit}
+
+    def held_out_basis(self, n_pairs: int) -> str:
+        """What the held-out head scores of the training pairs are, for metrics.json and the summary."""
+        if not self.cross_fit:
+            return "none (train.cross_fit=0)"
+        return f"{self.cross_fit}-fold cross-fitted probe heads (by prompt) on the {n_pairs} training pairs"
 
     # ------------------------------------------------------------------ what the pipeline calls
     def fit_score(self, train: pd.DataFrame, ratings: np.ndarray, eval_pairs: pd.DataFrame, encoder: Encoder,
@@ -101,12 +116,13 @@ class RidgeHeads:
         rh = array_hash(ratings)
         # Cache-key audit (ridge head scores): the fit reads the train embeddings (encoder + train fingerprint), the
         # ratings' values (array_hash: order and rule order included), the train prompts as groups (in the train
-        # fingerprint), the eval embeddings (eval fingerprint) and alphas, val_frac, seed. bt_l2 is not read here.
+        # fingerprint), the eval embeddings (eval fingerprint) and alphas, val_frac, seed, cross_fit (the folds of the
+        # held-out scores). bt_l2 is not read here.
         key = content_hash(encoder.identity(), fingerprint(train), fingerprint(eval_pairs), rh, self.identity())
         arrays, hit = head_scores(train_emb, ratings, eval_emb, self, cache / "head_scores" / f"{key}.npz",
                                   groups=list(train["prompt"]))
         return arrays, {"embeddings_cached": bool(hit_train and hit_eval), "head_scores_cached": hit,
-                        "head_scores_key": key}
+                        "head_scores_key": key, "held_out_basis": self.held_out_basis(len(train))}
 
     def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
                            cache_dir: str | Path) -> np.ndarray:
@@ -181,14 +197,38 @@ def head_scores(train_emb: np.ndarray, train_ratings: np.ndarray, eval_emb: np.n
     """Fit the heads and score the evaluation pairs, cached at ``cache_path`` (keyed by the caller)."""
 
     def compute() -> dict[str, np.ndarray]:
+        held_out = cross_fitted_scores(train_emb, train_ratings, heads, groups)
         heads.fit(train_emb, train_ratings, groups)
         return {"eval_scores": heads.predict(eval_emb), "train_scores": heads.predict(train_emb),
-                "alpha": heads.alpha, "val_mse": heads.val_mse, "W": heads.W, "b": heads.b}
+                "held_out_scores": held_out, "alpha": heads.alpha, "val_mse": heads.val_mse, "W": heads.W, "b": heads.b}
 
     n, m, k = len(train_emb), len(eval_emb), train_ratings.shape[-1]
 
     def check(a: dict[str, np.ndarray]) -> str | None:
         return (expect(a, eval_scores=(m, 2, k), train_scores=(n, 2, k), W=(None, k), b=(k,))
-                or expect(a, finite=False, alpha=(k,), val_mse=(k,)))
+                or expect(a, finite=False, alpha=(k,), val_mse=(k,), held_out_scores=(n, 2, k)))
 
     return cached_arrays(cache_path, compute, check)
+
+
+def cross_fitted_scores(emb: np.ndarray, ratings: np.ndarray, heads: RidgeHeads,
+                        groups: Sequence[Any] | None = None) -> np.ndarray:
+    """(N, 2, K) head scores of the training pairs, each from heads fitted without its fold: ``heads.cross_fit``
+    folds of whole ``groups`` (:func:`encore.rm.splits.group_folds`), a fresh :class:`RidgeHeads` with the same
+    settings fitted (α chosen on its own validation split) on the other folds. All NaN with ``cross_fit=0``."""
+    from encore.rm.splits import group_folds
+
+    n = len(emb)
+    out = np.full((n, 2, ratings.shape[-1]), np.nan)
+    if not heads.cross_fit:
+        return out
+    keys = list(range(n)) if groups is None else list(groups)
+    folds = group_folds(keys, heads.cross_fit, heads.seed)
+    for f in np.unique(folds):
+        fit, held = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        if len(fit) == 0:  # one conversation only: nothing to fit on without it
+            continue
+        sub = RidgeHeads(heads.alphas, heads.val_frac, heads.seed, heads.bt_l2, cross_fit=0)
+        sub.fit(emb[fit], ratings[fit], [keys[i] for i in fit])
+        out[held] = sub.predict(emb[held])
+    return out

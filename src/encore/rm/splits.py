@@ -28,3 +28,20 @@ def validation_split(groups: Any, frac: float, seed: int, at_least_one: bool = F
     k = min(int(np.searchsorted(cum, target)) + 1, g - 1)
     val = np.isin(codes, order[:k])
     return np.flatnonzero(val), np.flatnonzero(~val)
+
+
+def group_folds(groups: Any, k: int, seed: int) -> np.ndarray:
+    """Fold (0..k'-1) of each pair for K-fold cross-fitting, whole groups at a time (as :func:`validation_split`), so
+    no conversation is both fitted on and predicted. Groups are taken in a seeded random order, each into the fold
+    with the fewest pairs so far; k' = min(k, number of groups). Returns (N,) ints."""
+    if int(k) < 2:
+        raise ValueError(f"train.cross_fit={k}: cross-fitting needs at least 2 folds")
+    codes, uniq = pd.factorize(pd.Series(list(groups)))
+    g = len(uniq)
+    k = min(int(k), g)
+    sizes = np.bincount(codes, minlength=g)
+    fold_of_group, load = np.zeros(g, dtype=int), np.zeros(max(k, 1), dtype=int)
+    for grp in np.random.default_rng(seed).permutation(g):
+        f = int(np.argmin(load))
+        fold_of_group[grp], load[f] = f, load[f] + sizes[grp]
+    return fold_of_group[codes]

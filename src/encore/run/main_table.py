@@ -40,6 +40,11 @@ def _params(method: Any) -> str:
                       sort_keys=True, default=str)
 
 
+def _fitted_on(method: Any, ctx: FitContext) -> dict[str, str]:
+    """``fitted_on``: what a fitted composition (BT-optimised weights, the gate) learned from, in words."""
+    return {"fitted_on": method.fitted_on(ctx)} if hasattr(method, "fitted_on") else {}
+
+
 def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
                    run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     eval_pairs, scores = ctx.eval_pairs, ctx.eval_scores
@@ -56,11 +61,13 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
             mean_w = extra.pop("mean_weights", None)  # a gate's weights, averaged over evaluation prompts
             if mean_w is not None:
                 weights += [{"method": m.name, "seed": 0, "rule": r, "weight": float(x)} for r, x in zip(ctx.rules, mean_w)]
-            rows.append({**row, **extra, "params": _params(m)})
+            if hasattr(m, "flags"):  # a judge near chance or with a position preference: marked, never bolded
+                row["judge_flags"] = m.flags(extra, row)
+            rows.append({**row, **extra, **_fitted_on(m, ctx), "params": _params(m)})
             continue
         w = np.atleast_2d(m.weights(ctx))
         row, correct[m.name] = evaluate_weights(m.name, w, scores, subsets, n_boot=cfg.stats.n_boot, seed=cfg.stats.seed)
-        row["params"] = _params(m)
+        row.update(_fitted_on(m, ctx), params=_params(m))
         if len(w) == 1 and np.count_nonzero(w[0]) == 1:  # all weight on one rule: name it (figures, tables)
             row["rule"] = ctx.rules[int(np.flatnonzero(w[0])[0])]
         rows.append(row)

@@ -240,7 +240,9 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
                              accuracy=stats["accuracy"].to_numpy(), delta=ratings.chosen - ratings.rejected,
                              train_ratings=ratings.values,
                              train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
-                             eval_scores=arrays["eval_scores"], encoder=encoder, trainer=trainer, rater=rater,
+                             eval_scores=arrays["eval_scores"], held_out_scores=arrays.get("held_out_scores"),
+                             held_out_basis=metrics["heads"].get("held_out_basis", "no held-out head scores"),
+                             encoder=encoder, trainer=trainer, rater=rater,
                              cache_dir=str(cfg.cache_dir), rm_report=metrics["heads"],
                              log_base=log_base(cfg.study))  # ENCORE's τ is in nats: H is converted
             table, wide, sig = stage_evaluate(cfg, methods, ctx, run_dir)

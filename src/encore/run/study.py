@@ -17,7 +17,8 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from encore.cache.artifacts import write_frame, write_json
-from encore.entropy import TIES, correlation, entropy_unit, rating_entropy, rule_accuracy, tie_share
+from encore.entropy import (TIES, bins_used, binning_robustness, correlation, entropy_unit, rating_entropy,
+                            rule_accuracy, tie_share)
 from encore.rating.engine import Ratings
 from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci
 from encore.report.style import Names
@@ -25,6 +26,7 @@ from encore.report.tables import write_tables
 
 log = logging.getLogger(__name__)
 TIE_WARNING = 0.2  # a rule tying on more than this share of pairs gets the tie policy's effect in the log
+ROBUSTNESS_BINS = (8, 10, 12)  # the study's r and the rules' entropy ranking under a few bin counts besides study.bins
 # The interval on r and its p-value answer different questions, so correlation.json says which each is.
 CI_BASIS = "pair bootstrap: 95% percentile interval over stats.n_boot resamples of the pairs, the rules fixed"
 P_BASIS = "over the K rules: two-sided test of r = 0 with the rules as the sample (scipy.stats.pearsonr, spearmanr)"
@@ -38,18 +40,20 @@ def log_base(study: DictConfig) -> float:
 def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.DataFrame, dict]:
     """Per-rule entropy and accuracy, their correlation with a bootstrap interval, and the tie policy's effect."""
     st = cfg.study
-    H = rating_entropy(ratings.values.reshape(-1, len(ratings.rules)), int(st.bins), log_base(st))
+    flat = ratings.values.reshape(-1, len(ratings.rules))  # (2N, K) every rated response
+    H = rating_entropy(flat, int(st.bins), log_base(st))
     by_ties = {t: rule_accuracy(ratings.chosen, ratings.rejected, t) for t in TIES}  # (accuracy, pairs used)
     acc, n_used = by_ties[st.ties]
     if not np.isfinite(acc).any():
         raise RuntimeError(f"study: no rule has a pair rated on both sides ({ratings.n_missing} ratings missing: "
                            f"{ratings.missing_by_reason()}); the entropy-accuracy table would be all NaN. Fix the "
                            "rating stage first (see rating_report.json)")
-    lo, hi = bootstrap_rule_accuracy_ci(ratings.chosen, ratings.rejected, st.ties, n_boot=cfg.stats.n_boot,
-                                        seed=cfg.stats.seed)
+    lo, hi, undefined = bootstrap_rule_accuracy_ci(ratings.chosen, ratings.rejected, st.ties, n_boot=cfg.stats.n_boot,
+                                                   seed=cfg.stats.seed, with_undefined=True)
     ties = tie_share(ratings.chosen, ratings.rejected)
     stats = pd.DataFrame({"rule": ratings.rules, "entropy": H, "accuracy": acc, "accuracy_ci_low": lo,
-                          "accuracy_ci_high": hi, "n_pairs": n_used,
+                          "accuracy_ci_high": hi, "accuracy_ci_n_undefined": undefined, "n_pairs": n_used,
+                          "bins_used": bins_used(flat, int(st.bins)),
                           "entropy_unit": entropy_unit(st.log_base),
                           "n_missing": np.isnan(ratings.values).sum(axis=(0, 1)),
                           "mean_rating": np.nanmean(ratings.values, axis=(0, 1)), "tie_share": ties,
@@ -61,6 +65,10 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
     corr.update(bins=st.bins, ties=st.ties, log_base=str(st.log_base), n_pairs=len(ratings.pair_ids),
                 max_tie_share=float(np.nanmax(ties)) if np.isfinite(ties).any() else None,
                 by_ties={t: {k: correlation(H, a)[k] for k in ("pearson_r", "spearman_rho")} for t, (a, _) in by_ties.items()})
+    corr["binning"] = binning_robustness(flat, acc, int(st.bins), ROBUSTNESS_BINS)
+    corr["binning"]["warning"] = bins_warning(stats, int(st.bins))
+    if corr["binning"]["warning"]:
+        log.warning("%s", corr["binning"]["warning"])
     if np.nanmax(ties, initial=0) > TIE_WARNING:
         heavy = [r for r, s in zip(ratings.rules, ties) if s > TIE_WARNING]
         log.warning("%d rule(s) tie on more than %.0f%% of pairs (up to %.0f%%: binary or coarse ratings): %s. Under "
@@ -72,3 +80,14 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
     write_json(run_dir / "correlation.json", corr)
     write_tables(run_dir, Names.from_run(run_dir), stats=stats)
     return stats, corr
+
+
+def bins_warning(stats: pd.DataFrame, bins: int) -> str | None:
+    """A warning naming the rules whose ratings use fewer than half of the ``bins`` bins (their entropy then says as
+    much about where the bin edges fall as about the rater; ``binning`` in correlation.json shows how r moves)."""
+    few = stats[stats["bins_used"] < bins / 2]
+    if few.empty:
+        return None
+    return (f"{len(few)} of {len(stats)} rules use fewer than half of the {bins} entropy bins (as few as "
+            f"{int(few['bins_used'].min())}: {', '.join(map(str, few['rule'][:5]))}): their entropy may be a binning "
+            "artefact; see binning in correlation.json for r under other bin counts")

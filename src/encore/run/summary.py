@@ -41,6 +41,38 @@ def _ci(row: Mapping[str, Any], key: str, fmt: str, what: str = "", why: str = "
     return f" (95% CI {_num(lo, fmt)} to {_num(hi, fmt)}{', ' + what if what else ''})"
 
 
+def binning_line(corr: Mapping[str, Any]) -> str | None:
+    """How the study was measured: the bins the ratings use and r (and the rules' entropy ranking) under a few bin
+    counts, with the warning where a rule uses fewer than half the bins."""
+    b = corr.get("binning")
+    if not b:
+        return None
+    run = str(b["bins"])
+    by = dict(sorted(b["by_bins"].items(), key=lambda kv: int(kv[0])))  # a JSON round trip sorts keys as text
+    used = (f"{b['bins_used_min']}" if b["bins_used_min"] == b["bins_used_max"]
+            else f"{b['bins_used_min']}-{b['bins_used_max']}")
+    line = (f"entropy bins: rules use {used} of {run} bins; Pearson r = "
+            + " / ".join(_num(v["pearson_r"]) for v in by.values()) + " at " + " / ".join(by) + " bins; rule ranking "
+            f"by entropy against {run} bins: Spearman "
+            + ", ".join(f"{_num(v['ranking_vs_run_bins'])} ({k})" for k, v in by.items() if k != run))
+    return line + (f". WARNING: {b['warning']}" if b.get("warning") else "")
+
+
+def _marked(row: Mapping[str, Any]) -> bool:
+    """A judge near chance or with a position preference (``judge_flags``, :mod:`encore.judge`)."""
+    return isinstance(row.get("judge_flags"), str) and bool(row["judge_flags"])
+
+
+def _resampling(row: Mapping[str, Any]) -> str:
+    """How a headline interval's replicates were drawn, in two words (``safety_ci_basis``), and any undefined ones."""
+    basis = str(row.get("safety_ci_basis") or "")
+    what = "stratified by subset" if basis.startswith("bootstrap stratified") else "pairs resampled" if basis else ""
+    bad = row.get("safety_ci_n_undefined")
+    if _finite(bad or 0) and (bad or 0) > 0:
+        what += f"; {int(bad)} undefined replicate(s) left out"
+    return what
+
+
 def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] | None) -> str:
     """Entropy–accuracy correlation with its interval and p-value, each saying what it is: the interval resamples
     pairs with the rules fixed, the p-value treats the K rules as the sample. When one excludes 0 and the other does
@@ -56,6 +88,10 @@ def study_line(corr: Mapping[str, Any], dataset: str, paper: Mapping[str, Any] |
         line += (" (they differ because they ask different things: the interval, how r moves with other pairs for "
                  f"these rules; p, whether {k} rules are enough to tell r from 0)")
     line += f"; Spearman rho = {_num(corr.get('spearman_rho'))}"
+    bad = {k: corr.get(f"{k}_n_undefined") or 0 for k in ("pearson_r", "spearman_rho")}
+    if any(bad.values()):  # counted, never dropped silently
+        line += (f" ({bad['pearson_r']} of {corr.get('n_boot')} bootstrap replicates left r undefined, "
+                 f"{bad['spearman_rho']} rho; left out of the intervals)")
     r = (paper or {}).get("pearson_r", {}).get(dataset) if paper else None
     return line + (f"; paper: r = {r} {PAPER_RULES}" if r is not None else "")
 
@@ -66,25 +102,36 @@ def safety_lines(table: list[Mapping[str, Any]], sig: list[Mapping[str, Any]], n
     method, the paired difference and its Holm-adjusted p; then the paper's scores for the methods it reports."""
     rows = {str(r["method"]): r for r in table}
     if reference not in rows:
-        best = max(rows.values(), key=lambda r: r["safety"]) if rows else None
+        fair = [r for r in rows.values() if not _marked(r)] or list(rows.values())
+        best = max(fair, key=lambda r: r["safety"]) if fair else None
         return [] if best is None else [f"{label}: best {names.method(best['method'])} {best['safety']:.1f}"
-                                        f"{_ci(best, 'safety', '.1f')}"]
+                                        f"{_ci(best, 'safety', '.1f', _resampling(best))}"]
     ref = rows[reference]
-    line = f"{label}: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f')}"
-    others = [r for m, r in rows.items() if m != reference and r.get("safety") is not None]
+    line = f"{label}: {names.method(reference)} {ref['safety']:.1f}{_ci(ref, 'safety', '.1f', _resampling(ref))}"
+    others = [r for m, r in rows.items() if m != reference and r.get("safety") is not None and not _marked(r)]
     if others:
         best = max(others, key=lambda r: r["safety"])
         s = next((x for x in sig if x.get("method") == best["method"]), {})
-        line += f" vs best baseline {names.method(best['method'])} {best['safety']:.1f}{_ci(best, 'safety', '.1f')}"
+        line += (f" vs best baseline {names.method(best['method'])} {best['safety']:.1f}"
+                 f"{_ci(best, 'safety', '.1f', _resampling(best))}")
         if s:
             line += f": {s['reference_minus_method']:+.1f} points, Holm-adjusted p = {_num(s.get('p_holm'), '.2g')}"
-    lines = [line]
+    lines = [line] + [f"judge: {names.method(m)} {r['judge_flags']}; never counted as best" for m, r in rows.items()
+                      if _marked(r)]
     quoted = (paper or {}).get("safety") or {}
     if quoted:
         ours = ", ".join(f"{names.method(m)} {rows[m]['safety']:.1f}" for m in quoted if m in rows)
         lines.append("paper: " + ", ".join(f"{names.method(m)} {v}" for m, v in quoted.items())
                      + f" {PAPER_RULES}" + (f"  (ours: {ours})" if ours else ""))
     return lines
+
+
+def fitted_line(table: list[Mapping[str, Any]], names: Names) -> str | None:
+    """What each fitted composition (BT-optimised weights, the gate) was fitted on: held-out or cross-fitted head
+    scores by default, in-sample only on request (``method.fit_on``)."""
+    fitted = [f"{names.method(str(r['method']))} on {r['fitted_on']}" for r in table
+              if isinstance(r.get("fitted_on"), str)]  # methods fitted on nothing have NaN / null there
+    return "fitted: " + "; ".join(fitted) if fitted else None
 
 
 def rating_line(rating: Mapping[str, Any]) -> str:
@@ -115,8 +162,10 @@ def summary_text(metrics: Mapping[str, Any], names: Names, paper: Mapping[str, A
         lines.append(rating_line(metrics["rating"]))
     if metrics.get("correlation"):
         lines.append(study_line(metrics["correlation"], str(metrics.get("dataset")), paper))
+        lines += [x for x in [binning_line(metrics["correlation"])] if x]
     if metrics.get("main_table"):
         label = (f"{str(metrics.get('eval_metric', 'safety')).lower()} on {metrics['eval_set']}"
                  if metrics.get("eval_set") else "safety")
+        lines += [x for x in [fitted_line(metrics["main_table"], names)] if x]  # what the baselines below learned from
         lines += safety_lines(metrics["main_table"], metrics.get("significance") or [], names, paper, label=label)
     return "\n".join(lines)

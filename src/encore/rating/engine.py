@@ -42,16 +42,6 @@ class NotRated(RuntimeError):
                          f"in shards: {command} (or slurm/rate_vllm_server.sbatch), then launch training again")
 
 
-class RaterUnavailable(RuntimeError):
-    """A rater that can answer no more (every server of ``rater.base_url`` is down): ``values`` and ``reasons`` are
-    what ``rate`` would have returned, the unanswered ratings missing with a ``transient:`` reason, so the caller
-    keeps what was answered before it stops."""
-
-    def __init__(self, message: str, values: Any, reasons: Any):
-        super().__init__(message)
-        self.values, self.reasons = values, reasons
-
-
 class Rater(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
@@ -279,6 +269,17 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
 
 class TooManyMissing(RuntimeError):
     """More ratings missing than a study can stand on."""
+
+
+class RaterUnavailable(TooManyMissing):
+    """A rater that can answer no more (every server of ``rater.base_url`` is down): ``values`` and ``reasons`` are
+    what ``rate`` would have returned, the unanswered ratings missing with a ``transient:`` reason, so the caller
+    keeps what was answered before it stops. Raised out of a judge, it ends the run with its message alone (a
+    :class:`TooManyMissing`)."""
+
+    def __init__(self, message: str, values: Any, reasons: Any):
+        super().__init__(message)
+        self.values, self.reasons = values, reasons
 
 
 def check_missing(n_missing: int, n_total: int, by_reason: dict[str, int], max_share: float,

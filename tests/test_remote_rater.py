@@ -191,6 +191,18 @@ def test_every_prompt_of_a_response_goes_to_one_server(local):
     np.testing.assert_array_equal(got, alone)
 
 
+def test_every_token_id_prompt_of_a_response_goes_to_one_server(local):
+    """The same for rater=vllm_server's token-id prompts (/v1/completions), what the SLURM recipe's copies get."""
+    with LLMServer(local) as one, LLMServer(local) as two:
+        _client([one.url, two.url], max_concurrency=2, vllm_extensions=True, tokenizer="tiny-bpe").rate(*_args())
+        where = {}
+        for srv in (one, two):
+            for body in srv.bodies:
+                where.setdefault(local.tok.decode(body["prompt"]).rsplit("[RULE]", 1)[0], set()).add(srv.url)
+    assert len(where) == len(SIX) and all(len(s) == 1 for s in where.values()), where
+    assert {u for s in where.values() for u in s} == {one.url, two.url}
+
+
 def test_the_shared_queue_is_still_there_for_measuring(local):
     """rater.route_by_response=false: single prompts from one shared queue (what .ci/vllm_lane measures against)."""
     with LLMServer(local) as one, LLMServer(local, faults=["slow"] * 3, slow_s=0.3) as two:

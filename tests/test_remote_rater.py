@@ -178,7 +178,8 @@ def _response_of(body) -> str:
 
 def test_every_prompt_of_a_response_goes_to_one_server(local):
     """Two servers: each response's K rule prompts all land on one of them (so its prefix cache computes the shared
-    conversation once), both servers take responses, and the ratings are one server's."""
+    conversation once), both servers take responses, and the ratings are one server's. Stand-in servers: this proves
+    where the prompts go, not what vLLM's prefix cache saves (the lane's real-server hit rates do)."""
     with LLMServer(local) as one, LLMServer(local) as two:
         got, _ = _client([one.url, two.url], max_concurrency=2).rate(*_args())
         where = {}
@@ -192,7 +193,8 @@ def test_every_prompt_of_a_response_goes_to_one_server(local):
 
 
 def test_every_token_id_prompt_of_a_response_goes_to_one_server(local):
-    """The same for rater=vllm_server's token-id prompts (/v1/completions), what the SLURM recipe's copies get."""
+    """The same for rater=vllm_server's token-id prompts (/v1/completions), what the SLURM recipe's copies get
+    (stand-in servers: where the prompts go, not vLLM's cache)."""
     with LLMServer(local) as one, LLMServer(local) as two:
         _client([one.url, two.url], max_concurrency=2, vllm_extensions=True, tokenizer="tiny-bpe").rate(*_args())
         where = {}
@@ -204,7 +206,8 @@ def test_every_token_id_prompt_of_a_response_goes_to_one_server(local):
 
 
 def test_the_shared_queue_is_still_there_for_measuring(local):
-    """rater.route_by_response=false: single prompts from one shared queue (what .ci/vllm_lane measures against)."""
+    """rater.route_by_response=false: single prompts from one shared queue (what .ci/vllm_lane measures against;
+    stand-in servers, one slowed so the other takes more)."""
     with LLMServer(local) as one, LLMServer(local, faults=["slow"] * 3, slow_s=0.3) as two:
         _client([one.url, two.url], max_concurrency=2, route_by_response=False).rate(*_args())
         split = {_response_of(b) for b in one.bodies} & {_response_of(b) for b in two.bodies}
@@ -222,7 +225,8 @@ def test_least_loaded_server_takes_a_retry():
 @pytest.mark.parametrize("fault", ["truncated", "html", "garbage"])
 def test_a_broken_http_200_is_retried_not_raised_nor_stored(local, fault):
     """HTTP 200 with a body cut in half, an HTML page, or JSON without choices: a failure of that request, asked
-    again; never a crash (today: JSONDecodeError) nor a rating stored as missing (today: "response has no logprobs")."""
+    again; never a crash (today: JSONDecodeError) nor a rating stored as missing (today: "response has no logprobs").
+    The stand-in makes the broken bodies; what a real proxy or server sends when it breaks may differ in form."""
     pairs = SIX.iloc[:2]
     with LLMServer(local, faults=[fault]) as srv:
         v, reasons = _client(srv.url, max_concurrency=1).rate(*_args(pairs))
@@ -233,7 +237,8 @@ def test_a_broken_http_200_is_retried_not_raised_nor_stored(local, fault):
 
 def test_a_server_answering_truncated_json_every_third_request_loses_nothing(local, caplog):
     """Two servers, one cutting every 3rd answer in half: every rating arrives (the broken ones asked again on the
-    other server), equal to one good server's; the log names the bad server in one line and counts its failures."""
+    other server), equal to one good server's; the log names the bad server in one line and counts its failures.
+    Stand-in servers: the fault is injected, not a real server's failure."""
     with LLMServer(local) as good, LLMServer(local, every=("truncated", 3)) as bad:
         with caplog.at_level("WARNING", logger="encore.rating.routing"):
             got, reasons = _client([good.url, bad.url], max_concurrency=2).rate(*_args())
@@ -248,7 +253,8 @@ def test_a_server_answering_truncated_json_every_third_request_loses_nothing(loc
 
 def test_a_request_is_bounded_as_a_whole_by_rater_timeout(local):
     """A server trickling its answer a byte at a time over 8 s: at rater.timeout=1 the attempt ends after about 1 s
-    (httpx's timeout is per read; today the request is held the whole 8 s) and the retry gets the rating."""
+    (httpx's timeout is per read; today the request is held the whole 8 s) and the retry gets the rating. The
+    stand-in trickles on purpose; a real server under load trickles less evenly."""
     import time
 
     pairs = SIX.iloc[:1]
@@ -262,7 +268,8 @@ def test_a_request_is_bounded_as_a_whole_by_rater_timeout(local):
 
 def test_a_server_that_dies_mid_run_has_its_work_moved(local, caplog):
     """Two servers, one gone after 3 answers (later connections refused): its queued and in-flight requests move
-    to the other, named in the log; every rating arrives and equals one server's (today: its share is missing)."""
+    to the other, named in the log; every rating arrives and equals one server's (today: its share is missing).
+    The stand-in dies by closing its socket; a GPU server that hangs instead is bounded by rater.timeout only."""
     with LLMServer(local) as good, LLMServer(local, die_after=3) as dying:
         with caplog.at_level("WARNING", logger="encore.rating.routing"):
             got, reasons = _client([good.url, dying.url], max_concurrency=2).rate(*_args())
@@ -275,7 +282,8 @@ def test_a_server_that_dies_mid_run_has_its_work_moved(local, caplog):
 def test_with_every_server_gone_the_run_stops_once_and_keeps_what_was_answered(local, tmp_path):
     """The only server dies after 5 answers, inside the second chunk: the run stops with one message naming the
     server and the fix (even with rating.max_missing_share=1, which accepts any gap), the 5 answered ratings are
-    stored (the open chunk's one too), and the rerun asks only for the other 19 and counts them so."""
+    stored (the open chunk's one too), and the rerun asks only for the other 19 and counts them so. (Stand-in
+    server: what is proven is the client's and the store's side.)"""
     from encore.rating.engine import TooManyMissing
     from encore.rating.store import RatingStore
 
@@ -296,7 +304,8 @@ def test_with_every_server_gone_the_run_stops_once_and_keeps_what_was_answered(l
 
 
 def test_a_server_that_is_down_is_asked_again_at_the_next_batch(local):
-    """Down in one batch (nothing listening), answering at the next: used again, not given up for good."""
+    """Down in one batch (nothing listening), answering at the next: used again, not given up for good (a stand-in
+    server started on the port between the two batches)."""
     import socket
 
     with socket.socket() as s:

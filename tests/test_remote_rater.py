@@ -279,6 +279,19 @@ def test_a_server_that_dies_mid_run_has_its_work_moved(local, caplog):
     assert f"server {dying.url} is down" in caplog.text and f"move to {good.url}" in caplog.text
 
 
+def test_a_server_that_hangs_is_given_up_and_its_work_moved(local, caplog):
+    """Two servers, one accepting every request and never answering in time: after three timeouts in a row it is
+    down, its work moves to the other, and every rating arrives. The stand-in hangs by sleeping; a real hung GPU
+    server may also stop accepting connections (the dead-server case)."""
+    with LLMServer(local) as good, LLMServer(local, every=("slow", 1), slow_s=20.0) as hung:
+        with caplog.at_level("WARNING", logger="encore.rating.routing"):
+            got, reasons = _client([good.url, hung.url], max_concurrency=2, timeout=0.5).rate(*_args())
+        ref, _ = _client(good.url).rate(*_args())
+    assert all(r == "" for row in reasons for r in row)
+    np.testing.assert_array_equal(got, ref)
+    assert f"server {hung.url} is down (timeout" in caplog.text
+
+
 def test_with_every_server_gone_the_run_stops_once_and_keeps_what_was_answered(local, tmp_path):
     """The only server dies after 5 answers, inside the second chunk: the run stops with one message naming the
     server and the fix (even with rating.max_missing_share=1, which accepts any gap), the 5 answered ratings are

@@ -14,9 +14,10 @@ trickling bytes could hold a request far longer). A failed attempt — connectio
 or 5xx, an HTTP 200 whose body is not JSON (HTML, truncated) or has no ``choices`` — is retried after exponential
 backoff with jitter, on the least-loaded other live server where there is one. The first failure of each kind on a
 server is logged in one line naming it; all are counted in one line per server at the end of the batch. A server
-whose connections fail ``DOWN_AFTER`` times in a row, with no answer between, is down: its queued groups move to the
-others and its requests in flight are retried there (logged, with the numbers); the last live server is given up
-only when a request has used all its retries on it (a burst of refused connections ends no run). A down server is asked again
+whose connections fail or time out ``DOWN_AFTER`` times in a row, with no answer between (dead, or hung), is down:
+its queued groups move to the others and its requests in flight are retried there (logged, with the numbers). The
+last live server is given up only when a request has used all its retries on it without a connection (a burst of
+refused connections, or one prompt too slow for the deadline, ends no run). A down server is asked again
 (``GET /models``) at the start of the next batch and used if it answers. With every server down, the batch ends: the
 unanswered requests are missing with a ``transient:`` reason and :attr:`Pool.gone` says why; the rater then raises
 :class:`encore.rating.engine.RaterUnavailable` with the answered ones, which the caller stores before it stops.
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 RETRY = {408, 409, 425, 429}  # timeout, conflict, too early, too many requests: worth asking again, never cached
 FATAL = {401: "check the key in the environment variable rater.api_key_env", 403: "check the key's permissions",
          404: "check rater.base_url and rater.model"}
-DOWN_AFTER = 3  # connection failures in a row (no answer between) that make a server down
+DOWN_AFTER = 3  # connection failures or timeouts in a row (no answer between) that make a server down
 Parse = Callable[[dict], tuple[Any, str]]
 
 
@@ -174,7 +175,7 @@ class _Batch:
             s.streak = 0
             self.finish(i, value)
             return
-        if kind == "conn":
+        if kind in ("conn", "slow"):
             s.streak += 1
         else:  # it answered, if badly: it is there
             s.streak = 0
@@ -183,9 +184,9 @@ class _Batch:
         self.failed[s.url][label] += 1
         self.tries[i] += 1
         last = [x for x in self.servers if not x.down] == [s]
-        if kind == "conn" and not s.down and (s.streak >= DOWN_AFTER and not last
-                                              or last and self.tries[i] > self.pool.max_retries):
-            self.take_down(s, why)  # the last one only once a request has used all its retries on it
+        if not s.down and (s.streak >= DOWN_AFTER and not last
+                           or last and kind == "conn" and self.tries[i] > self.pool.max_retries):
+            self.take_down(s, why)  # the last one only once a request has used all its retries on it, unanswered
         target = least_loaded(self.servers, avoid=s)
         if self.tries[i] > self.pool.max_retries or target is None:
             self.finish(i, (None, f"{TRANSIENT}{label} after {self.pool.max_retries} retries"))
@@ -249,13 +250,13 @@ class _Batch:
     # ------------------------------------------------------------------ one attempt
     async def attempt(self, s: Server, i: int) -> tuple[str, Any, str, float | None]:
         """(kind, value, why, retry-after): ``ok`` with the parsed (value, reason) or a final HTTP answer; ``retry``
-        (the server answered, badly, or too late); ``conn`` (no answer at all)."""
+        (the server answered, badly); ``slow`` (no whole answer within the deadline); ``conn`` (no connection)."""
         import httpx
 
         try:  # the deadline covers connecting, sending and reading the whole body
             r = await asyncio.wait_for(s.client.post(self.path, json=self.bodies[i]), self.pool.timeout)
         except (TimeoutError, httpx.TimeoutException):
-            return "retry", None, f"timeout (no whole answer within rater.timeout={self.pool.timeout:g} s)", None
+            return "slow", None, f"timeout (no whole answer within rater.timeout={self.pool.timeout:g} s)", None
         except httpx.TransportError as e:
             return "conn", None, f"connection error ({type(e).__name__})", None
         if r.status_code == 200:

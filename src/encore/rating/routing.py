@@ -187,6 +187,8 @@ class _Batch:
         if not s.down and (s.streak >= DOWN_AFTER and not last
                            or last and kind == "conn" and self.tries[i] > self.pool.max_retries):
             self.take_down(s, why)  # the last one only once a request has used all its retries on it, unanswered
+            if self.done[i]:  # that was the last server: abandon() has answered everything
+                return
         target = least_loaded(self.servers, avoid=s)
         if self.tries[i] > self.pool.max_retries or target is None:
             self.finish(i, (None, f"{TRANSIENT}{label} after {self.pool.max_retries} retries"))
@@ -216,8 +218,9 @@ class _Batch:
             self.cond.notify_all()
 
     def finish(self, i: int, value: tuple[Any, str]) -> None:
-        self.results[i], self.done[i] = value, True
-        self.left -= 1
+        if not self.done[i]:
+            self.results[i], self.done[i] = value, True
+            self.left -= 1
 
     def take_down(self, s: Server, why: str) -> None:
         s.down = self.pool.down[s.url] = why

@@ -192,6 +192,16 @@ def test_every_prompt_of_a_response_goes_to_one_server(local):
     np.testing.assert_array_equal(got, alone)
 
 
+def test_a_faster_server_takes_more_responses(local):
+    """Balance by work: a server takes a response's prompts only when it has a free slot, so the one answering
+    faster takes more responses, each whole (stand-in servers, one slowed by 0.3 s a request)."""
+    with LLMServer(local) as fast, LLMServer(local, every=("slow", 1), slow_s=0.3) as slow:
+        _client([fast.url, slow.url], max_concurrency=1).rate(*_args())
+        by = {srv.url: {_response_of(b) for b in srv.bodies} for srv in (fast, slow)}
+    assert not by[fast.url] & by[slow.url] and len(by[fast.url]) + len(by[slow.url]) == len(SIX)
+    assert len(by[fast.url]) > len(by[slow.url]) >= 1, by
+
+
 def test_every_token_id_prompt_of_a_response_goes_to_one_server(local):
     """The same for rater=vllm_server's token-id prompts (/v1/completions), what the SLURM recipe's copies get
     (stand-in servers: where the prompts go, not vLLM's cache)."""

@@ -125,7 +125,9 @@ def test_edited_rule_descriptions_are_rated_again_by_the_embedded_rater(tmp_path
     assert rate_pairs(pairs, RULES, rater, tmp_path, progress=False)[1]["n_new"] == 0  # unchanged: a hit
     edited = [RULES[0], dataclasses.replace(RULES[1], follows="a reply in French", violates="a reply in English")]
     again, rep = rate_pairs(pairs, edited, rater, tmp_path, progress=False)
-    assert rep["n_new"] == 2 * 4 * len(RULES)  # every response is rated again (a response goes to the rater whole)
+    # every response is rated again (a response goes to the rater whole), but only the edited rule's ratings are new:
+    # "from the cache" and "new" add up to the ratings of the run (issue 33)
+    assert (rep["n_new"], rep["n_cached"]) == (2 * 4, 2 * 4)
     np.testing.assert_array_equal(again.values[..., 0], first.values[..., 0])
     assert not np.allclose(again.values[..., 1], first.values[..., 1])
     fresh, _ = rate_pairs(pairs, edited, rater, tmp_path / "fresh", progress=False)
@@ -139,7 +141,7 @@ def test_llm_raters_key_a_rule_by_its_text_only(tmp_path):
     same = [dataclasses.replace(r, follows="x", violates="y") for r in RULES]
     assert rate_pairs(pairs, same, FakeRater(), tmp_path, progress=False)[1]["n_new"] == 0
     reworded = [RULES[0], dataclasses.replace(RULES[1], text="rule b, reworded")]
-    assert rate_pairs(pairs, reworded, FakeRater(), tmp_path, progress=False)[1]["n_new"] == 2 * 3 * len(RULES)
+    assert rate_pairs(pairs, reworded, FakeRater(), tmp_path, progress=False)[1]["n_new"] == 2 * 3  # the reworded rule
 
 
 def test_two_rules_a_rater_reads_identically_are_reported(tmp_path, caplog):

@@ -32,7 +32,9 @@ def test_changing_one_rule_rerates_only_that_rule(tmp_path):
     _, rep = rate_pairs(pairs, [RULES[0], RULES[1], Rule("c", "a reworded rule c")], FakeRater(), tmp_path, progress=False)
     n_texts = len(set(pairs["chosen"]) | set(pairs["rejected"]))
     assert rep["n_cached"] == n_texts * 2
-    assert rep["n_new"] == n_texts * 3  # the pending responses are re-asked for all rules, one call per chunk
+    # the pending responses are asked again for all rules (one call per chunk), but only rule c's ratings are new:
+    # cached + new = the ratings of the run (issue 33; before, the re-asked cached ones were counted twice)
+    assert rep["n_new"] == n_texts
 
 
 def test_missing_ratings_are_recorded_with_reason_not_numbers(tmp_path):

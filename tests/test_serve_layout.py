@@ -51,3 +51,26 @@ def test_command_line_prints_the_layout_or_exits_2(capsys, monkeypatch):
     assert out.out.splitlines() == ["1 2", "", ""] and "TP=1 not checked against tiny" in out.err
     assert main(["--model", "tiny"]) == 2
     assert "set TP (and COPIES)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, tp, copies", [("", 4, 2), ("--gpu-memory-utilization 0.4", 8, 1),
+                                               ("--dtype=float32", 8, 1), ("-tp 8", 8, 1),
+                                               ("--enforce-eager --tensor_parallel_size=8 --port 9", 8, 1)])
+def test_the_servers_own_flags_in_vllm_args_are_planned(extra, tp, copies, monkeypatch):
+    """VLLM_ARGS comes last on each server's command line, so its memory, dtype and parallelism flags are the
+    servers': the layout is planned with them (a server given less memory needs more GPUs per copy)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    t, blocks = layout(MODEL, 4096, gpus=parse_gpus("8x80GB"), arch=ARCH, extra=extra)
+    assert (t, len(blocks)) == (tp, copies)
+
+
+def test_command_line_reads_vllm_args_from_the_environment(capsys, monkeypatch):
+    """python -m encore.node.serve_layout, as the recipe calls it: VLLM_ARGS from the environment (it was ignored)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("encore.scale.hardware.detect", lambda *a, **k: parse_gpus("cpu"))
+    monkeypatch.setenv("VLLM_ARGS", "--max-num-seqs 8 --tensor-parallel-size 2")
+    assert main(["--model", "tiny", "--tp", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "2 1"
+    monkeypatch.setenv("VLLM_ARGS", "--gpu-memory-utilization lots")
+    assert main(["--model", "tiny", "--tp", "1"]) == 2
+    assert "VLLM_ARGS: --gpu-memory-utilization 'lots': not a valid value" in capsys.readouterr().err

@@ -114,3 +114,12 @@ def test_recipe_stops_before_any_server_when_the_copies_do_not_fit(tmp_path, cac
     out = _run(tmp_path, cache, dead, _free_port(), TP="auto")
     assert out.returncode == 2 and "cannot read the config of 'tiny'" in out.stderr
     assert "set TP (and COPIES)" in out.stderr and not (tmp_path / "started").exists()
+
+
+def test_recipe_plans_the_layout_with_vllm_args(tmp_path, cache):
+    """The servers' extra flags (VLLM_ARGS) reach the layout (python -m encore.node.serve_layout): a flag the plan
+    reads with a value vLLM would refuse stops the job before any server starts (it was ignored)."""
+    dead = _cli(tmp_path / "vllm", f"touch {tmp_path}/started; sleep 60")
+    out = _run(tmp_path, cache, dead, _free_port(), VLLM_ARGS="--enforce-eager --gpu-memory-utilization lots")
+    assert out.returncode == 2 and "VLLM_ARGS: --gpu-memory-utilization 'lots'" in out.stderr
+    assert not (tmp_path / "started").exists()

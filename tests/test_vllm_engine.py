@@ -214,3 +214,81 @@ def test_slurm_recipe_fails_clearly_when_the_real_server_refuses_to_start(tmp_pa
     assert out.returncode == 1 and "vllm serve exited before it was healthy" in out.stderr
     assert "max_model_len" in out.stderr
     assert not list((tmp_path / "runs").rglob("rating_report.json"))
+
+
+# ---------------------------------------------------------------------- several servers: the prefix cache (issue 32)
+URL2_ENV, REPORT_ENV = "ENCORE_VLLM_URL2", "ENCORE_VLLM_REPORT"  # a second recipe-flags server; the lane's report file
+
+
+def _prefix_counters(url: str) -> tuple[float, float]:
+    """(queried, hit) prompt tokens of a vLLM server's prefix cache so far: its Prometheus counters
+    ``vllm:prefix_cache_queries`` and ``vllm:prefix_cache_hits`` (vllm/v1/metrics/loggers.py; exposed with the
+    ``_total`` suffix), summed over its engines."""
+    import urllib.request
+
+    text = urllib.request.urlopen(url.removesuffix("/v1") + "/metrics", timeout=10).read().decode()
+    got = {"vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in got:
+            got[name] += float(line.rsplit(" ", 1)[1])
+    return got["vllm:prefix_cache_queries_total"], got["vllm:prefix_cache_hits_total"]
+
+
+def _settled(urls: list[str]) -> list[tuple[float, float]]:
+    """The counters once they stop moving (the server records a step's stats after its replies leave), at most 10 s."""
+    import time
+
+    last = [_prefix_counters(u) for u in urls]
+    for _ in range(10):
+        time.sleep(1.0)
+        now = [_prefix_counters(u) for u in urls]
+        if now == last:
+            break
+        last = now
+    return last
+
+
+def _reset_prefix_caches(urls: list[str]) -> None:
+    import urllib.request
+
+    for u in urls:
+        req = urllib.request.Request(u.removesuffix("/v1") + "/reset_prefix_cache", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=30)
+        except OSError as e:
+            pytest.skip(f"{u}: POST /reset_prefix_cache failed ({e}); the lane starts its servers with "
+                        "VLLM_SERVER_DEV_MODE=1")
+
+
+def test_routing_by_response_raises_the_prefix_cache_hit_rate(cache, model, url):
+    """Two real `vllm serve` servers with the recipe's flags (prefix caching on; the CPU build's 128-token blocks),
+    12 responses of 150-370 words x 3 rules through rater=vllm_server, twice from empty prefix caches: one shared
+    queue of single prompts (the behaviour before issue 32), then each response's prompts to one server. The
+    servers' own Prometheus counters give the hit rate (hit / queried prompt tokens) of each; routing by response
+    must raise it. The line is written to $ENCORE_VLLM_REPORT, which the lane prints."""
+    second = server_url(os.environ.get(URL2_ENV) or None) if os.environ.get(URL2_ENV) else None
+    if second is None:
+        pytest.skip(f"no second vLLM server ({URL2_ENV} unset or not healthy): run .ci/vllm_lane")
+    urls = [url, second]
+    d = load_demo("train").iloc[:12].copy()
+    words = [f"w{i % 97}" for i in range(600)]
+    responses = [f"{c} " + " ".join(words[: 150 + 20 * i]) for i, c in enumerate(d["chosen"])]
+    rates = {}
+    for name, routed in (("shared queue", False), ("routed by response", True)):
+        _reset_prefix_caches(urls)
+        before = _settled(urls)
+        rater = _rater(cache, "rater=vllm_server", f"rater.model={model}", f"rater.base_url=[{url},{second}]",
+                       f"rater.max_length={LIMIT}", "rater.max_concurrency=2", f"rater.route_by_response={routed}")
+        values, _ = rater.rate(list(d["prompt"]), responses, RULES)
+        assert not np.isnan(values).any()
+        after = _settled(urls)
+        queried = sum(a[0] - b[0] for a, b in zip(after, before))
+        rates[name] = sum(a[1] - b[1] for a, b in zip(after, before)) / queried
+    line = (f"prefix-cache hit rate, two vllm serve servers, {len(d)} responses x {len(RULES)} rules: shared queue "
+            f"{rates['shared queue']:.1%}, routed by response {rates['routed by response']:.1%}")
+    print(line)
+    if os.environ.get(REPORT_ENV):
+        with open(os.environ[REPORT_ENV], "a") as f:
+            f.write(line + "\n")
+    assert rates["routed by response"] > rates["shared queue"], line

@@ -25,8 +25,8 @@ from encore.rating.others import OtherRatings, check_others, record_identity
 from encore.rating.store import TRANSIENT, RatingStore, item_key
 from encore.rules import Rule
 
-__all__ = ["MissingShards", "NotRated", "OtherRatings", "TooManyMissing", "Rater", "Ratings", "Slicing", "rate_pairs", "rater_key",
-           "rule_input"]
+__all__ = ["MissingShards", "NotRated", "OtherRatings", "TooManyMissing", "Rater", "RaterUnavailable", "Ratings",
+           "Slicing", "rate_pairs", "rater_key", "rule_input"]
 log = logging.getLogger(__name__)
 _LENGTH = re.compile(r" \(\d+ > \d+ tokens\)")
 SIDES = ("chosen", "rejected")
@@ -197,8 +197,12 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
     n_new, t0 = 0, time.perf_counter()
     transient: dict[str, str] = {}
     bar = tqdm(total=sum(map(len, work)) * len(rules), desc="rate", unit="rating", disable=not progress or not work)
+    gone: RaterUnavailable | None = None
     for chunk in work:
-        values, reasons = rater.rate([uniq[i][0] for i in chunk], [uniq[i][1] for i in chunk], rules)
+        try:
+            values, reasons = rater.rate([uniq[i][0] for i in chunk], [uniq[i][1] for i in chunk], rules)
+        except RaterUnavailable as e:  # what was answered is stored below; then the run stops
+            gone, values, reasons = e, e.values, e.reasons
         values = np.asarray(values, float)
         if values.shape != (len(chunk), len(rules)):
             raise RuntimeError(f"rater returned shape {values.shape}; expected {(len(chunk), len(rules))}")
@@ -210,6 +214,8 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
             for rule, k, v, reason in zip(rules, texts[uniq[i]], row, rrow):
                 if np.isnan(v) and not reason:
                     reason = "rater returned no value"
+                if not todo(k):  # cached already (a partly rated text is asked again whole): kept, not counted
+                    continue
                 if reason.startswith(TRANSIENT):  # this run's gap, not the rating: asked again next run
                     transient[k] = reason
                     continue
@@ -219,7 +225,16 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
         n_new += len(items)
         bar.update(len(items))
         bar.set_postfix(rate=f"{n_new / max(time.perf_counter() - t0, 1e-9):.0f}/s")
+        if gone is not None:
+            break
     bar.close()
+    if gone is not None:
+        total = sum(map(len, mine)) * len(rules)
+        left = total - n_cached - n_new
+        raise TooManyMissing(f"{gone}. The run stopped: {left} of {total} ratings ({left / total:.0%}) are missing; "
+                             f"{n_new} new rating(s) of this run are stored beside {n_cached} from the cache. Fix: "
+                             "check rater.base_url and the server, then run the same command again (what is stored "
+                             "is kept; only the missing ratings are asked)")
     elapsed = time.perf_counter() - t0
     report = {"rater_key": store.dir.name, "n_pairs": len(pairs), "n_rules": len(rules), "n_cached": n_cached,
               "n_new": n_new, "seconds": elapsed, "ratings_per_s": n_new / elapsed if n_new else None,
@@ -254,6 +269,17 @@ def rate_pairs(pairs: pd.DataFrame, rules: list[Rule], rater: Rater, cache_dir: 
 
 class TooManyMissing(RuntimeError):
     """More ratings missing than a study can stand on."""
+
+
+class RaterUnavailable(TooManyMissing):
+    """A rater that can answer no more (every server of ``rater.base_url`` is down): ``values`` and ``reasons`` are
+    what ``rate`` would have returned, the unanswered ratings missing with a ``transient:`` reason, so the caller
+    keeps what was answered before it stops. Raised out of a judge, it ends the run with its message alone (a
+    :class:`TooManyMissing`)."""
+
+    def __init__(self, message: str, values: Any, reasons: Any):
+        super().__init__(message)
+        self.values, self.reasons = values, reasons
 
 
 def check_missing(n_missing: int, n_total: int, by_reason: dict[str, int], max_share: float,

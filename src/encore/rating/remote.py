@@ -9,34 +9,33 @@ request extensions ``allowed_token_ids`` (the label tokens), ``logprobs`` = thei
 probabilities of every label token after the restriction (checked on every reply, see ``restricted_probs``).
 
 ``base_url`` may list several servers of the same model (a node split into tensor-parallel copies, as
-slurm/rate_vllm_server.sbatch starts them): each keeps ``max_concurrency`` requests in flight, taken from one shared
-queue, so a faster server answers more. Requests run concurrently and are retried with exponential backoff on 429, 5xx,
-timeouts and connection errors. A rating that still fails is missing for this run with a ``transient:`` reason,
-which is never cached, so a rerun asks again. The API key is read from the environment variable named by
-``api_key_env`` at request time and is never stored in the config, the identity (cache key), logs or wandb.
+slurm/rate_vllm_server.sbatch starts them). Every prompt of a response goes to one server, so its prefix cache
+computes the shared conversation once; a faster server takes more responses; a failed request (connection error,
+timeout of the whole request, 429, 5xx, a malformed HTTP 200) is retried with exponential backoff on another server,
+and a server that stops answering has its work moved to the others (:mod:`encore.rating.routing`). A rating that
+still fails is missing for this run with a ``transient:`` reason, which is never cached, so a rerun asks again; with no
+server left, :class:`~encore.rating.engine.RaterUnavailable` carries the answered ratings to the caller, which stores
+them and stops. The API key is read from the environment variable named by ``api_key_env`` at request time and is
+never stored in the config, the identity (cache key), logs or wandb.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from encore import prompts as P
-from encore.rating.store import TRANSIENT
+from encore.rating.engine import RaterUnavailable
+from encore.rating.routing import FATAL, RETRY, Pool  # noqa: F401 - RETRY, FATAL: part of this module's contract
 from encore.rating.tokens import PromptTokenizer, restricted_probs, split_too_long
 from encore.rules import Rule
 
 log = logging.getLogger(__name__)
-RETRY = {408, 409, 425, 429}  # timeout, conflict, too early, too many requests: worth asking again, never cached
-FATAL = {401: "check the key in the environment variable rater.api_key_env", 403: "check the key's permissions",
-         404: "check rater.base_url and rater.model"}
 
 
 @dataclass
@@ -50,14 +49,16 @@ class OpenAIRater:
     top_logprobs: int = 20  # OpenAI allows 20; vLLM up to its --max-logprobs
     max_concurrency: int = 16  # requests in flight per server
     max_retries: int = 5
-    timeout: float = 60.0
+    timeout: float = 60.0  # seconds for one whole request (connect, send, the whole answer), not per read
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     extra_body: dict[str, Any] | None = None  # passed through, e.g. vLLM sampling extensions
     vllm_extensions: bool = False  # exact label probabilities from a vLLM server (token-id prompts, allowed tokens)
     tokenizer: str | None = None  # vllm_extensions: the model's tokenizer (default: ``model``), read locally
     max_length: int = 4096  # vllm_extensions: longer prompts are missing (as rater=hf)
+    route_by_response: bool = True  # a response's K prompts to one server; false: one shared queue (for measuring)
     _prompts: Any = field(default=None, init=False, repr=False)
+    _pool: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from omegaconf import OmegaConf
@@ -107,9 +108,11 @@ class OpenAIRater:
         else:
             jobs = [P.rule_messages(p, x, r.text, self.mode, self.scale_max, self.system_prompt)
                     for p, x in zip(prompts, responses) for r in rules]
-            probs, reasons = self._chat(jobs, P.label_options(self.mode, self.scale_max), cases=True)
+            probs, reasons = self._chat(jobs, P.label_options(self.mode, self.scale_max), cases=True, per=K)
         values = np.array([P.rating_from_probs(p, self.mode) if p is not None else np.nan for p in probs])
-        return values.reshape(len(responses), K), [reasons[i * K:(i + 1) * K] for i in range(len(responses))]
+        values, reasons = values.reshape(len(responses), K), [reasons[i * K:(i + 1) * K] for i in range(len(responses))]
+        self._checked(values, reasons)
+        return values, reasons
 
     def judge(self, prompts: list[str], a: list[str], b: list[str],
               style: str = "encore") -> tuple[np.ndarray, list[str]]:
@@ -123,12 +126,19 @@ class OpenAIRater:
         else:
             probs, reasons = self._chat([P.judge_messages(p, x, y, self.system_prompt, style)
                                          for p, x, y in zip(prompts, a, b)], P.JUDGE_LABELS, cases=False)
-        return np.array([p[0] / sum(p) if p is not None else np.nan for p in probs]), reasons
+        values = np.array([p[0] / sum(p) if p is not None else np.nan for p in probs])
+        self._checked(values, reasons)
+        return values, reasons
 
-    def _chat(self, jobs: list[list[dict]], labels: list[str], cases: bool) -> tuple[list, list[str]]:
+    def _chat(self, jobs: list[list[dict]], labels: list[str], cases: bool, per: int = 1) -> tuple[list, list[str]]:
+        """Chat requests, ``per`` consecutive ones a group (a response's K rules); weighed by characters / 4 (the
+        server's tokens are its own)."""
         bodies = [{"model": self.model, "messages": m, "max_tokens": 1, "temperature": 0.0, "logprobs": True,
                    "top_logprobs": self.top_logprobs, **(self.extra_body or {})} for m in jobs]
-        return asyncio.run(self._run("/chat/completions", bodies, lambda payload: _label_probs(payload, labels, cases)))
+        groups = [list(range(i, min(i + per, len(jobs)))) for i in range(0, len(jobs), per)]
+        weights = [sum(len(str(x.get("content", ""))) for x in m) // 4 + 1 for m in jobs]
+        return self._run("/chat/completions", bodies, groups, weights,
+                         lambda payload: _label_probs(payload, labels, cases))
 
     def _exact(self, groups: list[list[list[int]]], options: list[list[int]]) -> tuple[list, list[str]]:
         """Token-id prompts (grouped by response: its K rule prompts) to a vLLM server's /v1/completions, sampling
@@ -140,8 +150,12 @@ class OpenAIRater:
                    "top_k": -1, "logprobs": len(allowed), "allowed_token_ids": allowed,
                    "return_tokens_as_token_ids": True, "add_special_tokens": False, **(self.extra_body or {})}
                   for i in ok for s in groups[i]]
-        got, sent_why = asyncio.run(self._run("/completions", bodies,
-                                              lambda payload: _exact_probs(payload, options, self._where)))
+        sizes = [len(groups[i]) for i in ok]
+        starts_sent = np.cumsum([0] + sizes)
+        got, sent_why = self._run("/completions", bodies,
+                                  [list(range(a, a + n)) for a, n in zip(starts_sent, sizes)],
+                                  [len(s) for i in ok for s in groups[i]],
+                                  lambda payload: _exact_probs(payload, options, self._where))
         probs: list = [None] * sum(map(len, groups))
         reasons = [r for g, r in zip(groups, why) for _ in g]
         starts = np.cumsum([0] + [len(g) for g in groups])
@@ -155,64 +169,26 @@ class OpenAIRater:
     def _where(self) -> str:
         return ", ".join(self.urls)
 
-    async def _run(self, path: str, bodies: list[dict], parse: Callable[[dict], tuple[Any, str]]) -> tuple[list, list[str]]:
-        """Every body once, answered by whichever server has a free slot: ``max_concurrency`` workers per server
-        take the next body from one shared iterator (one event loop: no two take the same), so work follows speed.
-        A fatal reply stops all workers and is raised."""
-        import httpx
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            self._pool = Pool(self.urls, self.max_concurrency, self.max_retries, self.timeout, self.backoff_base,
+                              self.backoff_max, self.route_by_response)
+        return self._pool
 
+    def _run(self, path: str, bodies: list[dict], groups: list[list[int]], weights: list[int],
+             parse: Callable[[dict], tuple[Any, str]]) -> tuple[list, list[str]]:
+        """Every body once, a response's prompts (``groups``) to one server (:mod:`encore.rating.routing`)."""
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        results: list[tuple[Any, str]] = [(None, "")] * len(bodies)
-        todo = iter(enumerate(bodies))
-        n = min(self.max_concurrency, len(bodies))
-        limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+        return self.pool.run(path, bodies, groups, weights, parse, headers, key)
 
-        async def worker(client: Any, url: str) -> None:
-            for i, body in todo:
-                results[i] = await self._one(client, url, path, body, parse, key)
-
-        clients = [httpx.AsyncClient(base_url=u, headers=headers, timeout=self.timeout, limits=limits)
-                   for u in self.urls]
-        tasks = [asyncio.create_task(worker(c, u)) for c, u in zip(clients, self.urls) for _ in range(n)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for c in clients:
-                await c.aclose()
-        return [r[0] for r in results], [r[1] for r in results]
-
-    async def _one(self, client: Any, url: str, path: str, body: dict,
-                   parse: Callable[[dict], tuple[Any, str]], key: str | None = None) -> tuple[Any, str]:
-        import httpx
-
-        reason = ""
-        for attempt in range(self.max_retries + 1):
-            retry_after = None
-            try:
-                r = await client.post(path, json=body)
-            except httpx.TimeoutException:
-                reason = f"timeout after {self.max_retries} retries"
-            except httpx.TransportError as e:
-                reason = f"connection error after {self.max_retries} retries ({type(e).__name__})"
-            else:
-                if r.status_code == 200:
-                    return parse(r.json())
-                if r.status_code in FATAL:
-                    raise RuntimeError(f"rater: HTTP {r.status_code} from {url}: {FATAL[r.status_code]}")
-                if r.status_code not in RETRY and r.status_code < 500:  # the server echoes what it likes:
-                    return None, f"HTTP {r.status_code}: {redact(r.text, key)[:200]}"  # never the key
-                reason = f"HTTP {r.status_code} after {self.max_retries} retries"
-                retry_after = _retry_after(r.headers.get("retry-after"))
-            if attempt < self.max_retries:
-                delay = min(self.backoff_max, self.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
-                await asyncio.sleep(max(delay, retry_after or 0.0))
-        return None, TRANSIENT + reason  # the server may answer later: never cached as the rating
+    def _checked(self, values: Any, reasons: list) -> None:
+        """After a batch with no server left: the answered part goes to the caller, which stores it and stops."""
+        if self.pool.gone:
+            raise RaterUnavailable(self.pool.gone, values, reasons)
 
 
 def _request_identity(urls: list[str], extra_body: dict | None) -> dict[str, Any]:
@@ -225,18 +201,6 @@ def _request_identity(urls: list[str], extra_body: dict | None) -> dict[str, Any
                      if u.hostname not in ("localhost", "127.0.0.1", "::1")})
     server = {} if not remote else {"server": remote[0] if len(remote) == 1 else remote}
     return {**server, **({"extra_body": extra_body} if extra_body else {})}
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` (the API key) replaced, before it is cut, stored or logged."""
-    return text.replace(secret, "<api key>") if secret else text
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _label_probs(payload: dict, labels: list[str], cases: bool = True) -> tuple[list[float] | None, str]:

@@ -100,3 +100,16 @@ def latest_record(store_dir: Path, key: str) -> dict | None:
     name missing shards by), or None when the texts were never rated in shards."""
     recs = [json.loads(p.read_text()) for p in (store_dir / "slices").glob(f"{key}-*.json")]
     return max(recs, key=lambda r: r["finished"]) if recs else None
+
+
+def with_replicas(report: dict, parts: list[dict]) -> dict:
+    """The assembling process's rating report with what its replica processes (:mod:`encore.node.replicas`) rated
+    in this run: it finds their ratings in the cache, but they are this run's new ones, so "from the cache" and "new"
+    count as one process rating everything would (cached + new = all ratings of the run either way)."""
+    if not parts:
+        return report
+    n_new = sum(int(p.get("n_new") or 0) for p in parts)
+    seconds = max(float(p.get("seconds") or 0.0) for p in parts)
+    return {**report, "n_cached": report["n_cached"] - n_new, "n_new": report["n_new"] + n_new,
+            "replicas": len(parts), "seconds": seconds + report.get("seconds", 0.0),
+            "ratings_per_s": n_new / seconds if n_new and seconds else report.get("ratings_per_s")}

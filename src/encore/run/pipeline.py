@@ -10,6 +10,7 @@ Each stage reads the cache of the one before (keyed by content hash under ``cfg.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -36,6 +37,7 @@ from encore.judge import LLMJudge
 from encore.run.main_table import dataset_name, run_setup, stage_evaluate
 from encore.methods import FitContext
 from encore.rating.engine import MissingShards, NotRated, Ratings, Slicing, rate_pairs
+from encore.rating.shards import with_replicas
 from encore.rating.given import check_every_rule_rated, given_ratings, is_given
 from encore.rules import Rule, load_rules
 from encore.run.settings import check_fields, check_settings
@@ -95,6 +97,9 @@ def stage_ratings(cfg: DictConfig, rater: Any, pairs: pd.DataFrame, rules: list[
         if cache_only_active():  # a sweep job: the rater is never loaded
             raise CacheMiss(f"{e.n} rating(s) of the training pairs", fill_command()) from None
         raise NotRated(e.n, rate_command()) from None
+    if slicing is None and given is None:  # replica processes of this run (encore.node.replicas) rated into the cache
+        report = with_replicas(report, [json.loads(p.read_text())
+                                        for p in sorted(run_dir.glob("replica_*/rating_report.json"))])
     if ratings is not None:
         check_every_rule_rated(ratings)  # a rule no pair has a rating for stops here, before a file is written
         write_frame(run_dir / "ratings.parquet", ratings.tidy().merge(pairs[["pair_id", "subset"]], on="pair_id"))

@@ -21,7 +21,7 @@ from conftest import ROOT
 
 COMMON = ["rater=hf_tiny", "data=demo", "data.limit=37", "model=tiny_decoder", "logger=none", "method=encore",
           "stats.n_boot=39", "stats.n_perm=50"]
-OPTS = ["train.progress=false", "train.save_every=1", "train.grad_accum=2", "train.val_frac=0.1", "train.lr=1e-3"]
+OPTS = ["train.progress=false", "train.save_every=1", "train.global_batch=16", "train.val_frac=0.1", "train.lr=1e-3"]
 
 
 def _env(cache):
@@ -99,8 +99,9 @@ def test_both_recipes_preempted_and_relaunched_on_two_ranks_train_the_one_proces
         assert one.std() > 0.05
         np.testing.assert_allclose(two, one, atol=atol)  # same model; reductions in another order / bf16 rounding
 
-    # one process at the launch's global batch (2 ranks x 4) reads the model the fp32 launch trained
-    train = [*RECIPES["finetune"][0], *OPTS, "train.epochs=2", "train.batch_size=8"]
+    # one process at the same train.global_batch reads the model the fp32 two-rank launch trained: the key holds
+    # the global batch, not the processes or the micro-batch that made it up
+    train = [*RECIPES["finetune"][0], *OPTS, "train.epochs=2", "train.batch_size=2"]
     rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train))
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["rating"]["n_new"] == 0 and metrics["heads"]["head_scores_cached"]  # nothing recomputed

@@ -105,7 +105,7 @@ def test_the_plan_prints_every_term_and_the_batch_that_fills_the_node():
 
 @pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
 def test_the_plan_prints_each_stages_flops_and_hours_from_the_counted_tokens():
-    cfg = paper("data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=40", "plan.gpus=8xH100",
+    cfg = paper("rater=hf", "data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=40", "plan.gpus=8xH100",
                 "plan.mfu=0.5", "plan.sample=40")
     p = plan_experiment(cfg)
     rate = next(s for s in p["stages"] if s["stage"] == "rate")
@@ -117,7 +117,8 @@ def test_the_plan_prints_each_stages_flops_and_hours_from_the_counted_tokens():
     train, tr = next(s for s in p["stages"] if s["stage"] == "train"), build(cfg.train)
     seqs = T.training_sequences(40, tr.epochs, tr.val_frac, tr.max_steps, *tr.split(1), 1)
     per = min(p["data"]["text_tokens_mean"], build(cfg.model).max_length)
-    assert train["cost"].startswith(T.training(build(cfg.model).arch_info().n_params, int(seqs * per), 1, 989.0,
+    assert train["computing"].startswith("8 of 8")  # ddp over the node, chosen from the GPU count
+    assert train["cost"].startswith(T.training(build(cfg.model).arch_info().n_params, int(seqs * per), 8, 989.0,
                                                0.5).line(0.5, 989.0).split(" [")[0])
 
 

@@ -46,7 +46,7 @@ _NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress",
 class Finetune:
     lr: float = 2e-5
     epochs: float = 1.0
-    global_batch: int = 32  # pairs per optimiser step over all processes (the paper's batch, whatever the GPUs)
+    global_batch: int = 8  # pairs per optimiser step over all processes (conf/train/finetune.yaml: the paper's 32)
     batch_size: int = 8  # the most pairs one process takes per micro-step (memory); accumulation makes up the rest
     max_steps: int | None = None  # optimiser steps; overrides epochs when set
     weight_decay: float = 0.0

@@ -197,7 +197,11 @@ def _add(stages: list[dict], cfg: Any, data: dict, rater: Any, encoder: Any, tra
             gpu = procs if gpus.count else 0
             s["computing"] = f"{gpu} of {gpus.count * gpus.nodes} (one training process per GPU)"
         elif stage in ("score", "embed"):
-            s["computing"] = f"{gpu} of {gpus.count}"
+            ranks = next((t.get("processes", 1) for t in stages if t["stage"] == "train"), 1)
+            if stage == "score" and ranks > 1 and gpus.count:  # the training launch's ranks score 1/n each
+                gpu = ranks
+            s["computing"] = f"{gpu} of {gpus.count}" + (" (the training launch's ranks, each scoring 1/n of the "
+                                                         "pairs)" if gpu > 1 else "")
         if mean is None:
             s["cost"] = f"not counted ({data.get('reason', 'data not readable')})"
         elif stage == "train":

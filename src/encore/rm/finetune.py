@@ -30,7 +30,8 @@ from encore.rm.backbone import Encoder
 from encore.rm.batches import MicroBatches, batch_split
 from encore.data.pairs import fingerprint
 from encore.rm.splits import validation_split
-from encore.scale.distributed import OPTIMS, check_combination, fill_deepspeed_config, make_optimizer, runtime_strategy
+from encore.scale.distributed import (OPTIMS, check_combination, fill_deepspeed_config, launch_state, make_optimizer,
+                                      runtime_strategy)
 from encore.scale.hardware import Gpus
 from encore.scale.loading import target_gpus
 from encore.scale.memory import SHARDED
@@ -183,7 +184,7 @@ class Finetune:
         mp = self.mixed_precision
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-        mb, accum = self.split(PartialState().num_processes)  # refused before anything loads
+        mb, accum = self.split(launch_state().num_processes)  # refused before anything loads
         acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=accum)
         strategy, n_proc = runtime_strategy(acc)
         place = self.placement(encoder, Gpus(0, 0, "CPU") if acc.device.type == "cpu" else target_gpus("cuda"),

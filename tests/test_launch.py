@@ -108,3 +108,17 @@ def test_both_recipes_preempted_and_relaunched_on_two_ranks_train_the_one_proces
     assert "fine-tuning" not in rep
     np.testing.assert_allclose(_scores(tmp_path / "rep"), _scores(tmp_path / "two-finetune"))
     assert (tmp_path / "rep" / "main_table.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_global_batch_the_ranks_cannot_share_is_refused_by_every_rank_before_anything_loads(tmp_path):
+    """Two gloo ranks through train_rm.py at train.global_batch=3: each stops with one message naming the setting,
+    the world size and the process counts that work, no traceback, and nothing written to the cache."""
+    cache = tmp_path / "cache"
+    cmd = _cmd("train_rm.py", tmp_path / "run", "train=finetune", "train.global_batch=3", ranks=2, port=29560)
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert "train.global_batch=3 on 2 processes" in out.stderr and "launch 1, 3 process(es)" in out.stderr
+    assert "[rank0]: Traceback" not in out.stderr and "[rank1]: Traceback" not in out.stderr  # torchrun's own follows
+    assert out.stderr.count("Error executing job") == 2  # each rank: Hydra's one line and our message
+    assert not (cache / "models").exists() and not (cache / "ratings").exists()

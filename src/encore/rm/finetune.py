@@ -11,6 +11,7 @@ where it stopped; the trained model and its scores are cached by content hash, s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import warnings
 from dataclasses import asdict, dataclass
@@ -83,6 +84,9 @@ class Finetune:
             raise ValueError(f"train.param_dtype={self.param_dtype!r}; use float32 or bfloat16")
         if self.optim not in OPTIMS:
             raise ValueError(f"train.optim={self.optim!r}; use one of {OPTIMS}")
+        world = int(os.environ.get("WORLD_SIZE") or 1)
+        if world > 1:  # a rank of a launch: a global batch the ranks cannot share is refused before anything loads
+            self.split(world)
         if self.param_dtype == "bfloat16" and self.optim == "adamw" and not self.lora_r:
             raise ValueError("train.param_dtype=bfloat16 with train.optim=adamw: AdamW updates of lr 2e-5 on bf16 "
                              "weights mostly round away; use train.optim=adamw_8bit (stochastic rounding) or "

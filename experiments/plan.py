@@ -1,6 +1,6 @@
 """Preflight plan: what every model-loading stage of an experiment needs and whether it fits, before anything loads.
 
-    python experiments/plan.py experiment=paper_main_table plan.gpus=8x80GB
+    python experiments/plan.py experiment=paper_main_table plan.gpus=8xH100
     python experiments/plan.py experiment=paper_main_table train=finetune plan.accelerate_config=conf/accelerate/fsdp.yaml
 
 Exit status 0 when every stage fits, 1 otherwise (each stage that does not fit prints its fix). The plan is also
@@ -9,11 +9,11 @@ written to runs/plans/<experiment>_<time>.plan.json.
 Settings:
     plan.gpus              auto: this machine's GPUs; COUNTxTYPE (8xH100) or COUNTxMEMORY (8x80GB) for another
     plan.headroom          share of each GPU left for the CUDA context, fragmentation and NCCL buffers
-    plan.accelerate_config the accelerate config training is launched with (conf/accelerate/*.yaml); null: one process
+    plan.accelerate_config auto (one process per GPU: ddp, else fsdp), single, or a conf/accelerate/*.yaml file
     plan.sample            responses tokenised to count prefill tokens
     plan.mfu               share of the bf16 peak each computing GPU reaches, for the hours of each stage
     plan.peak_tflops       dense bf16 TFLOP/s per GPU; null: from the GPU's name (detected, or plan.gpus=8xH100)
-    data.path              the pairs file whose tokens are counted (no data: no token counts)
+    data.path              the pairs file whose tokens are counted (hub data offline: ESTIMATE from plan.estimates)
     rater.tokenizer        the rater's tokenizer for those counts (a folder; the model's own when null)
 """
 

@@ -197,18 +197,20 @@ def test_head_scores_key_covers_the_ratings_the_pairs_and_the_heads(tmp_path):
     assert not fit(RidgeHeads(), t=train.iloc[::-1].reset_index(drop=True), r=y[::-1].copy())
 
 
-def test_fine_tuned_model_key_holds_the_global_batch(monkeypatch):
-    """batch_size is per process: two processes at 4 train on the global batch one process at 8 trains on (the
-    same model, tests/test_launch.py), so they share a key; two processes at 8 are another model."""
-    import accelerate
+def test_fine_tuned_model_key_holds_the_global_batch_not_how_it_was_split():
+    """``train.global_batch`` (pairs per optimiser step) is the setting the model depends on: one process at 8 pairs
+    x 4 accumulation steps and eight at 4 x 1 train the same model (tests/test_launch.py), so the key holds the
+    global batch and not ``batch_size`` (the micro-batch memory allows) or the process count; another global batch
+    is another model."""
+    from encore.rm.finetune import Finetune
 
-    from encore.rm.finetune import Finetune, _keyed
-
-    one_at_8 = _keyed(Finetune(batch_size=8).identity())
-    assert one_at_8 == Finetune(batch_size=8).identity()  # one process: the key it always had
-    monkeypatch.setattr(accelerate, "PartialState", lambda: type("S", (), {"num_processes": 2})())
-    assert _keyed(Finetune(batch_size=4).identity()) == one_at_8
-    assert _keyed(Finetune(batch_size=8).identity()) != one_at_8
+    one = Finetune(global_batch=32, batch_size=8)
+    assert one.split(1) == (8, 4) and one.split(8) == (4, 1) and one.split(32) == (1, 1)
+    assert "global_batch" in one.identity() and "batch_size" not in one.identity()
+    assert Finetune(global_batch=32, batch_size=2).identity() == one.identity()
+    assert Finetune(global_batch=64, batch_size=8).identity() != one.identity()
+    with pytest.raises(ValueError, match=r"train.global_batch=32 on 3 processes: .* launch 1, 2, 4, 8, 16, 32 "):
+        one.split(3)
 
 
 def test_judge_cache_key_covers_the_judge_and_the_pairs(tmp_path):

@@ -79,8 +79,9 @@ def test_accelerate_cannot_prepare_zero3_without_a_dataloader_unless_the_batch_i
     acc, seen = launched
     with pytest.raises(ValueError, match="requires you to pass at least one of training or evaluation dataloaders"):
         Accelerator._prepare_deepspeed(acc, *model_and_optimiser())
-    ft = Finetune(batch_size=4, grad_accum=8, max_grad_norm=0.5)
-    fill_deepspeed_config(acc, ft.batch_size, ft.max_grad_norm, hidden_size=64)
+    ft = Finetune(global_batch=256, batch_size=4, max_grad_norm=0.5)
+    assert ft.split(acc.num_processes) == (4, 8)  # 256 pairs over 8 processes: 4 per micro-step x 8 accumulation steps
+    fill_deepspeed_config(acc, ft.split(acc.num_processes)[0], ft.max_grad_norm, hidden_size=64)
     with pytest.raises(Initialised):
         Accelerator._prepare_deepspeed(acc, *model_and_optimiser())
     cfg = seen["config_params"]

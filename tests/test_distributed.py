@@ -19,7 +19,7 @@ from encore.rm.tiny import tiny_causal_config
 
 from conftest import ROOT
 
-TRAIN = dict(lr=1e-3, batch_size=8, grad_accum=2, max_steps=3, val_frac=0.0, warmup_ratio=0.0, progress=False,
+TRAIN = dict(lr=1e-3, global_batch=16, batch_size=8, max_steps=3, val_frac=0.0, warmup_ratio=0.0, progress=False,
              save_every=100)
 
 

@@ -16,7 +16,7 @@ from encore.rm.model import MultiHeadRM
 from conftest import make_cfg, needs_real_tokenizers
 
 SMALL = ["data.limit=16", "eval.subsets=[donotanswer,xstest-should-respond]", "method=all"]
-FINETUNE = ["train=finetune", "train.max_steps=3", "train.batch_size=4", "train.grad_accum=1", "train.progress=false",
+FINETUNE = ["train=finetune", "train.max_steps=3", "train.batch_size=4", "train.global_batch=4", "train.progress=false",
             "train.lr=1e-3", "train.gradient_checkpointing=false",
             "train.val_frac=0.25"]  # 4 of 16 pairs held out: what bt_optimized and gating are fitted on
 

@@ -54,7 +54,9 @@ def dies_at(monkeypatch, step: int) -> dict:
 
 
 def fast(**kw) -> Finetune:
-    return Finetune(**{"lr": 1e-3, "batch_size": 4, "val_frac": 0.0, "warmup_ratio": 0.0, "progress": False, **kw})
+    """One micro-step per optimiser step: the global batch is the micro-batch unless a test sets it."""
+    kw = {"lr": 1e-3, "batch_size": 4, "val_frac": 0.0, "warmup_ratio": 0.0, "progress": False, **kw}
+    return Finetune(**{"global_batch": kw["batch_size"], **kw})
 
 
 def test_masked_mse_and_bt_loss_exact_values():

@@ -16,7 +16,7 @@ from encore.scale.distributed import machines_from_file, strategy_from_file
 from encore.scale.hardware import GB, Gpus, detect, parse_gpus, plan_peak
 from encore.scale.loading import target_gpus
 from encore.run.pipeline import build
-from encore.node.plan import plan_experiment
+from encore.node.plan import format_plan, plan_experiment
 
 from conftest import CONF
 
@@ -90,10 +90,16 @@ def test_two_machine_accelerate_config_plans_16_processes_over_2_nodes(tmp_path)
     assert train["fits"] and "16 process(es)" in train["model"], train
 
 
-def test_named_gpus_carry_their_memory_and_bf16_peak():
-    assert parse_gpus("8xH100") == Gpus(8, 80 * GB, "plan.gpus=8xH100", peak_tflops=989.0, name="H100")
-    assert parse_gpus("2xH200").memory == 141 * GB and parse_gpus("1xA100").peak_tflops == 312.0
-    assert parse_gpus("8x80GB").peak_tflops is None
+def test_named_gpus_carry_the_memory_torch_reports_and_their_bf16_peak():
+    h100 = parse_gpus("8xH100")
+    assert (h100.count, h100.memory, h100.peak_tflops, h100.name) == (8, 81082 * 2 ** 20, 989.0, "H100")
+    assert "total_memory" in h100.memory_from and "81082" in h100.memory_from  # where the figure comes from
+    assert parse_gpus("2xH200").memory == 143156 * 2 ** 20 and parse_gpus("1xA100").peak_tflops == 312.0
+    assert parse_gpus("1xA100").memory == 81049 * 2 ** 20
+    assert "inferred" in parse_gpus("1xL40S").memory_from  # no public torch figure: said so
+    bare = parse_gpus("8x80GB")
+    assert bare.peak_tflops is None and bare.memory == 80 * GB and "decimal" in bare.memory_from
+    assert parse_gpus("8x79.11GiB").memory == int(79.11 * 2 ** 30) and "binary" in parse_gpus("8x79.11GiB").memory_from
     with pytest.raises(ValueError, match="COUNTxNAME of a known GPU"):
         parse_gpus("8xGTX9000")
 
@@ -113,3 +119,24 @@ def test_8bit_adamw_under_fsdp_is_refused_with_the_recipes_that_work():
     with pytest.raises(ValueError, match="train.optim=adamw_8bit under FSDP.*conf/accelerate/ddp.yaml"):
         build(cfg.train).placement(build(cfg.model), Gpus(8, 80 * GB, "t"), "fsdp", 8)
     assert build(cfg.train).placement(build(cfg.model), Gpus(8, 80 * GB, "t"), "ddp", 8).fits
+
+
+def test_a_named_h100_is_planned_with_the_figure_the_run_detects(monkeypatch):
+    """``plan.gpus=8xH100`` and ``plan.gpus=8x79.11GiB`` (what torch reports for an H100 80GB) give the same tensor
+    parallel size, and :func:`detect` on 8 cards reporting the H100's figure gives the plan's memory, so the vLLM
+    placement (one function, :func:`encore.scale.tensor_parallel.place_vllm`) decides the same at plan and at run time.
+    The CUDA stand-in proves which figure our code reads, not what a driver reports."""
+    def rate_line(gpus: str) -> tuple:
+        p = plan_experiment(paper("rater=vllm", f"plan.gpus={gpus}"))
+        rate = next(s for s in p["stages"] if s["stage"] == "rate")
+        return rate["tensor_parallel"], rate["replicas"].split(" (")[0]
+
+    assert rate_line("8xH100") == rate_line("8x79.11GiB")
+    props = SimpleNamespace(total_memory=parse_gpus("8xH100").memory, name="NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    got, named = detect(), parse_gpus("8xH100")
+    assert (got.count, got.memory, got.peak_tflops) == (named.count, named.memory, named.peak_tflops)
+    out = format_plan(plan_experiment(paper("rater=vllm", "plan.gpus=8x80GB")))
+    assert "decimal GB: 80 x 10^9 bytes" in out  # a bare size says what it assumes

@@ -21,7 +21,7 @@ from conftest import ROOT
 
 COMMON = ["rater=hf_tiny", "data=demo", "data.limit=37", "model=tiny_decoder", "logger=none", "method=encore",
           "stats.n_boot=39", "stats.n_perm=50"]
-OPTS = ["train.progress=false", "train.save_every=1", "train.grad_accum=2", "train.val_frac=0.1", "train.lr=1e-3"]
+OPTS = ["train.progress=false", "train.save_every=1", "train.global_batch=16", "train.val_frac=0.1", "train.lr=1e-3"]
 
 
 def _env(cache):
@@ -99,11 +99,26 @@ def test_both_recipes_preempted_and_relaunched_on_two_ranks_train_the_one_proces
         assert one.std() > 0.05
         np.testing.assert_allclose(two, one, atol=atol)  # same model; reductions in another order / bf16 rounding
 
-    # one process at the launch's global batch (2 ranks x 4) reads the model the fp32 launch trained
-    train = [*RECIPES["finetune"][0], *OPTS, "train.epochs=2", "train.batch_size=8"]
+    # one process at the same train.global_batch reads the model the fp32 two-rank launch trained: the key holds
+    # the global batch, not the processes or the micro-batch that made it up
+    train = [*RECIPES["finetune"][0], *OPTS, "train.epochs=2", "train.batch_size=2"]
     rep = _run(cache, _cmd("reproduce.py", tmp_path / "rep", *train))
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["rating"]["n_new"] == 0 and metrics["heads"]["head_scores_cached"]  # nothing recomputed
     assert "fine-tuning" not in rep
     np.testing.assert_allclose(_scores(tmp_path / "rep"), _scores(tmp_path / "two-finetune"))
     assert (tmp_path / "rep" / "main_table.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_global_batch_the_ranks_cannot_share_is_refused_by_every_rank_before_anything_loads(tmp_path):
+    """Two gloo ranks through train_rm.py at train.global_batch=3: each stops with one message naming the setting,
+    the world size and the process counts that work, no traceback, and nothing written to the cache."""
+    cache = tmp_path / "cache"
+    cmd = _cmd("train_rm.py", tmp_path / "run", "train=finetune", "train.global_batch=3", ranks=2, port=29560)
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert "train.global_batch=3 on 2 processes" in out.stderr and "launch 1, 3 process(es)" in out.stderr
+    assert "[rank0]: Traceback" not in out.stderr and "[rank1]: Traceback" not in out.stderr  # torchrun's own follows
+    assert out.stderr.count("Error executing job") == 2  # each rank: Hydra's one line and our message
+    assert not (cache / "models").exists() and not (cache / "ratings").exists()

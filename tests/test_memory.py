@@ -89,7 +89,7 @@ def test_flops_and_hours_from_the_formulas():
 def test_the_plan_prints_every_term_and_the_batch_that_fills_the_node():
     """The 70B at the ceiling rater.batch_size=8 needs 5 of 8 GPUs: one copy. The placement picks batch 6 (4 GPUs, two
     copies); its terms at 6 x 10 rules x 4096: the SDPA repeat 2 * 60 * 4096 * 64 * 128 * 2 bytes."""
-    p = plan_experiment(paper("plan.gpus=8xH100"))
+    p = plan_experiment(paper("rater=hf", "plan.gpus=8x80GB"))  # 80 x 10^9 bytes; an H100's 79.18 GiB takes batch 7
     rate = next(s for s in p["stages"] if s["stage"] == "rate")
     assert rate["parts"]["gqa k/v repeat (1 layer)"] == 2 * 60 * 4096 * 64 * 128 * 2 == 8_053_063_680
     assert (rate["batch"], rate["n_gpus"]) == (6, 4)
@@ -99,13 +99,13 @@ def test_the_plan_prints_every_term_and_the_batch_that_fills_the_node():
                  "kv cache: sized for 6 responses x 10 rules x 4,096 tokens (rater.max_length",
                  "GPUs computing: 2 of 8"):
         assert term in text, term
-    one = plan_experiment(paper("plan.gpus=8xH100", "rating.replicas=1"))  # one copy asked for: the ceiling fits
+    one = plan_experiment(paper("rater=hf", "plan.gpus=8x80GB", "rating.replicas=1"))  # one copy asked for: the ceiling fits
     assert "replicas: 1 x 5 GPU(s) (rater.batch_size 8;" in format_plan(one)
 
 
 @pytest.mark.skipif(not SHARED_HH.exists(), reason="../shared/data HH-RLHF file not present")
 def test_the_plan_prints_each_stages_flops_and_hours_from_the_counted_tokens():
-    cfg = paper("data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=40", "plan.gpus=8xH100",
+    cfg = paper("rater=hf", "data=hh_rlhf_harmless", f"data.path={SHARED_HH}", "data.limit=40", "plan.gpus=8xH100",
                 "plan.mfu=0.5", "plan.sample=40")
     p = plan_experiment(cfg)
     rate = next(s for s in p["stages"] if s["stage"] == "rate")
@@ -115,9 +115,10 @@ def test_the_plan_prints_each_stages_flops_and_hours_from_the_counted_tokens():
     expect = T.inference(n, tokens, replicas, 989.0, 0.5, "prefill with shared-prefix reuse").line(0.5, 989.0)
     assert rate["cost"] == expect and f"{2.0 * n * tokens:.3g} FLOPs" in expect
     train, tr = next(s for s in p["stages"] if s["stage"] == "train"), build(cfg.train)
-    seqs = T.training_sequences(40, tr.epochs, tr.val_frac, tr.max_steps, tr.batch_size, tr.grad_accum, 1)
+    seqs = T.training_sequences(40, tr.epochs, tr.val_frac, tr.max_steps, *tr.split(1), 1)
     per = min(p["data"]["text_tokens_mean"], build(cfg.model).max_length)
-    assert train["cost"].startswith(T.training(build(cfg.model).arch_info().n_params, int(seqs * per), 1, 989.0,
+    assert train["computing"].startswith("8 of 8")  # ddp over the node, chosen from the GPU count
+    assert train["cost"].startswith(T.training(build(cfg.model).arch_info().n_params, int(seqs * per), 8, 989.0,
                                                0.5).line(0.5, 989.0).split(" [")[0])
 
 

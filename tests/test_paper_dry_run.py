@@ -18,7 +18,7 @@ from encore.run.pipeline import run_export
 from conftest import SHARED_HH, make_cfg, needs_real_tokenizers
 
 DRY_RUN = ["experiment=paper_main_table", "rater=tiny_llama3", "model=tiny_llama31", "eval=demo",
-           "eval.subsets=[donotanswer,xstest-should-respond]", "train.max_steps=2", "train.grad_accum=1",
+           "eval.subsets=[donotanswer,xstest-should-respond]", "train.max_steps=2", "train.global_batch=4",
            "train.batch_size=4", "train.progress=false", "method.random.n_seeds=2", "method.gating.epochs=20",
            "train.val_frac=0.25"]  # a quarter of the tiny set held out: what bt_optimized and gating are fitted on
 
@@ -42,7 +42,7 @@ def test_paper_main_table_runs_end_to_end_on_the_real_tokenizers(tmp_path, cache
 
 
 SMOLLM2_DRY_RUN = ["experiment=paper_main_table", "rater=smollm2", "model=smollm2", "model.max_length=256", "eval=demo",
-                   "eval.subsets=[donotanswer]", "+eval.limit=6", "train.max_steps=2", "train.grad_accum=1",
+                   "eval.subsets=[donotanswer]", "+eval.limit=6", "train.max_steps=2", "train.global_batch=2",
                    "train.batch_size=2", "train.progress=false", "~method.bt_single_head", "~method.gating",
                    "method.random.n_seeds=2",  # one fine-tuning: the K-head RM (bt_single_head would be a second)
                    "train.val_frac=0.5"]  # 2 of the 4 pairs held out: what bt_optimized is fitted on

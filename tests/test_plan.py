@@ -26,11 +26,11 @@ def stage(p, name):
 
 
 def test_paper_correlation_on_one_80gb_gpu_names_the_fix_and_fits_a_node():
-    one = plan("experiment=paper_correlation", "plan.gpus=1x80GB")
+    one = plan("experiment=paper_correlation", "rater=hf", "plan.gpus=1x80GB")
     rate = stage(one, "rate")
     assert not one["fits"] and not rate["fits"] and "70.55 B parameters" in rate["arch"]
     assert "plan.gpus=3x80GB" in rate["fix"] and "rater.batch_size=1 rater.max_memory='{0: " in rate["fix"]
-    node = plan("experiment=paper_correlation", "plan.gpus=8x80GB")
+    node = plan("experiment=paper_correlation", "rater=hf", "plan.gpus=8x80GB")
     assert node["fits"] and "over 4 of 8" in stage(node, "rate")["where"] and stage(node, "rate")["batch"] == 6
 
 
@@ -46,7 +46,17 @@ def test_paper_main_table_on_one_gpu_and_on_a_node():
 
 
 def test_full_precision_training_needs_fsdp_and_the_plan_says_so():
-    dp = plan("experiment=paper_main_table", "train=finetune", "plan.gpus=8x80GB")
+    """plan.accelerate_config=auto (the default) fills the node: the fp32-master train=finetune does not fit one GPU
+    per copy (ddp), so FSDP over 8; the one-GPU recipe fits a copy per GPU, so ddp over 8 (8-bit AdamW is refused
+    under FSDP). One process (single) leaves 7 GPUs idle and names the fix; a named file is taken as written."""
+    auto = stage(plan("experiment=paper_main_table", "train=finetune", "plan.gpus=8x80GB"), "train")
+    assert auto["fits"] and "(fsdp, 8 process(es))" in auto["model"] and auto["computing"].startswith("8 of 8")
+    assert auto["launch"].startswith("fsdp, 8 process(es): accelerate launch --config_file conf/accelerate/fsdp.yaml")
+    paper = stage(plan("experiment=paper_main_table", "plan.gpus=8x80GB"), "train")
+    assert paper["fits"] and "(ddp, 8 process(es))" in paper["model"] and paper["computing"].startswith("8 of 8")
+    one = stage(plan("experiment=paper_main_table", "plan.gpus=1x80GB"), "train")
+    assert "(single, 1 process(es))" in one["model"] and one["computing"].startswith("1 of 1")
+    dp = plan("experiment=paper_main_table", "train=finetune", "plan.gpus=8x80GB", "plan.accelerate_config=single")
     assert not stage(dp, "train")["fits"] and stage(dp, "train")["fix"].startswith("train=finetune_1gpu")
     fsdp = plan("experiment=paper_main_table", "train=finetune", "plan.gpus=8x80GB",
                 f"plan.accelerate_config={CONF / 'accelerate' / 'fsdp.yaml'}")
@@ -58,7 +68,7 @@ def test_on_fewer_gpus_the_placement_lowers_the_batch_itself():
     (what the run's load does), where it used to name rater.batch_size=N as a fix. Per GPU at batch b:
     (141.1 GB + b * 13.42 GB of KV) / 3 + b * 2.35 GB (one layer's concat, SDPA repeat and activations) + 2.63 GB of
     balance buffer: b = 3 gives 70.1 GB of the 73.6 GB usable, b = 4 gives 77.0 GB."""
-    tight = stage(plan("experiment=paper_correlation", "plan.gpus=3x80GB"), "rate")
+    tight = stage(plan("experiment=paper_correlation", "rater=hf", "plan.gpus=3x80GB"), "rate")
     assert tight["fits"] and (tight["batch"], tight["n_gpus"]) == (3, 3) and not tight["fix"]
     assert "rater.batch_size 3, the largest up to 8" in tight["replicas"]
 
@@ -136,24 +146,25 @@ LLAMA3_8B = ["rater.model=meta-llama/Meta-Llama-3-8B-Instruct",
 def test_the_paper_rating_stage_computes_on_8_of_8_with_vllm_and_the_plan_names_both_engines():
     """plan.gpus=8x80GB, rater=vllm: tensor parallel 4 (70.55 B x 2 bytes / 2 = 70.5 GB per GPU plus a step's KV cache
     and overhead is over the 72 GB that gpu_memory_utilization=0.9 leaves, / 4 is not), 2 copies: 8 of 8 computing;
-    rater=hf, the same node: 2 device_map copies, 2 of 8 computing. The judge is one vLLM copy: 4 of 8."""
+    rater=hf, the same node: 2 device_map copies, 2 of 8 computing. The judge is one vLLM copy over the node (tensor
+    parallel 8: 8 of 8); with rater=hf one device_map copy (1 of 8). Training fills the node either way (ddp)."""
     p = plan("experiment=paper_main_table", "rater=vllm", "plan.gpus=8x80GB")
     rate, judge = stage(p, "rate"), stage(p, "judge")
     assert (rate["tensor_parallel"], rate["n_gpus"]) == (4, 4) and rate["replicas"].startswith("2 x 4 GPU(s)")
     text = format_plan(p)
-    assert "    GPUs computing: 8 of 8 (2 vLLM copies" in text and judge["computing"].startswith("4 of 8")
+    assert "    GPUs computing: 8 of 8 (2 vLLM copies" in text and judge["computing"].startswith("8 of 8")
     assert rate["engines"].startswith("rater=hf: 2 x 4 GPU(s) at batch 6, 2 of 8 computing; rater=vllm (this run): "
                                       "2 x tensor parallel 4, 8 of 8 computing; rater=vllm is 4.0x faster")
-    assert "hours: at MFU 0.4 of 989 TFLOP/s dense bf16 per GPU (assumed H100 for 80 GB GPUs" in text
-    hf = plan("experiment=paper_main_table", "plan.gpus=8x80GB")
+    assert "time: each stage's at MFU 0.4 of 989 TFLOP/s dense bf16 per computing GPU (assumed H100" in text
+    hf = plan("experiment=paper_main_table", "rater=hf", "plan.gpus=8x80GB")
     assert stage(hf, "rate")["computing"].startswith("2 of 8") and stage(hf, "judge")["computing"].startswith("1 of 8")
-    assert stage(hf, "train")["computing"].startswith("1 of 8") and stage(hf, "score")["computing"] == "1 of 8"
+    assert stage(hf, "train")["computing"].startswith("8 of 8") and stage(hf, "score")["computing"].startswith("8 of 8 (the training launch")
 
 
 def test_an_8b_rater_takes_one_gpu_per_copy_and_eight_copies():
     vllm = stage(plan("experiment=paper_correlation", "rater=vllm", *LLAMA3_8B, "plan.gpus=8x80GB"), "rate")
     assert (vllm["tensor_parallel"], vllm["computing"][:6]) == (1, "8 of 8") and vllm["replicas"].startswith("8 x 1")
-    hf = stage(plan("experiment=paper_correlation", *LLAMA3_8B, "plan.gpus=8x80GB"), "rate")
+    hf = stage(plan("experiment=paper_correlation", "rater=hf", *LLAMA3_8B, "plan.gpus=8x80GB"), "rate")
     assert (hf["batch"], hf["n_gpus"], hf["computing"][:6]) == (8, 1, "8 of 8")
 
 
@@ -229,8 +240,8 @@ def test_counts_are_exact_up_to_plan_sample_else_said_sampled():
 def test_the_kv_cache_is_sized_as_the_run_sizes_it_and_the_plan_says_what_data_would_change():
     """The GPUs a copy takes do not depend on whether the data could be read: a run sizes the KV cache for
     rater.max_length, so the plan does; the data's longest prompt is reported with what a shorter max_length gives."""
-    none = stage(plan("experiment=paper_correlation", "plan.gpus=8xH100"), "rate")
-    demo = plan("experiment=paper_correlation", "data=demo", "plan.gpus=8xH100")
+    none = stage(plan("experiment=paper_correlation", "rater=hf", "plan.gpus=8x80GB"), "rate")
+    demo = plan("experiment=paper_correlation", "rater=hf", "data=demo", "plan.gpus=8x80GB")
     rate = stage(demo, "rate")
     assert (none["n_gpus"], none["batch"]) == (rate["n_gpus"], rate["batch"]) == (4, 6)
     longest = demo["data"]["longest_prompt_tokens"]
@@ -240,3 +251,75 @@ def test_the_kv_cache_is_sized_as_the_run_sizes_it_and_the_plan_says_what_data_w
     assert "min" in rate["cost"] and "rater=vllm: 2 x tensor parallel 4, 8 of 8 computing, " in rate["engines"]
     embed = stage(demo, "embed")["cost"]
     assert "2 per pair (training pairs; the evaluation pairs are not readable here and not counted)" in embed
+
+
+def test_the_paper_main_table_fills_the_node_in_every_expensive_stage_and_prints_hours_offline():
+    """The README's node step 1 as written (hub data, offline): every stage prints hours (ESTIMATE, from
+    plan.estimates, labelled so), rating, judging and fine-tuning compute on 8 of 8 with the experiment's defaults,
+    and the global batch is printed and the same on 1 and on 8 GPUs."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # plan.py's config: plan.estimates
+        node = plan_experiment(compose(config_name="plan", overrides=["experiment=paper_main_table", "rater=vllm",
+                                                                      "plan.gpus=8x80GB"]))
+    text = format_plan(node)
+    assert node["data"]["estimated"] and "data (ESTIMATE): 69,437 pairs" in text
+    for name in ("rate", "judge", "train"):
+        assert stage(node, name)["computing"].startswith("8 of 8"), (name, stage(node, name)["computing"])
+        assert stage(node, name)["hours"] > 0 and stage(node, name)["cost"].startswith("ESTIMATE")
+    assert "hours in all: " in text and " h (rate " in text and "hours:" not in text.replace("hours in all:", "")
+    defaults = plan("experiment=paper_main_table", "plan.gpus=8xH100")  # no rater override: vLLM by default
+    assert all(stage(defaults, n)["computing"].startswith("8 of 8") for n in ("rate", "judge", "train"))
+    one = plan("experiment=paper_main_table", "plan.gpus=1xH100")
+    batch = "global batch 32 pairs per optimiser step = "
+    assert (stage(defaults, "train")["batch_line"].startswith(batch + "8 process(es) x 4 pairs x 1 accumulation")
+            and stage(one, "train")["batch_line"].startswith(batch + "1 process(es) x 4 pairs x 8 accumulation"))
+    assert batch + "8 process(es)" in format_plan(defaults) and batch + "1 process(es)" in format_plan(one)
+
+
+def test_the_training_launch_is_chosen_from_the_gpus_and_started_by_the_runner(monkeypatch, tmp_path):
+    """experiments/train_rm.py started as one process on 8 GPUs starts itself under accelerate launch with the
+    plan's choice. The GPUs and the launch are stand-ins (no GPU here): this proves the command our code builds from
+    what it detects, not that accelerate starts 8 CUDA ranks (tests/test_launch.py runs real gloo ranks)."""
+    import encore.node.train_fill as tf
+    from encore.scale.hardware import parse_gpus
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=paper_main_table", "train=finetune"])
+    monkeypatch.setattr("encore.scale.hardware.detect", lambda headroom=0.08, free=False: parse_gpus("8xH100"))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    seen = []
+    monkeypatch.setattr(tf.subprocess, "run", lambda argv, env: seen.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert tf.launch(cfg, "experiments/train_rm.py", ["experiment=paper_main_table", "train=finetune"])
+    (argv,) = seen
+    assert argv[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
+    assert argv[4].endswith("conf/accelerate/fsdp.yaml") and argv[5:9] == ["--num_processes", "8", "--num_machines", "1"]
+    assert argv[-2:] == ["experiment=paper_main_table", "train=finetune"]
+    monkeypatch.setenv("WORLD_SIZE", "8")  # a rank of the launch trains; it never launches again
+    assert not tf.launch(cfg, "experiments/train_rm.py", [])
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr("encore.scale.hardware.detect", lambda headroom=0.08, free=False: parse_gpus("1xH100"))
+    assert not tf.launch(cfg, "experiments/train_rm.py", []) and len(seen) == 1  # one GPU: this process trains
+    monkeypatch.setattr("encore.scale.hardware.detect", lambda headroom=0.08, free=False: parse_gpus("3xH100"))
+    from encore.run.pipeline import build
+
+    how = tf.choose(build(cfg.train), None, parse_gpus("3xH100"))
+    assert (how.processes, how.config) == (1, None) and "train.global_batch=32 on 3 processes" in how.why
+
+
+def test_the_judge_is_one_vllm_copy_over_the_node():
+    """judge_engine, which the plan and the pipeline both call: vLLM at tensor_parallel_size=auto judges with the
+    largest size vLLM takes that fits the GPUs (8 for the 70B's 64 heads / 8 KV heads on 8 GPUs); an explicit size,
+    rater=hf, a loaded engine and a machine without GPUs keep the rater as it is."""
+    from encore.run.pipeline import build
+    from encore.scale.hardware import parse_gpus
+    from encore.scale.placement import judge_engine
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=paper_main_table"])
+        hf = build(compose(config_name="config", overrides=["experiment=paper_main_table", "rater=hf"]).rater)
+    vllm = build(cfg.rater)
+    assert judge_engine(vllm, parse_gpus("8xH100")).tensor_parallel_size == 8
+    assert judge_engine(vllm, parse_gpus("6xH100")).tensor_parallel_size == 4  # 6 does not divide 64 heads / 8 KV
+    assert judge_engine(vllm, parse_gpus("cpu")) is vllm and judge_engine(hf, parse_gpus("8xH100")) is hf
+    from dataclasses import replace
+    assert judge_engine(replace(vllm, tensor_parallel_size=2), parse_gpus("8xH100")).tensor_parallel_size == 2

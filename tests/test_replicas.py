@@ -34,16 +34,16 @@ def test_the_70b_rater_fills_an_8_gpu_node_and_each_replica_is_told_the_batch(mo
     """rater=hf at the ceiling rater.batch_size=8 needs 5 of 8 GPUs (one copy); batch 6 needs 4: two copies, so the
     placement picks 6, and each replica process, told rater.batch_size=6 and shown its 4 GPUs, places the same."""
     node = Gpus(8, 80 * GB, "t")
-    hf = build(paper().rater)
+    hf = build(paper("rater=hf").rater)
     place, per, n = rater_fill(hf, node, 10)
     assert (place.batch, per, n) == (6, 4, 2)
     alone = rater_fill(hf, node, 10, setting=1)[0]  # one copy asked for: the ceiling fits it, on 5 GPUs
     assert (alone.batch, alone.n_gpus) == (8, 5)
-    for told in (hf, build(paper("rater.batch_size=6").rater)):  # a replica process: 4 GPUs, one copy
+    for told in (hf, build(paper("rater=hf", "rater.batch_size=6").rater)):  # a replica process: 4 GPUs, one copy
         assert (told.placement(Gpus(4, 80 * GB, "t")).batch, told.placement(Gpus(4, 80 * GB, "t")).n_gpus) == (6, 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr("encore.scale.hardware.detect", lambda headroom=0.08, free=False: node)
-    reps = plan_for(paper())
+    reps = plan_for(paper("rater=hf"))
     assert reps.groups == (("0", "1", "2", "3"), ("4", "5", "6", "7")) and reps.overrides == ("rater.batch_size=6",)
     argv = commands("experiments/rate.py", ["experiment=paper_main_table", "rater.batch_size=8"], reps, tmp_path)[0][0]
     assert argv[2:4] == ["experiment=paper_main_table", "rater.batch_size=6"]  # the user's ceiling replaced
@@ -114,9 +114,9 @@ def test_batch_size_auto_takes_the_largest_batch_that_keeps_the_most_copies():
     """rater.batch_size=auto (ceiling 64) on 8 x 141 GB: one GPU cannot hold the 141.1 GB of weights, two can, for
     batches with (141.1 + 13.42 b) / 2 + 2.35 b + 2.63 <= 129.7 GB usable, i.e. b <= 6: 4 copies of 2 GPUs at batch 6.
     Without a GPU the batch decides nothing about placement: 8."""
-    auto = build(paper("rater.batch_size=auto").rater)
+    auto = build(paper("rater=hf", "rater.batch_size=auto").rater)
     place, per, n = rater_fill(auto, Gpus(8, 141 * GB, "t"), 10)
     assert (place.batch, per, n) == (6, 2, 4)
     assert auto.placement(Gpus(0, 0, "cpu")).batch == auto.batch == 8
     with pytest.raises(ValueError, match="rater.batch_size='many': use a positive integer"):
-        build(paper("rater.batch_size=many").rater)
+        build(paper("rater=hf", "rater.batch_size=many").rater)

@@ -1,6 +1,6 @@
 """One rank of the data-parallel fine-tuning tests: started twice by torchrun with ACCELERATE_USE_CPU=true (gloo).
-Trains the tiny decoder exactly as tests/test_distributed.py's single-process reference, with half the per-process
-batch, into the cache directory given as the first argument. ``--die-at N``: both ranks are killed at their N-th
+Trains the tiny decoder exactly as tests/test_distributed.py's single-process reference, at the same global batch
+(each rank takes half of it), into the cache directory given as the first argument. ``--die-at N``: both ranks are killed at their N-th
 micro-step (a preempted job); ``--save-every S``: checkpoint every S optimiser steps."""
 
 import argparse
@@ -30,5 +30,5 @@ if __name__ == "__main__":
 
         ft.masked_mse = dies
     enc, pairs, y = setup()
-    cfg = {**TRAIN, "batch_size": TRAIN["batch_size"] // 2, "save_every": a.save_every}
+    cfg = {**TRAIN, "batch_size": 4, "save_every": a.save_every}  # 4 per rank x 2 ranks: the reference's 8-pair micro-steps
     ft.Finetune(**cfg).train_model(enc, pairs, y, "mse", Path(a.cache), "k")

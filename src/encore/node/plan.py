@@ -14,115 +14,41 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from encore.scale.hardware import Gpus, detect, fmt_bytes, parse_gpus, plan_peak
 from encore.node.plan_costs import add_costs
+from encore.node.plan_data import _needs_hub, data_summary, estimated_eval, offline_unless_reachable  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-
-def _needs_hub(node: Any) -> bool:
-    """Whether a data config (or any part of a combined one) reads from the hub rather than a local path."""
-    if not isinstance(node, DictConfig):
-        return False
-    if node.get("hub_id") and not node.get("path"):
-        return True
-    return any(_needs_hub(v) for k, v in node.items() if k == "parts" or isinstance(v, DictConfig))
-
-
-def offline_unless_reachable() -> bool:
-    """Detect once whether the hub answers (:func:`encore.scale.arch._hub_reachable`: a 2 s TCP connect); when it does
-    not, switch this process to offline mode (``HF_HUB_OFFLINE``, read by huggingface_hub at every call), so no
-    later config or tokenizer read spends a minute in retries. True when offline."""
-    import os
-
-    from huggingface_hub import constants
-
-    from encore.scale.arch import _hub_reachable
-
-    if _hub_reachable():
-        return False
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    constants.HF_HUB_OFFLINE = True
-    return True
-
-
-def data_summary(cfg: DictConfig, rules: list, prompts: Any, sample: int | None, seed: int = 0) -> dict[str, Any]:
-    """Rating prompts and prefill tokens the training data implies, with and without the shared-prefix reuse that
-    ``rater=hf`` and vLLM's prefix cache both exploit. Token counts come from the rater's tokenizer on every response
-    (exact) when there are at most ``sample`` of them (``plan.sample``; None: always), else on a sample (the 50
-    longest by characters and the rest at random, totals scaled up; the result says "sampled"); from characters / 4
-    on every response when the tokenizer cannot be read here."""
-    from encore.run.pipeline import build
-
-    if _needs_hub(cfg.data) and offline_unless_reachable():
-        return {"readable": False, "reason": "hub not reachable from here; set data.path (or data.parts.*.path) to "
-                                               "local copies to count prompts and tokens"}
-    try:
-        pairs = build(cfg.data)
-    except Exception as e:  # noqa: BLE001 - any failure to read data only limits the plan, reported as such
-        return {"readable": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-    texts = list(dict.fromkeys((p, x) for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])
-                               for x in (c, r)))
-    K, n = len(rules), len(texts)
-    out = {"readable": True, "n_pairs": len(pairs), "n_texts": n, "n_rules": K, "n_prompts": n * K}
-    exact = not sample or n <= int(sample)
-    if exact:
-        pick, weights = np.arange(n), np.ones(n)
-    else:
-        order = np.argsort([-len(p) - len(x) for p, x in texts], kind="stable")
-        rest = np.random.default_rng(seed).permutation(order[50:])[: max(int(sample) - 50, 0)]
-        pick = np.concatenate([order[:50], rest]).astype(int)
-        weights = np.where(np.arange(len(pick)) < 50, 1.0, (n - 50) / max(len(rest), 1))
-    try:
-        from encore.rating.tokens import common_prefix
-
-        seqs = prompts.rule_ids([texts[i][0] for i in pick], [texts[i][1] for i in pick], rules)
-        full = np.array([sum(map(len, per)) for per in seqs], float)
-        shared = np.array([common_prefix(per) for per in seqs], float)
-        longest = max(max(map(len, per)) for per in seqs)
-        how = f"rater tokenizer on {len(pick)} of {n} responses" + (
-            " (exact)" if exact else f" (sampled: the 50 longest by characters and {len(pick) - 50} at random, "
-                                     f"totals scaled up; plan.sample={n} counts all)")
-    except Exception as e:  # noqa: BLE001 - no tokenizer here: estimate every response, and say so
-        pick, weights, exact = np.arange(n), np.ones(n), None
-        chars = np.array([len(p) + len(x) + 400 for p, x in texts], float)  # + template and rule
-        full, shared, longest = K * chars / 4, chars / 4 - 15, int(chars.max() / 4)
-        how = (f"estimated as characters / 4 (tokenizer not readable here: {type(e).__name__}; for exact counts set "
-               "rater.tokenizer to a local copy, e.g. rater.tokenizer=shared:llama3-instruct for Llama-3)")
-    chars = np.array([len(texts[i][0]) + len(texts[i][1]) for i in pick], float)
-    out.update(prefill_tokens=int((weights * full).sum()),
-               prefill_tokens_prefix_reuse=int((weights * (full - (K - 1) * shared)).sum()),
-               longest_prompt_tokens=int(longest), tokens_from=how,
-               longest_from={True: "exact", False: "sampled", None: "estimated"}[exact],
-               text_tokens_mean=float((weights * chars).sum() / 4 / max(weights.sum(), 1)))  # RM input: chars / 4
-    return out
 
 
 def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
     """Every model-loading stage of the experiment ``cfg`` on ``cfg.plan.gpus``; nothing is loaded."""
     from dataclasses import replace
 
-    from encore.scale.distributed import machines_from_file, strategy_from_file
+    from encore.scale.distributed import machines_from_file
+    from encore.node.train_fill import choose, is_auto
     from encore.judge import LLMJudge
     from encore.run.pipeline import build, method_objects
     from encore.rating.given import is_given
     from encore.node.replicas import wanted
     from encore.rules import load_rules
+    from encore.scale.placement import judge_engine
 
     pl = cfg.plan
     offline = offline_unless_reachable()  # once, before any config or tokenizer read
     gpus = parse_gpus(pl.gpus, pl.headroom) or detect(pl.headroom)
-    train_gpus = replace(gpus, nodes=machines_from_file(pl.accelerate_config))  # plan.gpus describes one machine
+    named = not is_auto(pl.accelerate_config) and str(pl.accelerate_config).lower() != "single"
+    train_gpus = replace(gpus, nodes=machines_from_file(pl.accelerate_config) if named else 1)  # gpus: one machine
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
     rater, encoder, trainer = build(cfg.rater), build(cfg.model), build(cfg.train)
     rater_name = getattr(rater, "model", getattr(rater, "name", type(rater).__name__))
     given = is_given(rater)  # ratings that exist: no rating prompts, no rater to place
     sample = pl.get("sample")
     data = ({"readable": False, "reason": f"ratings exist ({rater_name}): nothing to rate"} if given
-            else data_summary(cfg, rules, getattr(rater, "prompts", None), int(sample) if sample else None))
+            else data_summary(cfg, rules, getattr(rater, "prompts", None), int(sample) if sample else None,
+                              estimates=pl.get("estimates")))
     stages: list[dict[str, Any]] = []
 
     def add(stage: str, what: str, fn: Any) -> None:
@@ -144,11 +70,13 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
             lambda: _rater_place(rater, gpus, len(rules), judge=False, copies=wanted(cfg.rating.get("replicas"))))
     if any(isinstance(m, LLMJudge) for m in method_objects(cfg.method)):
         add("judge", f"rater {rater_name}{engine} (reloaded after training)",
-            lambda: _rater_place(rater, gpus, len(rules), judge=True, copies=1))
-    if hasattr(trainer, "placement"):  # fine-tuning
-        strategy, procs = strategy_from_file(pl.accelerate_config)
-        add("train", f"backbone {encoder.name_or_path} ({strategy}, {procs} process(es))",
-            lambda: trainer.placement(encoder, train_gpus, strategy, procs))
+            lambda: _rater_place(judge_engine(rater, gpus), gpus, len(rules), judge=True, copies=1))
+    if hasattr(trainer, "placement"):  # fine-tuning: the launch train_rm.py starts on these GPUs (train_fill)
+        how = choose(trainer, encoder, gpus, pl.accelerate_config)
+        add("train", f"backbone {encoder.name_or_path} ({how.strategy}, {how.processes} process(es))",
+            lambda: trainer.placement(encoder, train_gpus, how.strategy, how.processes))
+        if "error" not in stages[-1]:
+            stages[-1].update(processes=how.processes, launch=how.describe(), batch_line=_batch_line(trainer, how))
         add("score", f"fine-tuned {encoder.name_or_path}", lambda: encoder.placement(gpus, trainer.score_batch_size))
     else:
         add("embed", f"backbone {encoder.name_or_path} (frozen)", lambda: encoder.placement(gpus))
@@ -157,9 +85,11 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
             s["arch"] = _arch_line(s, rater, encoder)
     peak, peak_from = plan_peak(gpus, pl.get("peak_tflops"))
     mfu = float(pl.get("mfu", 0.4))
-    add_costs(stages, cfg, data, rater, encoder, trainer, gpus, len(rules), mfu, peak,
-              eval_readable=not (_needs_hub(cfg.eval) and offline))
-    return {"experiment": cfg.experiment_name, "gpus": gpus.describe(), "gpu_count": gpus.count, "data": data,
+    eval_readable = not (_needs_hub(cfg.eval) and offline)
+    add_costs(stages, cfg, data, rater, encoder, trainer, gpus, len(rules), mfu, peak, eval_readable=eval_readable,
+              eval_estimate=None if eval_readable else estimated_eval(cfg.eval, pl.get("estimates")))
+    return {"experiment": cfg.experiment_name, "gpus": gpus.describe(), "memory_from": gpus.memory_from,
+            "gpu_count": gpus.count, "data": data,
             "stages": stages, "fits": all(s["fits"] for s in stages), "mfu": mfu, "peak_tflops": peak,
             "peak_from": peak_from, "offline": offline}
 
@@ -173,6 +103,18 @@ def _rater_place(rater: Any, gpus: Gpus, n_rules: int, judge: bool, copies: int 
     return rater.placement(gpus, n_rules=n_rules, judge=judge, copies=copies)
 
 
+def _batch_line(trainer: Any, how: Any) -> str:
+    """``global batch N`` and how the launch makes it up: the same N on any number of GPUs."""
+    if not hasattr(trainer, "split"):
+        return ""
+    try:
+        micro, accum = trainer.split(how.processes)
+    except ValueError as e:
+        return f"global batch {trainer.global_batch}: {e}"
+    return (f"global batch {trainer.global_batch} pairs per optimiser step = {how.processes} process(es) x {micro} "
+            f"pairs x {accum} accumulation step(s) (train.global_batch; the same on any GPU count)")
+
+
 def _arch_line(stage: dict, rater: Any, encoder: Any) -> str:
     try:
         a = rater.arch_info() if stage["model"].startswith("rater") else encoder.arch_info()
@@ -183,12 +125,15 @@ def _arch_line(stage: dict, rater: Any, encoder: Any) -> str:
 
 def format_plan(plan: dict[str, Any]) -> str:
     lines = [f"plan for experiment={plan['experiment']} on {plan['gpus']}"]
+    if plan.get("memory_from"):
+        lines.append(f"memory per GPU: {plan['memory_from']}")
     if plan["gpu_count"]:
-        lines.append(f"hours: at MFU {plan['mfu']:g} of {plan['peak_tflops']:g} TFLOP/s dense bf16 per GPU "
-                     f"({plan['peak_from']})" if plan["peak_tflops"] else f"hours: {plan['peak_from']}")
+        lines.append(f"time: each stage's at MFU {plan['mfu']:g} of {plan['peak_tflops']:g} TFLOP/s dense bf16 per "
+                     f"computing GPU ({plan['peak_from']}), in h (hours) or min (minutes)" if plan["peak_tflops"]
+                     else f"time: {plan['peak_from']}")
     d = plan["data"]
     if d["readable"]:
-        lines.append(f"data: {d['n_pairs']:,} pairs -> {d['n_texts']:,} responses x {d['n_rules']} rules = "
+        lines.append(f"data{' (ESTIMATE)' if d.get('estimated') else ''}: {d['n_pairs']:,} pairs -> {d['n_texts']:,} responses x {d['n_rules']} rules = "
                      f"{d['n_prompts']:,} rating prompts; prefill {d['prefill_tokens']:,} tokens "
                      f"({d['prefill_tokens_prefix_reuse']:,} with shared-prefix reuse); longest prompt "
                      f"{d['longest_prompt_tokens']:,} tokens [{d['tokens_from']}]")
@@ -204,12 +149,18 @@ def format_plan(plan: dict[str, Any]) -> str:
         parts = " + ".join(f"{k} {fmt_bytes(v)}" for k, v in s["parts"].items() if v)
         lines.append(f"    {parts} = {fmt_bytes(s.get('need', 0))}" if parts else "    (no local model)")
         lines.append(f"    -> {'fits' if s['fits'] else 'DOES NOT FIT'}: {s['where']}")
-        for key in ("fix", "sized", "replicas", "computing", "cost", "engines"):
+        for key in ("fix", "launch", "batch_line", "sized", "replicas", "computing", "cost", "engines"):
             if s.get(key):
                 lines.append(f"    {_LABEL[key]}{s[key]}")
+    timed = [s for s in plan["stages"] if s.get("hours") is not None]
+    if timed:
+        est = any(s["cost"].startswith("ESTIMATE") for s in timed)
+        each = ", ".join(f"{s['stage']} {s['hours']:,.2f} h" for s in timed)
+        lines.append(f"hours in all: {sum(s['hours'] for s in timed):,.2f} h ({each})"
+                     + (" [ESTIMATE: data not read here, see data:]" if est else ""))
     lines.append("every stage fits" if plan["fits"] else "some stage does not fit: apply its fix, then plan again")
     return "\n".join(lines)
 
 
-_LABEL = {"fix": "fix: ", "sized": "kv cache: ", "replicas": "replicas: ", "computing": "GPUs computing: ",
+_LABEL = {"fix": "fix: ", "launch": "launch: ", "batch_line": "", "sized": "kv cache: ", "replicas": "replicas: ", "computing": "GPUs computing: ",
           "cost": "cost: ", "engines": "engines: "}

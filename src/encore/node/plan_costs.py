@@ -132,14 +132,22 @@ def engines_line(rater: Any, gpus: Gpus, n_rules: int, setting: Any, tokens: int
 
 
 def add_costs(stages: list[dict], cfg: Any, data: dict, rater: Any, encoder: Any, trainer: Any, gpus: Gpus,
-              n_rules: int, mfu: float, peak: float | None, eval_readable: bool = True) -> None:
-    """Adds ``sized``, ``replicas``, ``computing``, ``engines`` (rate) and ``cost`` (every stage whose tokens are
-    known) to the plan's stage dicts."""
-    from encore.scale.distributed import strategy_from_file
+              n_rules: int, mfu: float, peak: float | None, eval_readable: bool = True,
+              eval_estimate: tuple[int, float, str] | None = None) -> None:
+    """Adds ``sized``, ``replicas``, ``computing``, ``engines`` (rate), ``cost`` and ``hours`` (every stage whose
+    tokens are known, or estimated: then the cost line says ESTIMATE) to the plan's stage dicts.
+    ``eval_estimate``: (pairs, characters per pair, where from) of evaluation data not readable here."""
+    _add(stages, cfg, data, rater, encoder, trainer, gpus, n_rules, mfu, peak, eval_readable, eval_estimate)
+    for s in stages:
+        if s.get("cost") and s.get("hours") is not None and (data.get("estimated") or s.get("estimated")):
+            s["cost"] = "ESTIMATE (from plan.estimates, see data:) " + s["cost"]
 
+
+def _add(stages: list[dict], cfg: Any, data: dict, rater: Any, encoder: Any, trainer: Any, gpus: Gpus, n_rules: int,
+         mfu: float, peak: float | None, eval_readable: bool, eval_estimate: Any) -> None:
     readable = data.get("readable", False)
     ev = _eval_pairs(cfg, eval_readable) if any(s["stage"] in ("judge", "score") for s in stages) else None
-    n_eval = len(ev) if ev is not None else 0
+    n_eval = len(ev) if ev is not None else eval_estimate[0] if eval_estimate else 0
     mean = data.get("text_tokens_mean")
     setting = cfg.rating.get("replicas", "auto")
     for s in stages:
@@ -159,41 +167,58 @@ def add_costs(stages: list[dict], cfg: Any, data: dict, rater: Any, encoder: Any
             tokens = data["prefill_tokens_prefix_reuse" if reuse else "prefill_tokens"] if readable else None
             if gpus.count:
                 s["engines"] = engines_line(rater, gpus, n_rules, setting, tokens, peak, mfu)
-            s["cost"] = (T.inference(rater.arch_info().n_params, tokens, use["computing"], peak, mfu,
-                                     "prefill with shared-prefix reuse" if reuse else "prefill").line(mfu, peak)
-                         if readable else f"not counted ({data.get('reason', 'data not readable')})")
+            if readable:
+                c = T.inference(rater.arch_info().n_params, tokens, use["computing"], peak, mfu,
+                                "prefill with shared-prefix reuse" if reuse else "prefill")
+                s.update(cost=c.line(mfu, peak), hours=c.hours)
+            else:
+                s["cost"] = f"not counted ({data.get('reason', 'data not readable')})"
             continue
         if stage == "judge":
             gpu = (s.get("tensor_parallel") or 1) if gpus.count else 0
-            s["computing"] = f"{gpu} of {gpus.count}" + (" (vLLM, tensor parallel)" if s.get("tensor_parallel")
-                                                         else " (one device_map copy)" if gpus.count else "")
-            if ev is None:
-                s["cost"] = "not counted (evaluation pairs not readable here)"
+            s["computing"] = f"{gpu} of {gpus.count}" + (
+                f" (one vLLM copy over the node, tensor parallel {gpu}: encore.scale.placement.judge_engine)"
+                if s.get("tensor_parallel") else " (one device_map copy)" if gpus.count else "")
+            if ev is None and eval_estimate is None:
+                s["cost"] = "not counted (evaluation pairs not readable here; no plan.estimates entry)"
                 continue
-            chars = sum(len(p) + len(c) + len(r) for p, c, r in zip(ev["prompt"], ev["chosen"], ev["rejected"]))
-            s["cost"] = T.inference(rater.arch_info().n_params, int(2 * chars / 4), gpu, peak, mfu,
-                                    f"{n_eval:,} pairs, both orders, characters / 4").line(mfu, peak)
+            if ev is not None:
+                chars, how = sum(len(p) + len(c) + len(r) for p, c, r in zip(ev["prompt"], ev["chosen"],
+                                                                            ev["rejected"])), "characters / 4"
+            else:
+                chars, how = n_eval * eval_estimate[1], f"characters / 4, {eval_estimate[2]}"
+                s["estimated"] = True
+            c = T.inference(rater.arch_info().n_params, int(2 * chars / 4), gpu, peak, mfu,
+                            f"{n_eval:,} pairs, both orders, {how}")
+            s.update(cost=c.line(mfu, peak), hours=c.hours)
             continue
         if stage == "train":
-            strategy, procs = strategy_from_file(cfg.plan.accelerate_config)
+            procs = s.get("processes", 1)
             gpu = procs if gpus.count else 0
             s["computing"] = f"{gpu} of {gpus.count * gpus.nodes} (one training process per GPU)"
         elif stage in ("score", "embed"):
-            s["computing"] = f"{gpu} of {gpus.count}"
+            ranks = next((t.get("processes", 1) for t in stages if t["stage"] == "train"), 1)
+            if stage == "score" and ranks > 1 and gpus.count:  # the training launch's ranks score 1/n each
+                gpu = ranks
+            s["computing"] = f"{gpu} of {gpus.count}" + (" (the training launch's ranks, each scoring 1/n of the "
+                                                         "pairs)" if gpu > 1 else "")
         if mean is None:
             s["cost"] = f"not counted ({data.get('reason', 'data not readable')})"
         elif stage == "train":
+            micro, accum = trainer.split(procs)
             seqs = T.training_sequences(data["n_pairs"], trainer.epochs, trainer.val_frac, trainer.max_steps,
-                                        trainer.batch_size, trainer.grad_accum, procs)
+                                        micro, accum, procs)
             tokens = int(seqs * min(mean, encoder.max_length))
-            s["cost"] = T.training(encoder.arch_info().n_params, tokens, gpu, peak, mfu,
-                                   f"{seqs:,} sequences x {min(mean, encoder.max_length):.0f} tokens "
-                                   "(characters / 4)").line(mfu, peak)
+            c = T.training(encoder.arch_info().n_params, tokens, gpu, peak, mfu,
+                           f"{seqs:,} sequences x {min(mean, encoder.max_length):.0f} tokens (characters / 4)")
+            s.update(cost=c.line(mfu, peak), hours=c.hours)
         elif stage in ("score", "embed"):
             seqs = 2 * (data["n_pairs"] + n_eval)
             tokens = int(seqs * min(mean, encoder.max_length))
-            which = ("training and evaluation pairs" if ev is not None else
-                     "training pairs; the evaluation pairs are not readable here and not counted")
-            s["cost"] = T.inference(encoder.arch_info().n_params, tokens, gpu, peak, mfu,
-                                    f"{seqs:,} sequences, 2 per pair ({which}) x {min(mean, encoder.max_length):.0f} "
-                                    "tokens (characters / 4)").line(mfu, peak)
+            which = ("training and evaluation pairs" if ev is not None else "training and (estimated) evaluation "
+                     "pairs" if eval_estimate else "training pairs; the evaluation pairs are not readable here and "
+                     "not counted")
+            c = T.inference(encoder.arch_info().n_params, tokens, gpu, peak, mfu,
+                            f"{seqs:,} sequences, 2 per pair ({which}) x {min(mean, encoder.max_length):.0f} "
+                            "tokens (characters / 4)")
+            s.update(cost=c.line(mfu, peak), hours=c.hours)

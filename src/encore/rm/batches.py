@@ -13,6 +13,10 @@ so after the trainer's division by ``A`` and the data-parallel mean over ``n`` p
 window's mean loss: the same for 1 or n processes, for a short last batch, a short last window, and entries missing
 (NaN) unevenly across processes. A process left without pairs (a batch shorter than ``n``) still runs forward and
 backward on one pair with weight 0, since every process must join the gradient reduction.
+
+The global batch (``train.global_batch``, pairs per optimiser step ``G = B · n · A``) is the setting; ``B`` and ``A``
+follow from the number of processes (:func:`batch_split`), so a run on 1 GPU and on 8 takes the same optimiser steps
+over the same pairs (for one epoch, the paper's: windows then never straddle an epoch's end).
 """
 
 from __future__ import annotations
@@ -65,3 +69,19 @@ class MicroBatches:
         if len(mine) == 0 or total == 0:
             return (mine if len(mine) else chunk[:1]), 0.0
         return mine, self.n * self.accum / total
+
+
+def batch_split(global_batch: int, batch_size: int, processes: int) -> tuple[int, int]:
+    """(pairs per process per micro-step, micro-steps per optimiser step) that make ``global_batch`` pairs per
+    optimiser step on ``processes`` processes: each process takes ``global_batch / processes`` pairs per step, in the
+    largest micro-batch up to ``batch_size`` that divides them. Refused when the processes do not divide the global
+    batch (each would take a different share, or the step would not be the paper's)."""
+    per, rest = divmod(global_batch, max(processes, 1))
+    if rest or not per:
+        fits = [n for n in range(1, min(global_batch, 64) + 1) if global_batch % n == 0]
+        raise ValueError(f"train.global_batch={global_batch} on {processes} processes: every process must take the "
+                         f"same whole share of each optimiser step's pairs; launch {', '.join(map(str, fits))} "
+                         f"process(es), or set train.global_batch to a multiple of {processes} (e.g. "
+                         f"{-(-global_batch // processes) * processes}: a different batch than the paper's)")
+    micro = max(b for b in range(1, min(batch_size, per) + 1) if per % b == 0)
+    return micro, per // micro

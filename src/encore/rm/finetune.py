@@ -11,6 +11,7 @@ where it stopped; the trained model and its scores are cached by content hash, s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,10 +27,11 @@ from encore.rm import checkpoint
 from encore.cache.artifacts import array_hash, cached_arrays, content_hash, expect, filesystem_errors, read_json
 from encore.cache.cache_only import refuse_compute
 from encore.rm.backbone import Encoder
-from encore.rm.batches import MicroBatches
+from encore.rm.batches import MicroBatches, batch_split
 from encore.data.pairs import fingerprint
 from encore.rm.splits import validation_split
-from encore.scale.distributed import OPTIMS, check_combination, fill_deepspeed_config, make_optimizer, runtime_strategy
+from encore.scale.distributed import (OPTIMS, check_combination, fill_deepspeed_config, launch_state, make_optimizer,
+                                      runtime_strategy)
 from encore.scale.hardware import Gpus
 from encore.scale.loading import target_gpus
 from encore.scale.memory import SHARDED
@@ -37,26 +39,16 @@ from encore.scale.placement import DoesNotFit, TrainSetup, place_training
 from encore.rm.model import META, MultiHeadRM, bt_pair_loss, masked_mse, reusable, score_ids, weights_id
 
 log = logging.getLogger(__name__)
-_NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress"}
-
-
-def _keyed(identity: dict[str, Any]) -> dict[str, Any]:
-    """The trainer's identity as the model depends on it: ``batch_size`` is per process, so the key holds the global
-    batch (``batch_size`` x processes). Two ranks at 4 pairs each train the model one process trains at 8 (the
-    micro-batch weighting makes them equal, tests/test_launch.py), so a one-process ``reproduce.py`` with
-    ``train.batch_size=8`` reuses what a two-rank launch at 4 trained; single-process keys are unchanged."""
-    from accelerate import PartialState
-
-    n = PartialState().num_processes
-    return identity if n == 1 else {**identity, "batch_size": identity["batch_size"] * n}
+# batch_size is only how the global batch is cut into micro-steps (memory): the same model up to rounding
+_NOT_IN_KEY = {"save_every", "keep_checkpoints", "score_batch_size", "progress", "batch_size"}
 
 
 @dataclass
 class Finetune:
     lr: float = 2e-5
     epochs: float = 1.0
-    batch_size: int = 8  # pairs per process per micro-step (2 × responses)
-    grad_accum: int = 1
+    global_batch: int = 8  # pairs per optimiser step over all processes (conf/train/finetune.yaml: the paper's 32)
+    batch_size: int = 8  # the most pairs one process takes per micro-step (memory); accumulation makes up the rest
     max_steps: int | None = None  # optimiser steps; overrides epochs when set
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
@@ -80,7 +72,7 @@ class Finetune:
     def __post_init__(self) -> None:
         if self.lora_targets is not None and not isinstance(self.lora_targets, str):
             self.lora_targets = list(self.lora_targets)  # configs hand in a ListConfig
-        for name in ("lr", "epochs", "batch_size", "grad_accum", "keep_checkpoints"):
+        for name in ("lr", "epochs", "global_batch", "batch_size", "keep_checkpoints"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"train.{name}={getattr(self, name)}: must be positive")
         if not 0 <= self.val_frac < 1:
@@ -91,10 +83,22 @@ class Finetune:
             raise ValueError(f"train.param_dtype={self.param_dtype!r}; use float32 or bfloat16")
         if self.optim not in OPTIMS:
             raise ValueError(f"train.optim={self.optim!r}; use one of {OPTIMS}")
+        world = int(os.environ.get("WORLD_SIZE") or 1)
+        if world > 1:  # a rank of a launch: a global batch the ranks cannot share is refused before anything loads
+            self.split(world)
         if self.param_dtype == "bfloat16" and self.optim == "adamw" and not self.lora_r:
             raise ValueError("train.param_dtype=bfloat16 with train.optim=adamw: AdamW updates of lr 2e-5 on bf16 "
                              "weights mostly round away; use train.optim=adamw_8bit (stochastic rounding) or "
                              "train.param_dtype=float32")
+
+    def split(self, processes: int = 1) -> tuple[int, int]:
+        """(pairs per process per micro-step, accumulation steps) on ``processes`` (:func:`batch_split`)."""
+        return batch_split(self.global_batch, self.batch_size, processes)
+
+    @property
+    def grad_accum(self) -> int:
+        """Accumulation steps of one process (:meth:`split`)."""
+        return self.split(1)[1]
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "finetune", "val_split": "by_prompt",
@@ -104,8 +108,9 @@ class Finetune:
         """Per-process memory of this run under ``strategy`` on ``gpus`` (see :mod:`encore.scale.memory`), with a fix
         when it does not fit. Checked by every rank before the backbone is loaded."""
         check_combination(strategy, self.lora_r, self.optim)
+        micro, accum = self.split(processes)
         setup = TrainSetup(param_dtype=self.param_dtype, optim=self.optim, strategy=strategy, processes=processes,
-                           batch_size=self.batch_size, grad_accum=self.grad_accum, max_length=encoder.max_length,
+                           batch_size=micro, grad_accum=accum, max_length=encoder.max_length,
                            gradient_checkpointing=self.gradient_checkpointing, lora_r=self.lora_r)
         return place_training(encoder.arch_info(), setup, gpus)
 
@@ -115,12 +120,13 @@ class Finetune:
         """Train (or reuse) the K-head RM on ratings (N, 2, K) and score train and eval pairs: (N|M, 2, K)."""
         rh = array_hash(ratings)
         # Cache-key audit (fine-tuned model, its head scores): encoder identity, train fingerprint, the ratings'
-        # values, every Finetune field but save_every / score_batch_size / progress, the objective, batch_size as
-        # the global batch (x processes, _keyed). Not: the accelerate strategy (DDP / FSDP give the same update up
-        # to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint and the
+        # values, every Finetune field but save_every / score_batch_size / progress / batch_size, the objective; the
+        # global batch (pairs per optimiser step) is in it, not how many processes or micro-steps made it up (the
+        # same update up to rounding, encore.rm.batches). Not: the accelerate strategy (DDP / FSDP give the same
+        # update up to rounding), a machine's choice for mixed_precision=auto. Scores add the eval fingerprint and the
         # model's verified identity (weights_id: its checksum list's digest). The model directory is reused only
         # when every file has its recorded size and SHA-256 (reusable).
-        key = content_hash(encoder.identity(), fingerprint(train), rh, _keyed(self.identity()), "mse")
+        key = content_hash(encoder.identity(), fingerprint(train), rh, self.identity(), "mse")
         model_dir = self.train_model(encoder, train, ratings, "mse", Path(cache_dir), key)
         key = content_hash(key, weights_id(model_dir))  # scores of a damaged model, retrained since, are never read
 
@@ -150,7 +156,7 @@ class Finetune:
     def preference_rewards(self, train: pd.DataFrame, eval_pairs: pd.DataFrame, encoder: Encoder,
                            cache_dir: str | Path) -> np.ndarray:
         """Single-head BT reward model: the same backbone, one head, -log σ(r_c - r_r); (M, 2) eval rewards."""
-        key = content_hash(encoder.identity(), fingerprint(train), _keyed(self.identity()), "bt")
+        key = content_hash(encoder.identity(), fingerprint(train), self.identity(), "bt")
         model_dir = self.train_model(encoder, train, None, "bt", Path(cache_dir), key)
         key = content_hash(key, weights_id(model_dir))
         compute = lambda: {"rewards": self._score_pairs(self._load(model_dir, encoder), encoder, eval_pairs)[..., 0]}  # noqa: E731
@@ -192,13 +198,15 @@ class Finetune:
         mp = self.mixed_precision
         if mp == "auto":
             mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-        acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=self.grad_accum)
+        mb, accum = self.split(launch_state().num_processes)  # refused before anything loads
+        acc = Accelerator(mixed_precision=mp, gradient_accumulation_steps=accum)
         strategy, n_proc = runtime_strategy(acc)
         place = self.placement(encoder, Gpus(0, 0, "CPU") if acc.device.type == "cpu" else target_gpus("cuda"),
                                strategy, n_proc)
         if not place.fits:  # every rank stops here, before a weight is read
             raise DoesNotFit(f"fine-tuning {encoder.name_or_path}: {place.summary()}")
-        log.info("fine-tuning %s: %s", encoder.name_or_path, place.summary())
+        log.info("fine-tuning %s: %s; global batch %d pairs = %d process(es) x %d pairs x %d accumulation steps",
+                 encoder.name_or_path, place.summary(), self.global_batch, n_proc, mb, accum)
         set_seed(self.seed)
         tok, k = encoder.tok, 1 if objective == "bt" else targets.shape[-1]
         ids = encoder.tokenize(encoder.pair_texts(pairs), padding=False)["input_ids"]  # 2N: chosen, rejected, ...
@@ -207,13 +215,12 @@ class Finetune:
         rm = self._new_rm(encoder, k)
         opt = make_optimizer([p for p in rm.parameters() if p.requires_grad], self.optim, self.lr, self.weight_decay)
         weights = (~np.isnan(targets)).sum(axis=(1, 2)) if targets is not None else np.ones(len(pairs))
-        plan = MicroBatches(tr, weights, self.batch_size, acc.num_processes, self.grad_accum, self.seed, self.epochs,
-                            self.max_steps)
+        plan = MicroBatches(tr, weights, mb, acc.num_processes, accum, self.seed, self.epochs, self.max_steps)
         micro, n_opt = plan.micro_steps, plan.optimiser_steps
         from transformers import get_linear_schedule_with_warmup
 
         sched = get_linear_schedule_with_warmup(opt, int(self.warmup_ratio * n_opt), n_opt)
-        fill_deepspeed_config(acc, self.batch_size, self.max_grad_norm, rm.heads.in_features)  # no DataLoader here
+        fill_deepspeed_config(acc, mb, self.max_grad_norm, rm.heads.in_features)  # no DataLoader here
         rm, opt = acc.prepare(rm, opt)  # the scheduler is stepped by hand once per optimiser step
         acc.register_for_checkpointing(sched)
         start, logs = 0, []
@@ -229,7 +236,7 @@ class Finetune:
             idx, factor = plan.part(m, acc.process_index)  # this process's slice of the global batch
             batch = tok.pad({"input_ids": [ids[2 * i + s] for i in idx for s in (0, 1)]}, return_tensors="pt").to(acc.device)
             if plan.is_boundary(m):  # also a short last window: accelerate's counter is set to step after it
-                acc.step = self.grad_accum - 1
+                acc.step = accum - 1
             with acc.accumulate(rm):
                 out = rm(batch["input_ids"], batch["attention_mask"]).view(len(idx), 2, k)  # (B, 2, K)
                 mean = masked_mse(out, y[idx].to(out.device)) if y is not None else bt_pair_loss(out[:, 0, 0], out[:, 1, 0])
@@ -246,7 +253,7 @@ class Finetune:
             logs.append({"micro_step": m, "epoch": plan.epoch(m), "loss": mean_loss,
                          "lr": float(sched.get_last_lr()[0])})  # torchao keeps lr as a 0-d tensor
             bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if acc.sync_gradients and (m + 1) // self.grad_accum % self.save_every == 0 and m + 1 < micro:
+            if acc.sync_gradients and (m + 1) // accum % self.save_every == 0 and m + 1 < micro:
                 checkpoint.save(acc, ckpt, m + 1, logs, self.keep_checkpoints)
         acc.wait_for_everyone()
         state = acc.get_state_dict(rm) if strategy in SHARDED else None  # collective: gathers the shards

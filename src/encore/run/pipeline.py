@@ -32,6 +32,8 @@ from encore.data.rewardbench import headline_name
 from encore.errors import DataError
 from encore.rm.export import stage_export
 from encore.report.figures import run_figures
+from encore.scale.hardware import detect
+from encore.scale.placement import judge_engine
 from encore.run.job import fill_command, rate_command, rater_overrides, wandb_names
 from encore.judge import LLMJudge
 from encore.run.main_table import dataset_name, run_setup, stage_evaluate
@@ -247,7 +249,8 @@ def _stages(cfg: DictConfig, run_dir: Path, job: str, upto: str, figures: bool) 
                              train_pairs=train, eval_pairs=eval_pairs, train_scores=arrays["train_scores"],
                              eval_scores=arrays["eval_scores"], held_out_scores=arrays.get("held_out_scores"),
                              held_out_basis=metrics["heads"].get("held_out_basis", "no held-out head scores"),
-                             encoder=encoder, trainer=trainer, rater=rater,
+                             encoder=encoder, trainer=trainer,
+                             rater=judge_engine(rater, detect()),  # the judge: one copy over the node (the plan's)
                              cache_dir=str(cfg.cache_dir), rm_report=metrics["heads"],
                              log_base=log_base(cfg.study))  # ENCORE's τ is in nats: H is converted
             table, wide, sig = stage_evaluate(cfg, methods, ctx, run_dir)

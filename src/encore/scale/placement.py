@@ -156,7 +156,7 @@ class TrainSetup:
     optim: str
     strategy: str  # single, ddp, fsdp, zero3
     processes: int
-    batch_size: int  # pairs per process per micro-step
+    batch_size: int  # pairs per process per micro-step (train.global_batch split by encore.rm.batches.batch_split)
     grad_accum: int
     max_length: int
     gradient_checkpointing: bool
@@ -209,13 +209,33 @@ def _training_fix(arch: Arch, s: TrainSetup, gpus: Gpus, cap: int) -> str:
                                                                                    processes=gpus.count):
         return (f"accelerate launch --config_file conf/accelerate/fsdp.yaml --num_processes {gpus.count} "
                 "experiments/train_rm.py <same overrides> (plan it with plan.accelerate_config=conf/accelerate/fsdp.yaml)")
-    for b in range(s.batch_size - 1, 0, -1):  # activations: smaller micro-batches, same effective batch
-        if fits(batch_size=b):
-            accum = math.ceil(s.batch_size * s.grad_accum / b)
-            return f"train.batch_size={b} train.grad_accum={accum} (same effective batch)"
+    per = s.batch_size * s.grad_accum  # pairs per process per optimiser step
+    for b in range(s.batch_size - 1, 0, -1):  # activations: smaller micro-batches, same global batch
+        if per % b == 0 and fits(batch_size=b):
+            return (f"train.batch_size={b} (the global batch stays the same: {per // b} accumulation steps of {b} "
+                    "pairs per process)")
     if not s.lora_r and fits(lora_r=16):
         return "train.lora_r=16 (LoRA on every linear layer; not the paper's full fine-tuning)"
     return f"more GPU memory: plan.gpus=8x{max(gpus.memory, 80 * GB) / GB:.0f}GB with FSDP (conf/accelerate/fsdp.yaml)"
+
+
+def judge_engine(rater: Any, gpus: Gpus) -> Any:
+    """The rater as it judges: one copy over the whole node. A vLLM rater at ``tensor_parallel_size=auto`` takes the
+    largest tensor-parallel size up to the visible GPUs that vLLM accepts and that holds it (the 70B on 8 GPUs:
+    tensor parallel 8, every GPU computing); its placement decides, as for rating. One copy, not several: the
+    judge's evaluation pairs are a few thousand prompts, far less work than loading a second 141 GB copy. Other
+    raters (``rater=hf``'s device_map, a remote server, an explicit size) judge as they are. Tensor parallelism is in
+    no cache key, so the judgements are the same entries."""
+    from dataclasses import is_dataclass, replace
+
+    if not gpus.count or str(getattr(rater, "tensor_parallel_size", "")) != "auto" or not is_dataclass(rater) \
+            or getattr(rater, "_llm", None) is not None:  # a loaded engine already holds its GPUs: it judges as is
+        return rater
+    for t in range(gpus.count, 1, -1):
+        wide = replace(rater, tensor_parallel_size=t)
+        if wide.placement(gpus, judge=True).fits:
+            return wide
+    return rater
 
 
 def input_device(model: Any) -> Any:

@@ -10,6 +10,7 @@ the cloud, and the key says how many of how many), so the work is bounded whatev
 
 from __future__ import annotations
 
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,6 +22,7 @@ MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules)
 MAX_LABELLED = 20  # more points than this: only the 20 (or 10, or 5) farthest from the centre are numbered
 GAPS_PX = (1.5, 5, 10, 16, 24, 34, 46, 60, 76, 94, 115, 140, 170)  # display distance of a label's box from its point
 DIRECTIONS = 24  # angles tried at each distance, the most horizontal first (labels beside their point)
+LABEL_AIR_PX = 3.0  # air between two labels, so two names never read as one label with two connectors
 NEAR_PX = 4.0  # a label this close to its own point, and clearly nearer it than any other, needs no connector
 FONT = dict(fontsize=5.5, color="#333333")
 CONNECTOR = dict(arrowstyle="-", color="#555555", lw=0.5, shrinkA=0, shrinkB=0)
@@ -71,16 +73,30 @@ def _farthest(ax: plt.Axes, points: list[tuple[float, float]], n: int) -> set[tu
     return {points[i] for i in order[:n]}
 
 
+KEY_FONT = 5.0  # pt
+
+
 def _key(ax: plt.Axes, rules: list[str], numbers: list[int], total: int) -> list[Annotation]:
-    """The numbered rules in two columns below the x label (constrained layout makes room)."""
-    key = [f"{k + 1}  {rules[k]}" for k in numbers]
+    """The numbered rules in two columns below the x label (constrained layout makes room), each entry wrapped to
+    its column's width (half the axes), a long name on more lines rather than across the other column or out of
+    the figure."""
+    fig = ax.figure
+    column_pt = ax.get_position().width * fig.get_figwidth() * 72 / 2
+    chars = max(12, int(column_pt / (0.6 * KEY_FONT)) - 1)  # DejaVu Sans averages 0.6 em a character
+    key = ["\n".join(textwrap.wrap(f"{k + 1}  {rules[k]}", _chars(rules[k], chars), subsequent_indent="     ",
+                                   break_on_hyphens=False)) for k in numbers]
     if len(numbers) < total:
-        key.append(f"({len(numbers)} of {total} rules labelled,")
-        key.append("those farthest from the centre)")
-    half = (len(key) + 1) // 2
+        key += [f"({len(numbers)} of {total} rules labelled,", "those farthest from the centre)"]
+    lines = np.cumsum([k.count("\n") + 1 for k in key])
+    half = int(np.searchsorted(lines, (lines[-1] + 1) // 2) + 1) if key else 0  # columns of about equal height
     return [ax.annotate("\n".join(part), xy=(0.5 * c, 0), xycoords=("axes fraction", ax.xaxis.label),
-                        xytext=(0, -3), textcoords="offset points", va="top", fontsize=5, color="#333333")
+                        xytext=(0, -3), textcoords="offset points", va="top", fontsize=KEY_FONT, color="#333333")
             for c, part in enumerate((key[:half], key[half:]))]
+
+
+def _chars(text: str, chars: int) -> int:
+    """Characters a line holds: CJK and other wide characters take about a full em, not 0.6."""
+    return chars if all(ord(c) < 0x2E80 for c in text) else max(6, int(chars * 0.6))
 
 
 def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[float, float]], every: np.ndarray,
@@ -115,7 +131,7 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
             for b, seg, fixed in options[i]:
                 # weighed for the fallback: on another label 100, a connector through a label or across another
                 # 10, anything fixed 1 (leaving the axes: 1000)
-                bad = fixed + sum(100 * b.overlaps(pb) + 10 * ((ps is not None and _cuts(ps, b)) or (
+                bad = fixed + sum(100 * b.padded(LABEL_AIR_PX).overlaps(pb) + 10 * ((ps is not None and _cuts(ps, b)) or (
                     seg is not None and (_cuts(seg, pb) or (ps is not None and crosses(seg, ps)))))
                     for pb, ps in chosen.values())
                 if bad == 0:
@@ -242,16 +258,18 @@ def crosses(s: tuple[np.ndarray, np.ndarray], t: tuple[np.ndarray, np.ndarray], 
 
 
 def _astray(seg: tuple[np.ndarray, np.ndarray], dots: np.ndarray, rods: np.ndarray) -> bool:
-    """Whether a connector would mislead: passing over another point's marker, or running along an error bar
-    (over a quarter of its length inside one) rather than across it."""
-    xy = _samples(seg)
-    xy = xy[np.hypot(*(xy - seg[1]).T) > (dots[0, 2] - dots[0, 0]) / 2 + 1]  # off its own point's marker
+    """Whether a connector would mislead: passing over another point's marker or crossing another point's error
+    bar (its own point's bar, and one through its own marker, are where it ends)."""
+    every = _samples(seg)
+    p, radius = seg[1], (dots[0, 2] - dots[0, 0]) / 4  # the marker's radius (dots hold it and as much air)
+    off = every[np.hypot(*(every - p).T) > 2 * radius + 1]  # off its own point's marker
+    own = (np.abs((rods[:, 0] + rods[:, 2]) / 2 - p[0]) <= radius) & (rods[:, 1] - 1 <= p[1]) & (p[1] <= rods[:, 3] + 1)
 
-    def inside(boxes: np.ndarray) -> np.ndarray:  # (samples, boxes)
+    def inside(xy: np.ndarray, boxes: np.ndarray) -> np.ndarray:  # (samples, boxes)
         return ((xy[:, None, 0] > boxes[:, 0]) & (xy[:, None, 0] < boxes[:, 2]) & (xy[:, None, 1] > boxes[:, 1])
                 & (xy[:, None, 1] < boxes[:, 3]))
 
-    return bool(len(xy)) and bool(inside(dots).any() or (inside(rods).sum(axis=0) > 0.25 * len(xy)).any())
+    return bool(inside(off, dots).any() or inside(every, rods[~own]).any())
 
 
 def _samples(seg: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -46,6 +46,20 @@ def wrap(text: str, width: int = 14) -> str:
     return "\n".join(textwrap.wrap(str(text), width, break_on_hyphens=False, break_long_words=False)) or str(text)
 
 
+def wrap_clauses(text: str, width: int) -> str:
+    """Like :func:`wrap`, but breaking between the clauses of a title ("evaluated on ...; trained on ...") first:
+    clauses are packed onto lines of at most ``width`` characters, a longer clause wrapped at its spaces."""
+    lines: list[str] = []
+    for clause in str(text).split("; "):
+        if lines and len(lines[-1]) + 2 + len(clause) <= width:
+            lines[-1] += "; " + clause
+        else:
+            if lines:
+                lines[-1] += ";"
+            lines += wrap(clause, width).split("\n")
+    return "\n".join(lines)
+
+
 def fit_key(fig: plt.Figure) -> None:
     """The key of the least-squares line and its grey band, above the panels (where it covers nothing)."""
     handles = [Line2D([], [], color=MUTED, lw=0.8, ls="--"), Patch(color=MUTED, alpha=0.25, lw=0),

@@ -20,7 +20,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: 
 
 from encore.report import style  # noqa: E402
 from encore.data.rewardbench import SAFETY_COUNTS  # noqa: E402
-from encore.report.plots import save, wrap  # noqa: E402
+from encore.report.plots import BoundedLocator, save, wrap, wrap_clauses  # noqa: E402
 from encore.report.style import ENCORE, MUTED, ONE_COL, TWO_COL, Names  # noqa: E402
 
 
@@ -61,6 +61,9 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     rule_of = t["rule"] if "rule" in t else pd.Series([None] * len(t))  # a method with all weight on one rule
     labels = [names.method(m) + (f" ({names.rule(r)})" if isinstance(r, str) and r else "") + marks.get(m, "")
               for m, r in zip(t["method"], rule_of)]
+    lo0, hi0 = ax.get_xlim()  # within 0-100%: room for a whole marker past the ends, no tick beyond them
+    ax.set_xlim(max(lo0, -3.0), min(hi0, 103.0))
+    ax.xaxis.set_major_locator(BoundedLocator(0.0, 100.0))
     ax.set_yticks(y, labels)
     for label, m in zip(ax.get_yticklabels(), t["method"]):
         if m == "encore":
@@ -88,11 +91,11 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     for a in axes:
         a.grid(axis="y", color="#E5E5E5", lw=0.5)
         a.set_axisbelow(True)
-    if marks:
+    if any(marks.values()):
         fig.supxlabel("* p < 0.05, ** p < 0.01: differs from ENCORE (paired permutation test, Holm-adjusted)",
                       fontsize=6, x=0.99, ha="right")
     if about:
-        fig.suptitle(wrap(about[:1].upper() + about[1:], 120), fontsize=7.5)
+        fig.suptitle(wrap_clauses(about[:1].upper() + about[1:], 120), fontsize=7.5)
     return fig
 
 
@@ -153,7 +156,7 @@ def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: fl
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2)
     if title:
-        ax.set_title(wrap(f"ENCORE over τ, {title}", 52))
+        ax.set_title(wrap_clauses(f"ENCORE over τ, {title}", 52))
     return fig
 
 
@@ -227,7 +230,7 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
                    ["weight 1: all on this rule (outside the colour scale)", "weight 0"], loc="outside lower center",
                    ncols=2, handlelength=1.2)
     if title:
-        fig.suptitle(wrap(f"{'ENCORE weights over τ' if by == 'tau' else 'Weights per rule'}: {title}",
+        fig.suptitle(wrap_clauses(f"{'ENCORE weights over τ' if by == 'tau' else 'Weights per rule'}: {title}",
                           120 if len(cols) > 6 else 70), fontsize=7.5)
     return fig
 

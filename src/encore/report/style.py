@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -133,11 +134,13 @@ _WARNED: set[str] = set()
 
 
 def check_glyphs(texts: Iterable[str]) -> list[str]:
-    """Warn once per set of characters that no installed font can draw (see :data:`FONT_HINT`); returns them."""
+    """Warn once per set of characters that no installed font can draw (see :data:`FONT_HINT`), in place of
+    matplotlib's warning per glyph and drawing; returns them."""
     missing = missing_glyphs(texts)
     key = "".join(missing)
     if missing and key not in _WARNED:
         _WARNED.add(key)
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
         log.warning("figure names use characters no installed font has, drawn as boxes: %s; %s",
                     " ".join(f"{c} (U+{ord(c):04X})" for c in missing), FONT_HINT)
     return missing
@@ -152,6 +155,9 @@ def apply() -> None:
 
     matplotlib.use("Agg")
     import seaborn as sns
+
+    # a fallback font with one weight (WenQuanYi Zen Hei: 500) is used as it is; matplotlib says so per text
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 
     sns.set_theme(context="paper", style="ticks", palette=OKABE_ITO, font=list(font_families()), rc={
         "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",  # TrueType, never Type 3

@@ -1,4 +1,4 @@
-"""Rebuild every figure and table from run directories alone (no recomputation, no wandb API).
+"""Rebuild every figure from run directories alone, and every table (no recomputation, no wandb API).
 
     python experiments/make_figures.py [RUNS_DIR ...] [--out DIR] [--notebook [FILE]]
 

@@ -301,9 +301,10 @@ def unkeyed_colours(fig) -> list[str]:
     from matplotlib.collections import QuadMesh
 
     keyed = bool(_legend_texts(fig))
-    return [ax.get_title() or "heatmap" for ax in fig.axes for c in ax.collections
+    bars = {c.colorbar.ax for ax in fig.axes for c in ax.collections if getattr(c, "colorbar", None) is not None}
+    return [ax.get_title() or "heatmap" for ax in fig.axes if ax not in bars for c in ax.collections
             if isinstance(c, QuadMesh) and c.get_visible() and c.colorbar is None
-            and np.ma.count(c.get_array()) > 0 and not keyed]
+            and np.ma.count(c.get_array()) > 0 and not keyed]  # a colour bar's own mesh is the key itself
 
 
 def shared_connectors(fig, tol: float = 1.0) -> list[tuple[str, str]]:

@@ -44,7 +44,7 @@ def test_every_demo_figure_passes_the_review(demo_runs, tmp_path, monkeypatch):
 def test_every_figure_of_an_own_data_run_passes_the_review(tmp_path, cache, monkeypatch):
     """Own pairs, ratings file and evaluation set (no RewardBench subsets: a plain accuracy, never "Safety")."""
     mine = own_folder(tmp_path / "mine")
-    run_reproduce(make_cfg(f"hydra.searchpath=[file://{mine}]", "rules=mine", "method=encore", "data=local",
+    run_reproduce(make_cfg(f"hydra.searchpath=[file://{mine}]", "rules=mine", "data=local",
                            f"data.path={mine}/pairs.jsonl", "rater=file", f"rater.path={mine}/ratings.csv",
                            "eval=local", f"eval.path={mine}/held_out.csv", cache=cache), tmp_path / "runs" / "run")
     found = review(monkeypatch, [tmp_path / "runs"], tmp_path / "fig", "pairs", "24 pairs",
@@ -123,7 +123,7 @@ def test_a_single_rule_column_outside_the_colour_scale_is_keyed():
     assert unkeyed_colours(fig) == []
     assert any("outside the colour scale" in t.get_text() for lg in fig.legends for t in lg.get_texts())
     fig.legends.clear()
-    assert unkeyed_colours(fig) == [""]  # the grey column without its key
+    assert unkeyed_colours(fig) == ["heatmap"]  # the grey column without its key
     plt.close(fig)
 
 
@@ -140,7 +140,7 @@ def _labelled(points, label_at, bars=None):
 def test_connectors_sharing_a_point_stacked_labels_over_a_marker_or_across_a_bar_are_found():
     fig = _labelled([(2, 2), (2, 2.0001)], [("a", (5, 5)), ("b", (5, 6))])
     assert shared_connectors(fig) == [("a", "b")]
-    fig = _labelled([(2, 2), (8, 2)], [("No hate", (4, 5)), ("No violence", (4, 4.4))])
+    fig = _labelled([(2, 2), (8, 2)], [("No hate", (4, 5)), ("No violence", (4, 4.6))])
     assert stacked_labels(fig) == [("No hate", "No violence")]
     fig = _labelled([(2, 2), (5, 5)], [("a", (8, 8)), ("b", (6, 1))])
     assert connectors_over_markers(fig) == ["a"]  # a's line runs over b's point at (5, 5)

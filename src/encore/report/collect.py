@@ -30,7 +30,8 @@ def run_meta(run: Path) -> dict:
     meta = {"run": str(run), "job": m.get("job"), "experiment": m.get("experiment"), "dataset": m.get("dataset"),
             "train_pairs": m.get("train_pairs"), "eval_fingerprint": m.get("eval_fingerprint"),
             "eval_set": m.get("eval_set"), "eval_pairs": m.get("eval_pairs"), "eval_metric": m.get("eval_metric"),
-            "rater_key": (m.get("rating") or {}).get("rater_key"), "rules": rules, "setup": m.get("setup")}
+            "rater": (m.get("setup") or {}).get("rater"), "rater_key": (m.get("rating") or {}).get("rater_key"),
+            "rules": rules, "setup": m.get("setup")}
     return {**meta, "study": study_key(meta), "result": result_key(meta)}
 
 
@@ -145,7 +146,7 @@ def run_groups(runs: list[Path]) -> pd.DataFrame:
     cols = ["kind", "experiment", "job", "dataset", "train_pairs", "rater", "n_runs", "taus", "newest"]
     if not runs:
         return pd.DataFrame(columns=cols)
-    meta = pd.DataFrame([{**_flat(m), "rater": (m.get("setup") or {}).get("rater")} for m in map(run_meta, runs)])
+    meta = pd.DataFrame([_flat(run_meta(r)) for r in runs])
     tables = main_tables(runs)
     enc = tables[tables["method"] == "encore"] if "tau" in tables else pd.DataFrame(columns=["run", "tau"])
     rows = []

@@ -128,12 +128,12 @@ def test_a_single_rule_column_outside_the_colour_scale_is_keyed():
 
 
 def _labelled(points, label_at, bars=None):
-    fig, ax = plt.subplots(figsize=(3, 3))
+    fig, ax = plt.subplots(figsize=(3, 3), dpi=100)
     x, y = np.array(points, float).T
     ax.errorbar(x, y, yerr=bars, fmt="o", ms=3.5)
     ax.set_xlim(0, 10), ax.set_ylim(0, 10)
     for i, (t, xy) in enumerate(label_at):
-        ax.annotate(str(t), xy=points[i], xytext=xy, arrowprops=dict(arrowstyle="-"))
+        ax.annotate(str(t), xy=points[i], xytext=xy, fontsize=8, arrowprops=dict(arrowstyle="-"))
     return fig
 
 

@@ -2,7 +2,8 @@
 
 Each label tries a fixed set of places around its own point (``DIRECTIONS`` x ``GAPS_PX``), nearest first, and takes
 the first one that keeps it inside the axes and off every point, error bar, other text and label already placed,
-with a connector (when it needs one) that crosses no other connector and no label. The most constrained labels
+with a connector (when it needs one) that crosses no other connector, no label, no other point's marker and no other
+point's error bar (in a cloud too dense for that, it may cross a bar but never run along one). The most constrained labels
 choose first. At most ``MAX_LABELLED`` points are labelled (beyond that many, the ones farthest from the centre of
 the cloud, and the key says how many of how many), so the work is bounded whatever the number of rules: at most
 ``MAX_LABELLED`` x ``len(DIRECTIONS) * len(GAPS_PX)`` candidate boxes, each checked against the panel's objects.
@@ -114,37 +115,22 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
     lines = [_trace(t) for t in others if isinstance(t, Line2D)]  # a fit line: labels keep off, connectors cross
     static = np.concatenate([dots, rods, np.array(texts_).reshape(-1, 4), *lines])
     frame = ax.get_window_extent(r)
-    options = []  # per label: (box, connector, how many fixed things it breaks), nearest first
+    options = []  # per label: (box, connector, how many fixed things it breaks, crosses a bar), nearest first
     for p, t in zip(own, texts):
         found = []
         for b in _candidates(p, *_size(ax, t, r)):
             seg = _connector(b, p, pts)  # weighed for the fallback: leaving the axes counts most
-            bad = 1000 * (not _inside(b, frame)) + _hits(b, static) + (seg is not None and _astray(seg, dots, rods))
+            stray, across = _astray(seg, dots, rods) if seg is not None else (False, False)
+            bad = 1000 * (not _inside(b, frame)) + _hits(b, static) + stray
             if bad == 0 or not strict:
-                found.append((b, seg, bad))
+                found.append((b, seg, bad + (across and not strict), across))
         options.append(found)
-    order = sorted(range(len(texts)), key=lambda i: (sum(o[2] == 0 for o in options[i]), i))  # most constrained first
-    for _ in range(len(texts)):  # a label left without a place goes first next time (bounded restarts)
-        chosen: dict[int, tuple[Bbox, tuple | None]] = {}
-        for i in order:
-            best = None
-            for b, seg, fixed in options[i]:
-                # weighed for the fallback: on another label 100, a connector through a label or across another
-                # 10, anything fixed 1 (leaving the axes: 1000)
-                bad = fixed + sum(100 * b.padded(LABEL_AIR_PX).overlaps(pb) + 10 * ((ps is not None and _cuts(ps, b)) or (
-                    seg is not None and (_cuts(seg, pb) or (ps is not None and crosses(seg, ps)))))
-                    for pb, ps in chosen.values())
-                if bad == 0:
-                    best = (b, seg)
-                    break
-                if not strict and (best is None or bad < best[2]):
-                    best = (b, seg, bad)
-            if best is None:
-                order.remove(i)
-                order.insert(0, i)
-                break
-            chosen[i] = best[:2]
-        if len(chosen) == len(texts):
+    # strict: first with no connector across another point's error bar; where a dense cloud leaves no such places,
+    # with connectors that cross bars but never run along one
+    levels = ((True, False) if strict else (False,))
+    for no_across in levels:
+        chosen = _choose([[o[:3] for o in opts if not (no_across and o[3])] for opts in options], strict)
+        if chosen is not None:
             break
     else:
         return None
@@ -157,6 +143,38 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
             a.remove()
         return None
     return anns
+
+
+def _choose(options: list[list[tuple]], strict: bool) -> dict[int, tuple[Bbox, tuple | None]] | None:
+    """A place for every label from its ``options`` (box, connector, fixed rules broken): none on another label (with
+    :data:`LABEL_AIR_PX` between), no connector through a label or across another connector; the most constrained
+    labels first, and a label left without a place goes first next time (bounded restarts). ``strict``: None when
+    that fails; otherwise each label takes the place that breaks the fewest rules."""
+    order = sorted(range(len(options)), key=lambda i: (sum(o[2] == 0 for o in options[i]), i))
+    for _ in range(len(options)):
+        chosen: dict[int, tuple[Bbox, tuple | None]] = {}
+        for i in order:
+            best = None
+            for b, seg, fixed in options[i]:
+                # weighed for the fallback: on another label 100, a connector through a label or across another
+                # 10, anything fixed 1 (leaving the axes: 1000)
+                bad = fixed + sum(100 * b.padded(LABEL_AIR_PX).overlaps(pb) + 10 * (
+                    (ps is not None and _cuts(ps, b)) or (
+                        seg is not None and (_cuts(seg, pb) or (ps is not None and crosses(seg, ps)))))
+                    for pb, ps in chosen.values())
+                if bad == 0:
+                    best = (b, seg)
+                    break
+                if not strict and (best is None or bad < best[2]):
+                    best = (b, seg, bad)
+            if best is None:
+                order.remove(i)
+                order.insert(0, i)
+                break
+            chosen[i] = best[:2]
+        if len(chosen) == len(options):
+            return chosen
+    return None
 
 
 def _arrow(box: Bbox, seg: tuple[np.ndarray, np.ndarray] | None) -> dict | None:
@@ -257,9 +275,10 @@ def crosses(s: tuple[np.ndarray, np.ndarray], t: tuple[np.ndarray, np.ndarray], 
     return min(dist(u, p, q), dist(v, p, q), dist(p, u, v), dist(q, u, v)) < air
 
 
-def _astray(seg: tuple[np.ndarray, np.ndarray], dots: np.ndarray, rods: np.ndarray) -> bool:
-    """Whether a connector would mislead: passing over another point's marker or crossing another point's error
-    bar (its own point's bar, and one through its own marker, are where it ends)."""
+def _astray(seg: tuple[np.ndarray, np.ndarray], dots: np.ndarray, rods: np.ndarray) -> tuple[bool, bool]:
+    """Whether a connector would mislead (passing over another point's marker, or running along another point's
+    error bar: over a quarter of its length inside one), and whether it crosses another point's error bar at all
+    (its own point's bar, and one through its own marker, are where it ends)."""
     every = _samples(seg)
     p, radius = seg[1], (dots[0, 2] - dots[0, 0]) / 4  # the marker's radius (dots hold it and as much air)
     off = every[np.hypot(*(every - p).T) > 2 * radius + 1]  # off its own point's marker
@@ -269,7 +288,9 @@ def _astray(seg: tuple[np.ndarray, np.ndarray], dots: np.ndarray, rods: np.ndarr
         return ((xy[:, None, 0] > boxes[:, 0]) & (xy[:, None, 0] < boxes[:, 2]) & (xy[:, None, 1] > boxes[:, 1])
                 & (xy[:, None, 1] < boxes[:, 3]))
 
-    return bool(inside(off, dots).any() or inside(every, rods[~own]).any())
+    on_bars = inside(every, rods[~own])
+    along = bool((on_bars.sum(axis=0) > 0.25 * len(every)).any())
+    return bool(inside(off, dots).any()) or along, bool(on_bars.any())
 
 
 def _samples(seg: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

@@ -62,7 +62,8 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     labels = [names.method(m) + (f" ({names.rule(r)})" if isinstance(r, str) and r else "") + marks.get(m, "")
               for m, r in zip(t["method"], rule_of)]
     lo0, hi0 = ax.get_xlim()  # within 0-100%: room for a whole marker past the ends, no tick beyond them
-    ax.set_xlim(max(lo0, -3.0), min(hi0, 103.0))
+    pad = 0.03 * (hi0 - lo0)
+    ax.set_xlim(max(lo0, -pad), min(hi0, 100.0 + pad))
     ax.xaxis.set_major_locator(BoundedLocator(0.0, 100.0))
     ax.set_yticks(y, labels)
     for label, m in zip(ax.get_yticklabels(), t["method"]):

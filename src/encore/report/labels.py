@@ -35,27 +35,30 @@ def label_rules(fig: plt.Figure, ax: plt.Axes, x: np.ndarray, y: np.ndarray, rul
     names do not fit (more than ``MAX_NAMED`` points, a point shared by 3+ rules, or a cluster with no clean place)
     the points carry numbers and a key under the x label names the rules, numbered in the table's order. With more
     than ``MAX_LABELLED`` points, the farthest from the centre are numbered: 20, else 10, else 5, the most that
-    find clean places (at most 2 + 3 placements in all). ``bars``: the error bars (x, low, high); ``others``: texts
-    and lines (a fit) of the panel; labels keep off all of them."""
+    find clean places. Clean first means no connector across another point's error bar; only where no set finds such
+    places (a dense cloud), a connector may cross a bar, never run along one (at most 2 x 4 + 1 placements in all).
+    ``bars``: the error bars (x, low, high); ``others``: texts and lines (a fit) of the panel; labels keep off all
+    of them."""
     at: dict[tuple[float, float], list[int]] = {}
     for k, (xi, yi) in enumerate(zip(x, y)):
         at.setdefault((xi, yi), []).append(k)
     every = np.column_stack([x, y])
     sizes = [MAX_LABELLED] if len(at) <= MAX_LABELLED else [MAX_LABELLED, MAX_LABELLED // 2, MAX_LABELLED // 4]
     named = len(at) <= MAX_NAMED and all(len(r) <= 2 for r in at.values())
-    for strict in (True, False):  # last resort: the smallest set at the places that break the fewest rules
+    # last resort: the smallest set at the places that break the fewest rules
+    for strict, across in ((True, False), (True, True), (False, True)):
         for n in sizes if strict else sizes[-1:]:
             keep = _farthest(ax, list(at), n)
             shown = {p: ks for p, ks in at.items() if p in keep}
             if strict and named:
                 names = ["\n".join(rules[k] for k in ks) for ks in shown.values()]
-                labels = place(fig, ax, names, list(shown), every, others, bars, strict=True)
+                labels = place(fig, ax, names, list(shown), every, others, bars, strict=True, across=across)
                 if labels is not None:
                     return labels
             # the key first: the layout makes room for it before labels are placed in the smaller axes
             key = _key(ax, rules, sorted(k for ks in shown.values() for k in ks), len(x))
             numbers = [",".join(str(k + 1) for k in ks) for ks in shown.values()]
-            labels = place(fig, ax, numbers, list(shown), every, others, bars, strict=strict)
+            labels = place(fig, ax, numbers, list(shown), every, others, bars, strict=strict, across=across)
             if labels is not None:
                 return labels
             for part in key:
@@ -101,10 +104,12 @@ def _chars(text: str, chars: int) -> int:
 
 
 def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[float, float]], every: np.ndarray,
-          others: list, bars: tuple[np.ndarray, np.ndarray, np.ndarray], strict: bool) -> list[Annotation] | None:
+          others: list, bars: tuple[np.ndarray, np.ndarray, np.ndarray], strict: bool,
+          across: bool = False) -> list[Annotation] | None:
     """Annotations of ``points`` (text ``i`` for ``points[i]``, data coordinates) at the nearest clean places;
     ``every``: all data points of the panel (N, 2), which no label may cover. ``strict``: None when some label has
-    no clean place; otherwise such a label takes the place that breaks the fewest rules."""
+    no clean place; otherwise such a label takes the place that breaks the fewest rules. ``across``: a connector may
+    cross another point's error bar (never run along one)."""
     fig.canvas.draw()  # settle the layout: every box is in display coordinates
     r = fig.canvas.get_renderer()
     pts, own = ax.transData.transform(every), ax.transData.transform(np.asarray(points, float))
@@ -120,19 +125,13 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
         found = []
         for b in _candidates(p, *_size(ax, t, r)):
             seg = _connector(b, p, pts)  # weighed for the fallback: leaving the axes counts most
-            stray, across = _astray(seg, dots, rods) if seg is not None else (False, False)
+            stray, crossing = _astray(seg, dots, rods) if seg is not None else (False, False)
             bad = 1000 * (not _inside(b, frame)) + _hits(b, static) + stray
             if bad == 0 or not strict:
-                found.append((b, seg, bad + (across and not strict), across))
+                found.append((b, seg, bad + (crossing and not strict), crossing))
         options.append(found)
-    # strict: first with no connector across another point's error bar; where a dense cloud leaves no such places,
-    # with connectors that cross bars but never run along one
-    levels = ((True, False) if strict else (False,))
-    for no_across in levels:
-        chosen = _choose([[o[:3] for o in opts if not (no_across and o[3])] for opts in options], strict)
-        if chosen is not None:
-            break
-    else:
+    chosen = _choose([[o[:3] for o in opts if across or not o[3]] for opts in options], strict)
+    if chosen is None:
         return None
     inverse = ax.transData.inverted().transform
     anns = [ax.annotate(t, xy=p, xytext=inverse((chosen[i][0].x0, chosen[i][0].y0)), ha="left", va="bottom",

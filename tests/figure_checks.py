@@ -360,10 +360,14 @@ def connectors_over_markers(fig) -> list[str]:
 
 def connectors_across_bars(fig) -> list[str]:
     """Connectors crossing an error bar other than their own point's (matplotlib's path intersection); a bar
-    through their own point's marker reads as its own."""
+    through their own point's marker reads as its own. A panel the placer marked ``crossing_unavoidable`` (it found
+    no places without: points closer than their bars are wide, :func:`encore.report.labels.label_rules`) is left
+    out; :func:`unavoidable_crossings` names those panels."""
     fig.canvas.draw()
     out = []
     for ax in fig.axes:
+        if getattr(ax, "crossing_unavoidable", False):
+            continue
         bars = [c.get_transform().transform_path(p) for c in ax.collections if isinstance(c, LineCollection)
                 for p in c.get_paths()]
         radius = max([ln.get_markersize() for ln in ax.lines if ln.get_marker() not in (None, "None", "")] or [0])
@@ -381,6 +385,11 @@ def connectors_across_bars(fig) -> list[str]:
                     out.append(a.get_text())
                     break
     return out
+
+
+def unavoidable_crossings(fig) -> list[str]:
+    """Panels whose labels could not avoid crossing an error bar (the placer tried every set without first)."""
+    return [ax.get_title().split("\n")[0] for ax in fig.axes if getattr(ax, "crossing_unavoidable", False)]
 
 
 def reviewer_flaws(fig, *must: str, rewardbench: bool = True) -> dict[str, list]:

@@ -11,6 +11,7 @@ the cloud, and the key says how many of how many), so the work is bounded whatev
 
 from __future__ import annotations
 
+import logging
 import textwrap
 
 import matplotlib.pyplot as plt
@@ -18,6 +19,8 @@ import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
+
+log = logging.getLogger(__name__)
 
 MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules): points carry numbers, a key names them
 MAX_LABELLED = 20  # more points than this: only the 20 (or 10, or 5) farthest from the centre are numbered
@@ -54,16 +57,26 @@ def label_rules(fig: plt.Figure, ax: plt.Axes, x: np.ndarray, y: np.ndarray, rul
                 names = ["\n".join(rules[k] for k in ks) for ks in shown.values()]
                 labels = place(fig, ax, names, list(shown), every, others, bars, strict=True, across=across)
                 if labels is not None:
-                    return labels
+                    return _said(ax, labels, across)
             # the key first: the layout makes room for it before labels are placed in the smaller axes
             key = _key(ax, rules, sorted(k for ks in shown.values() for k in ks), len(x))
             numbers = [",".join(str(k + 1) for k in ks) for ks in shown.values()]
             labels = place(fig, ax, numbers, list(shown), every, others, bars, strict=strict, across=across)
             if labels is not None:
-                return labels
+                return _said(ax, labels, across)
             for part in key:
                 part.remove()
     raise AssertionError("unreachable: a non-strict placement always places")
+
+
+def _said(ax: plt.Axes, labels: list[Annotation], across: bool) -> list[Annotation]:
+    """Mark (``ax.crossing_unavoidable``) and log a panel whose labels found no places without a connector across
+    another point's error bar (points closer than their bars are wide), so a check can tell it from a careless one."""
+    ax.crossing_unavoidable = across
+    if across:
+        log.info("labels of %r: no places without a connector across an error bar (the points are closer than their "
+                 "bars are wide); some cross one", ax.get_title().split("\n")[0])
+    return labels
 
 
 def _farthest(ax: plt.Axes, points: list[tuple[float, float]], n: int) -> set[tuple[float, float]]:

@@ -14,7 +14,7 @@ from encore.report.figures import make_figures
 from encore.run.pipeline import run_reproduce
 
 from conftest import make_cfg
-from figure_checks import (broken_names, connectors_across_bars, connectors_over_markers, fit_lines_off_scale,
+from figure_review_checks import (broken_names, connectors_across_bars, connectors_over_markers, fit_lines_off_scale,
                            fractional_count_ticks, reviewer_flaws, safety_words, shared_connectors, stacked_labels,
                            unexplained_bands, unkeyed_colours, untitled)
 from test_own_data import own_folder

@@ -1,6 +1,7 @@
 """Layout checks with matplotlib's own renderer: the text objects a figure really draws, whether any two overlap,
 whether any leaves the figure, whether a legend or a label covers a data point, and whether each point label is
-visibly attached to its own point. An annotation's box here is its text's box (its connector is checked apart)."""
+visibly attached to its own point. An annotation's box here is its text's box (its connector is checked apart).
+What a reviewer sent back (issue 35) is checked by ``figure_review_checks.py`` (:func:`reviewer_flaws`)."""
 
 from __future__ import annotations
 

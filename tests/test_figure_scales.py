@@ -53,5 +53,5 @@ def test_a_one_hot_column_does_not_set_the_weight_scale():
 def test_rating_histograms_label_both_axes():
     ratings = pd.DataFrame({"rule": ["a"] * 4, "side": ["chosen", "rejected"] * 2, "value": [0.1, 0.5, 0.9, 0.2]})
     fig = plots.draw_rating_distributions(plots.rating_histogram(ratings))
-    assert fig.get_supylabel() == "responses" and fig.get_supxlabel() == "rating ψ"
+    assert fig.get_supylabel() == "responses (count)" and fig.get_supxlabel() == "rating ψ"
     plt.close(fig)

@@ -14,6 +14,7 @@ from encore.report import figures
 from encore.report.figures import make_figures
 from encore.run.pipeline import run_evaluate, run_reproduce
 from encore.report.style import Names
+from encore.report.studies import about_result, about_study
 
 from conftest import make_cfg
 from figure_checks import (clipped_points, connectors_through_labels, covered_points, crossing_connectors,
@@ -21,6 +22,9 @@ from figure_checks import (clipped_points, connectors_through_labels, covered_po
                            point_labels, texts_outside, tick_values)
 
 TAUS = (0.1, 2.0, 20.0)
+
+
+PILOT = 12  # pairs of the pilot run after the study, on the same data (issue 33: it displaced the study)
 
 
 @pytest.fixture(scope="module")
@@ -31,28 +35,37 @@ def runs(tmp_path_factory):
     for tau in TAUS:
         run_evaluate(make_cfg("method=tau_sweep", f"method.encore.tau={tau}", "experiment_name=tau_sweep",
                               cache=cache), root / f"tau-{tau:g}")
+    run_reproduce(make_cfg(f"data.limit={PILOT}", cache=cache), root / "pilot")  # the newest run
     return root
 
 
 @pytest.fixture(scope="module")
 def drawn(runs):
-    """Every figure of the paper, as Figure objects, from the run directories alone."""
+    """Every figure of the paper, as Figure objects, from the run directories alone (the full study's)."""
     found = collect.find_runs([runs])
+    study = collect.run_meta(runs / "demo")
     names = Names.from_run(runs / "demo")
     tables = collect.main_tables(found)
-    full = collect.latest_full_table(tables)
-    sweep = collect.tau_sweep(tables)
+    full = collect.full_tables(tables)[study["result"]]
+    sweep = collect.tau_sweeps(tables)[study["result"]]
     ratings = collect.ratings(found)
+    ratings = ratings[ratings["study"] == study["study"]]
+    about = about_result(study, "Demo")
+    stats = collect.rule_stats(found)
     figs = {
-        "entropy_vs_accuracy": plots.draw_entropy_vs_accuracy(collect.rule_stats(found), collect.correlations(found),
-                                                              names),
-        "rating_distributions": plots.draw_rating_distributions(plots.rating_histogram(ratings), names),
-        "main_results": plots_results.draw_main_results(full, collect.significance(runs / "demo"), names),
-        "accuracy_vs_tau": plots_results.draw_tau_curve(sweep, uniform=68.0, single=74.0, zero=64.0),
-        "weights": plots_results.draw_weight_heatmap(pd.read_csv(runs / "demo" / "weights_long.csv"), "method", names),
-        "encore_weights": plots_results.draw_weight_heatmap(collect.encore_weights(found, sweep), "tau", names),
+        "entropy_vs_accuracy": plots.draw_entropy_vs_accuracy(
+            stats, collect.correlations(found), names,
+            titles={k: about_study(m, "Demo") for k, m in collect.studies(found).items()}),
+        "rating_distributions": plots.draw_rating_distributions(plots.rating_histogram(ratings), names,
+                                                                title=about_study(study, "Demo")),
+        "main_results": plots_results.draw_main_results(full, collect.significance(runs / "demo"), names, about=about),
+        "accuracy_vs_tau": plots_results.draw_tau_curve(sweep, uniform=68.0, single=74.0, zero=64.0, title=about),
+        "weights": plots_results.draw_weight_heatmap(pd.read_csv(runs / "demo" / "weights_long.csv"), "method", names,
+                                                     title=about),
+        "encore_weights": plots_results.draw_weight_heatmap(collect.encore_weights(found, sweep), "tau", names,
+                                                            title=about),
     }
-    assert len(sweep) == len(TAUS) and not full.empty
+    assert len(sweep) == len(TAUS) and not full.empty and stats["study"].nunique() == 2
     return figs
 
 
@@ -113,7 +126,7 @@ def test_run_and_rebuilt_figures_label_the_same_way(runs, tmp_path, monkeypatch)
     figures.run_figures(demo, dataset=collect.run_meta(demo)["dataset"])
     make_figures([demo], tmp_path / "rebuilt")
     (run_title, run_labels), (rebuilt_title, rebuilt_labels) = drawn_now["entropy_vs_accuracy"]
-    assert run_title == rebuilt_title and run_title.startswith("Demo\n$r$ = ")
+    assert run_title == rebuilt_title and run_title.startswith("Demo, 103 pairs, rater all-MiniLM-L6-v2\n$r$ = ")
     assert run_labels == rebuilt_labels and len(run_labels) == 10
 
 
@@ -139,7 +152,9 @@ def test_every_pdf_embeds_truetype_never_type3(runs, tmp_path):
         data = pdf.read_bytes()
         assert b"/Type3" not in data, pdf.name
         assert b"/TrueType" in data or b"/CIDFontType2" in data, pdf.name
-    assert all((tmp_path / "fig" / f"{n}.png").exists() for n in ("main_results", "accuracy_vs_tau", "encore_weights"))
+    study = f"_demo-train-{collect.run_meta(runs / 'demo')['train_pairs']}pairs"
+    assert all((tmp_path / "fig" / f"{n}{study}.png").exists() for n in ("main_results", "accuracy_vs_tau",
+                                                                         "encore_weights"))
 
 
 def _tabular_rows(tex: str) -> tuple[int, list[list[str]]]:
@@ -154,6 +169,7 @@ def test_main_table_tex_is_a_wellformed_booktabs_table_with_the_csv_numbers(runs
     table = pd.read_csv(runs / "demo" / "main_table.csv")
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\caption{" in tex
     assert "rater: embedded:all-minilm-l6-v2; backbone: tiny-random-bert" in tex.lower()  # who produced it
+    assert "data: demo-train, 103 pairs" in tex and "evaluation pairs: 121" in tex  # and on how many pairs
     assert re.search(r"(?<!\\)_", tex.replace(r"\_", "")) is None  # every underscore escaped
     ncols, rows = _tabular_rows(tex)
     assert len(rows) == len(table) and all(len(r) == ncols for r in rows)  # balanced columns on every row
@@ -169,6 +185,7 @@ def test_main_table_tex_is_a_wellformed_booktabs_table_with_the_csv_numbers(runs
     md = (runs / "demo" / "main_table.md").read_text()
     assert md.count("\n|") >= len(table) + 1 and "**" in md
     stats = (runs / "demo" / "rule_stats.tex").read_text()
+    assert r"\caption{Rule statistics: Demo, 103 pairs, rater all-MiniLM-L6-v2.}" in stats
     ncols, rows = _tabular_rows(stats)
     assert len(rows) == 10 and all(len(r) == ncols for r in rows) and "[" in rows[0][2]  # accuracy with its CI
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from encore.cache.artifacts import read_json
+from encore.report.studies import result_key, study_key
 
 
 def find_runs(roots: list[str | Path]) -> list[Path]:
@@ -20,9 +21,18 @@ def find_runs(roots: list[str | Path]) -> list[Path]:
 
 
 def run_meta(run: Path) -> dict:
+    """What a run is (:mod:`encore.report.studies`): its data and pairs, rater, rules, backbone and evaluation set,
+    with the ``study`` and ``result`` keys that tell runs apart."""
+    run = Path(run)
     m = read_json(run / "metrics.json")
-    return {"run": str(run), "job": m.get("job"), "experiment": m.get("experiment"), "dataset": m.get("dataset"),
-            "eval_fingerprint": m.get("eval_fingerprint"), "setup": m.get("setup")}
+    stats = run / "rule_stats.csv"
+    rules = list(pd.read_csv(stats, usecols=["rule"], dtype=str)["rule"]) if stats.exists() else None
+    meta = {"run": str(run), "job": m.get("job"), "experiment": m.get("experiment"), "dataset": m.get("dataset"),
+            "train_pairs": m.get("train_pairs"), "eval_fingerprint": m.get("eval_fingerprint"),
+            "eval_set": m.get("eval_set"), "eval_pairs": m.get("eval_pairs"), "eval_metric": m.get("eval_metric"),
+            "rater": (m.get("setup") or {}).get("rater"), "rater_key": (m.get("rating") or {}).get("rater_key"),
+            "rules": rules, "setup": m.get("setup")}
+    return {**meta, "study": study_key(meta), "result": result_key(meta)}
 
 
 def significance(run: Path) -> pd.DataFrame | None:
@@ -37,8 +47,8 @@ def significance(run: Path) -> pd.DataFrame | None:
 
 
 def _flat(meta: dict) -> dict:
-    """Run metadata as table columns (the nested setup stays in metrics.json)."""
-    return {k: v for k, v in meta.items() if k != "setup"}
+    """Run metadata as table columns (the nested setup and the rule list stay in the run's files)."""
+    return {k: v for k, v in meta.items() if k not in ("setup", "rules")}
 
 
 def _latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -46,29 +56,43 @@ def _latest_per(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return df.drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 
+def studies(runs: list[Path]) -> dict[str, dict]:
+    """Every study among ``runs`` (:func:`encore.report.studies.study_key`), each as its newest run's metadata, in
+    the order their newest runs were written: several studies on one dataset (a pilot and the full study) all
+    appear, none is dropped for another."""
+    newest: dict[str, dict] = {}
+    for r in runs:
+        meta = run_meta(r)
+        newest.pop(meta["study"], None)
+        newest[meta["study"]] = meta
+    return newest
+
+
 def rule_stats(runs: list[Path]) -> pd.DataFrame:
-    """Per-rule entropy and accuracy, newest run per dataset; column ``dataset`` labels the panel."""
+    """Per-rule entropy and accuracy, the newest run of each study; column ``study`` labels the panel."""
     frames = [pd.read_csv(r / "rule_stats.csv").assign(**_flat(run_meta(r))) for r in runs
               if (r / "rule_stats.csv").exists()]
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
-    newest = df.groupby("dataset")["run"].last()
+    newest = df.groupby("study", sort=False)["run"].last()
     return df[df["run"].isin(newest)].reset_index(drop=True)
 
 
 def correlations(runs: list[Path]) -> pd.DataFrame:
     rows = [{**_flat(run_meta(r)), **read_json(r / "correlation.json")} for r in runs if (r / "correlation.json").exists()]
-    return _latest_per(pd.DataFrame(rows), ["dataset"]) if rows else pd.DataFrame()
+    return _latest_per(pd.DataFrame(rows), ["study"]) if rows else pd.DataFrame()
 
 
 def ratings(runs: list[Path]) -> pd.DataFrame:
-    """Tidy ratings of the newest run per dataset."""
-    have = [r for r in runs if (r / "ratings.parquet").exists()]
+    """Tidy ratings of the newest run of each study (columns ``dataset`` and ``study`` added)."""
     newest = {}
-    for r in have:
-        newest[run_meta(r)["dataset"]] = r
-    frames = [pd.read_parquet(r / "ratings.parquet").assign(dataset=d) for d, r in newest.items()]
+    for r in runs:
+        if (r / "ratings.parquet").exists():
+            meta = run_meta(r)
+            newest.pop(meta["study"], None)
+            newest[meta["study"]] = (r, meta["dataset"])
+    frames = [pd.read_parquet(r / "ratings.parquet").assign(dataset=d, study=k) for k, (r, d) in newest.items()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -83,27 +107,26 @@ def main_tables(runs: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def latest_full_table(tables: pd.DataFrame) -> pd.DataFrame:
-    """The paper's main table: the run that compared the most methods (the newest of those), so the few reference
-    rows each τ-sweep job carries never displace it."""
-    if tables.empty:
-        return tables
-    n = tables.groupby("run", sort=False)["method"].nunique()
-    if n.max() < 2:
-        return pd.DataFrame()
-    best = [r for r in tables["run"].unique() if n[r] == n.max()][-1]
-    return tables[tables["run"] == best].reset_index(drop=True)
+def full_tables(tables: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The main table of each result (:func:`encore.report.studies.result_key`): the run of that result that
+    compared the most methods (the newest of those), so the few reference rows each τ-sweep job carries never
+    displace it; results whose runs compared fewer than two methods have none."""
+    out = {}
+    for key, t in (tables.groupby("result", sort=False) if not tables.empty else []):
+        n = t.groupby("run", sort=False)["method"].nunique()
+        if n.max() >= 2:
+            best = [r for r in t["run"].unique() if n[r] == n.max()][-1]
+            out[key] = t[t["run"] == best].reset_index(drop=True)
+    return out
 
 
-def tau_sweep(tables: pd.DataFrame) -> pd.DataFrame:
-    """ENCORE rows by τ on the evaluation set of the newest ENCORE run; the newest run wins per τ."""
+def tau_sweeps(tables: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """ENCORE rows by τ, per result with more than one τ; within a result the newest run wins per τ."""
     if tables.empty or "tau" not in tables:
-        return pd.DataFrame()
+        return {}
     enc = tables[(tables["method"] == "encore") & tables["tau"].notna()]
-    if enc.empty:
-        return enc
-    enc = enc[enc["eval_fingerprint"] == enc["eval_fingerprint"].iloc[-1]]
-    return _latest_per(enc, ["tau"]).sort_values("tau").reset_index(drop=True)
+    return {key: _latest_per(e, ["tau"]).sort_values("tau").reset_index(drop=True)
+            for key, e in enc.groupby("result", sort=False) if e["tau"].nunique() > 1}
 
 
 def encore_weights(runs: list[Path], taus: pd.DataFrame) -> pd.DataFrame:
@@ -116,17 +139,22 @@ def encore_weights(runs: list[Path], taus: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_groups(runs: list[Path]) -> pd.DataFrame:
-    """One row per (experiment, job, dataset): a τ sweep's jobs (ENCORE rows at more than one τ) as one sweep with
-    its τ grid, single runs as themselves; single runs first, each group newest run last. Columns: kind ("run" or
-    "τ sweep"), experiment, job, dataset, n_runs, taus, newest."""
+    """One row per (experiment, job, result): a τ sweep's jobs (ENCORE rows at more than one τ) as one sweep with
+    its τ grid, single runs as themselves, a pilot apart from the study it preceded (they differ in pairs); single
+    runs first, each group newest run last. Columns: kind ("run" or "τ sweep"), experiment, job, dataset,
+    train_pairs, rater, n_runs, taus, newest."""
+    cols = ["kind", "experiment", "job", "dataset", "train_pairs", "rater", "n_runs", "taus", "newest"]
     if not runs:
-        return pd.DataFrame(columns=["kind", "experiment", "job", "dataset", "n_runs", "taus", "newest"])
-    meta = pd.DataFrame([run_meta(r) for r in runs])
+        return pd.DataFrame(columns=cols)
+    meta = pd.DataFrame([_flat(run_meta(r)) for r in runs])
     tables = main_tables(runs)
     enc = tables[tables["method"] == "encore"] if "tau" in tables else pd.DataFrame(columns=["run", "tau"])
     rows = []
-    for (exp, job, ds), g in meta.groupby(["experiment", "job", "dataset"], sort=False, dropna=False):
+    for (exp, job, _), g in meta.groupby(["experiment", "job", "result"], sort=False, dropna=False):
         taus = sorted(enc.loc[enc["run"].isin(g["run"]), "tau"].dropna().unique())
-        rows.append({"kind": "τ sweep" if len(taus) > 1 else "run", "experiment": exp, "job": job, "dataset": ds,
-                     "n_runs": len(g), "taus": ", ".join(f"{t:g}" for t in taus), "newest": g["run"].iloc[-1]})
-    return pd.DataFrame(rows).sort_values("kind", key=lambda k: k != "run", kind="stable").reset_index(drop=True)
+        last = g.iloc[-1]
+        rows.append({"kind": "τ sweep" if len(taus) > 1 else "run", "experiment": exp, "job": job,
+                     "dataset": last["dataset"], "train_pairs": last["train_pairs"], "rater": last["rater"],
+                     "n_runs": len(g), "taus": ", ".join(f"{t:g}" for t in taus), "newest": last["run"]})
+    return pd.DataFrame(rows, columns=cols).sort_values("kind", key=lambda k: k != "run",
+                                                        kind="stable").reset_index(drop=True)

@@ -2,7 +2,8 @@
 
 Each label tries a fixed set of places around its own point (``DIRECTIONS`` x ``GAPS_PX``), nearest first, and takes
 the first one that keeps it inside the axes and off every point, error bar, other text and label already placed,
-with a connector (when it needs one) that crosses no other connector and no label. The most constrained labels
+with a connector (when it needs one) that crosses no other connector, no label, no other point's marker and no other
+point's error bar (in a cloud too dense for that, it may cross a bar but never run along one). The most constrained labels
 choose first. At most ``MAX_LABELLED`` points are labelled (beyond that many, the ones farthest from the centre of
 the cloud, and the key says how many of how many), so the work is bounded whatever the number of rules: at most
 ``MAX_LABELLED`` x ``len(DIRECTIONS) * len(GAPS_PX)`` candidate boxes, each checked against the panel's objects.
@@ -10,6 +11,8 @@ the cloud, and the key says how many of how many), so the work is bounded whatev
 
 from __future__ import annotations
 
+import logging
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,10 +20,13 @@ from matplotlib.lines import Line2D
 from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
 
+log = logging.getLogger(__name__)
+
 MAX_NAMED = 10  # more labelled points than this (or a point shared by 3+ rules): points carry numbers, a key names them
 MAX_LABELLED = 20  # more points than this: only the 20 (or 10, or 5) farthest from the centre are numbered
 GAPS_PX = (1.5, 5, 10, 16, 24, 34, 46, 60, 76, 94, 115, 140, 170)  # display distance of a label's box from its point
 DIRECTIONS = 24  # angles tried at each distance, the most horizontal first (labels beside their point)
+LABEL_AIR_PX = 3.0  # air between two labels, so two names never read as one label with two connectors
 NEAR_PX = 4.0  # a label this close to its own point, and clearly nearer it than any other, needs no connector
 FONT = dict(fontsize=5.5, color="#333333")
 CONNECTOR = dict(arrowstyle="-", color="#555555", lw=0.5, shrinkA=0, shrinkB=0)
@@ -32,32 +38,45 @@ def label_rules(fig: plt.Figure, ax: plt.Axes, x: np.ndarray, y: np.ndarray, rul
     names do not fit (more than ``MAX_NAMED`` points, a point shared by 3+ rules, or a cluster with no clean place)
     the points carry numbers and a key under the x label names the rules, numbered in the table's order. With more
     than ``MAX_LABELLED`` points, the farthest from the centre are numbered: 20, else 10, else 5, the most that
-    find clean places (at most 2 + 3 placements in all). ``bars``: the error bars (x, low, high); ``others``: texts
-    and lines (a fit) of the panel; labels keep off all of them."""
+    find clean places. Clean first means no connector across another point's error bar; only where no set finds such
+    places (a dense cloud), a connector may cross a bar, never run along one (at most 2 x 4 + 1 placements in all).
+    ``bars``: the error bars (x, low, high); ``others``: texts and lines (a fit) of the panel; labels keep off all
+    of them."""
     at: dict[tuple[float, float], list[int]] = {}
     for k, (xi, yi) in enumerate(zip(x, y)):
         at.setdefault((xi, yi), []).append(k)
     every = np.column_stack([x, y])
     sizes = [MAX_LABELLED] if len(at) <= MAX_LABELLED else [MAX_LABELLED, MAX_LABELLED // 2, MAX_LABELLED // 4]
     named = len(at) <= MAX_NAMED and all(len(r) <= 2 for r in at.values())
-    for strict in (True, False):  # last resort: the smallest set at the places that break the fewest rules
+    # last resort: the smallest set at the places that break the fewest rules
+    for strict, across in ((True, False), (True, True), (False, True)):
         for n in sizes if strict else sizes[-1:]:
             keep = _farthest(ax, list(at), n)
             shown = {p: ks for p, ks in at.items() if p in keep}
             if strict and named:
                 names = ["\n".join(rules[k] for k in ks) for ks in shown.values()]
-                labels = place(fig, ax, names, list(shown), every, others, bars, strict=True)
+                labels = place(fig, ax, names, list(shown), every, others, bars, strict=True, across=across)
                 if labels is not None:
-                    return labels
+                    return _said(ax, labels, across)
             # the key first: the layout makes room for it before labels are placed in the smaller axes
             key = _key(ax, rules, sorted(k for ks in shown.values() for k in ks), len(x))
             numbers = [",".join(str(k + 1) for k in ks) for ks in shown.values()]
-            labels = place(fig, ax, numbers, list(shown), every, others, bars, strict=strict)
+            labels = place(fig, ax, numbers, list(shown), every, others, bars, strict=strict, across=across)
             if labels is not None:
-                return labels
+                return _said(ax, labels, across)
             for part in key:
                 part.remove()
     raise AssertionError("unreachable: a non-strict placement always places")
+
+
+def _said(ax: plt.Axes, labels: list[Annotation], across: bool) -> list[Annotation]:
+    """Mark (``ax.crossing_unavoidable``) and log a panel whose labels found no places without a connector across
+    another point's error bar (points closer than their bars are wide), so a check can tell it from a careless one."""
+    ax.crossing_unavoidable = across
+    if across:
+        log.info("labels of %r: no places without a connector across an error bar (the points are closer than their "
+                 "bars are wide); some cross one", ax.get_title().split("\n")[0])
+    return labels
 
 
 def _farthest(ax: plt.Axes, points: list[tuple[float, float]], n: int) -> set[tuple[float, float]]:
@@ -71,23 +90,39 @@ def _farthest(ax: plt.Axes, points: list[tuple[float, float]], n: int) -> set[tu
     return {points[i] for i in order[:n]}
 
 
+KEY_FONT = 5.0  # pt
+
+
 def _key(ax: plt.Axes, rules: list[str], numbers: list[int], total: int) -> list[Annotation]:
-    """The numbered rules in two columns below the x label (constrained layout makes room)."""
-    key = [f"{k + 1}  {rules[k]}" for k in numbers]
+    """The numbered rules in two columns below the x label (constrained layout makes room), each entry wrapped to
+    its column's width (half the axes), a long name on more lines rather than across the other column or out of
+    the figure."""
+    fig = ax.figure
+    column_pt = ax.get_position().width * fig.get_figwidth() * 72 / 2
+    chars = max(12, int(column_pt / (0.6 * KEY_FONT)) - 1)  # DejaVu Sans averages 0.6 em a character
+    key = ["\n".join(textwrap.wrap(f"{k + 1}  {rules[k]}", _chars(rules[k], chars), subsequent_indent="     ",
+                                   break_on_hyphens=False)) for k in numbers]
     if len(numbers) < total:
-        key.append(f"({len(numbers)} of {total} rules labelled,")
-        key.append("those farthest from the centre)")
-    half = (len(key) + 1) // 2
+        key += [f"({len(numbers)} of {total} rules labelled,", "those farthest from the centre)"]
+    lines = np.cumsum([k.count("\n") + 1 for k in key])
+    half = int(np.searchsorted(lines, (lines[-1] + 1) // 2) + 1) if key else 0  # columns of about equal height
     return [ax.annotate("\n".join(part), xy=(0.5 * c, 0), xycoords=("axes fraction", ax.xaxis.label),
-                        xytext=(0, -3), textcoords="offset points", va="top", fontsize=5, color="#333333")
+                        xytext=(0, -3), textcoords="offset points", va="top", fontsize=KEY_FONT, color="#333333")
             for c, part in enumerate((key[:half], key[half:]))]
 
 
+def _chars(text: str, chars: int) -> int:
+    """Characters a line holds: CJK and other wide characters take about a full em, not 0.6."""
+    return chars if all(ord(c) < 0x2E80 for c in text) else max(6, int(chars * 0.6))
+
+
 def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[float, float]], every: np.ndarray,
-          others: list, bars: tuple[np.ndarray, np.ndarray, np.ndarray], strict: bool) -> list[Annotation] | None:
+          others: list, bars: tuple[np.ndarray, np.ndarray, np.ndarray], strict: bool,
+          across: bool = False) -> list[Annotation] | None:
     """Annotations of ``points`` (text ``i`` for ``points[i]``, data coordinates) at the nearest clean places;
     ``every``: all data points of the panel (N, 2), which no label may cover. ``strict``: None when some label has
-    no clean place; otherwise such a label takes the place that breaks the fewest rules."""
+    no clean place; otherwise such a label takes the place that breaks the fewest rules. ``across``: a connector may
+    cross another point's error bar (never run along one)."""
     fig.canvas.draw()  # settle the layout: every box is in display coordinates
     r = fig.canvas.get_renderer()
     pts, own = ax.transData.transform(every), ax.transData.transform(np.asarray(points, float))
@@ -98,25 +133,46 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
     lines = [_trace(t) for t in others if isinstance(t, Line2D)]  # a fit line: labels keep off, connectors cross
     static = np.concatenate([dots, rods, np.array(texts_).reshape(-1, 4), *lines])
     frame = ax.get_window_extent(r)
-    options = []  # per label: (box, connector, how many fixed things it breaks), nearest first
+    options = []  # per label: (box, connector, how many fixed things it breaks, crosses a bar), nearest first
     for p, t in zip(own, texts):
         found = []
         for b in _candidates(p, *_size(ax, t, r)):
             seg = _connector(b, p, pts)  # weighed for the fallback: leaving the axes counts most
-            bad = 1000 * (not _inside(b, frame)) + _hits(b, static) + (seg is not None and _astray(seg, dots, rods))
+            stray, crossing = _astray(seg, dots, rods) if seg is not None else (False, False)
+            bad = 1000 * (not _inside(b, frame)) + _hits(b, static) + stray
             if bad == 0 or not strict:
-                found.append((b, seg, bad))
+                found.append((b, seg, bad + (crossing and not strict), crossing))
         options.append(found)
-    order = sorted(range(len(texts)), key=lambda i: (sum(o[2] == 0 for o in options[i]), i))  # most constrained first
-    for _ in range(len(texts)):  # a label left without a place goes first next time (bounded restarts)
+    chosen = _choose([[o[:3] for o in opts if across or not o[3]] for opts in options], strict)
+    if chosen is None:
+        return None
+    inverse = ax.transData.inverted().transform
+    anns = [ax.annotate(t, xy=p, xytext=inverse((chosen[i][0].x0, chosen[i][0].y0)), ha="left", va="bottom",
+                        arrowprops=_arrow(*chosen[i]), zorder=4, **FONT)
+            for i, (t, p) in enumerate(zip(texts, points))]
+    if strict and _drawn_crossings(fig, anns):  # the connectors as drawn, not as estimated: still none may cross
+        for a in anns:
+            a.remove()
+        return None
+    return anns
+
+
+def _choose(options: list[list[tuple]], strict: bool) -> dict[int, tuple[Bbox, tuple | None]] | None:
+    """A place for every label from its ``options`` (box, connector, fixed rules broken): none on another label (with
+    :data:`LABEL_AIR_PX` between), no connector through a label or across another connector; the most constrained
+    labels first, and a label left without a place goes first next time (bounded restarts). ``strict``: None when
+    that fails; otherwise each label takes the place that breaks the fewest rules."""
+    order = sorted(range(len(options)), key=lambda i: (sum(o[2] == 0 for o in options[i]), i))
+    for _ in range(len(options)):
         chosen: dict[int, tuple[Bbox, tuple | None]] = {}
         for i in order:
             best = None
             for b, seg, fixed in options[i]:
                 # weighed for the fallback: on another label 100, a connector through a label or across another
                 # 10, anything fixed 1 (leaving the axes: 1000)
-                bad = fixed + sum(100 * b.overlaps(pb) + 10 * ((ps is not None and _cuts(ps, b)) or (
-                    seg is not None and (_cuts(seg, pb) or (ps is not None and crosses(seg, ps)))))
+                bad = fixed + sum(100 * b.padded(LABEL_AIR_PX).overlaps(pb) + 10 * (
+                    (ps is not None and _cuts(ps, b)) or (
+                        seg is not None and (_cuts(seg, pb) or (ps is not None and crosses(seg, ps)))))
                     for pb, ps in chosen.values())
                 if bad == 0:
                     best = (b, seg)
@@ -128,19 +184,9 @@ def place(fig: plt.Figure, ax: plt.Axes, texts: list[str], points: list[tuple[fl
                 order.insert(0, i)
                 break
             chosen[i] = best[:2]
-        if len(chosen) == len(texts):
-            break
-    else:
-        return None
-    inverse = ax.transData.inverted().transform
-    anns = [ax.annotate(t, xy=p, xytext=inverse((chosen[i][0].x0, chosen[i][0].y0)), ha="left", va="bottom",
-                        arrowprops=_arrow(*chosen[i]), zorder=4, **FONT)
-            for i, (t, p) in enumerate(zip(texts, points))]
-    if strict and _drawn_crossings(fig, anns):  # the connectors as drawn, not as estimated: still none may cross
-        for a in anns:
-            a.remove()
-        return None
-    return anns
+        if len(chosen) == len(options):
+            return chosen
+    return None
 
 
 def _arrow(box: Bbox, seg: tuple[np.ndarray, np.ndarray] | None) -> dict | None:
@@ -241,17 +287,22 @@ def crosses(s: tuple[np.ndarray, np.ndarray], t: tuple[np.ndarray, np.ndarray], 
     return min(dist(u, p, q), dist(v, p, q), dist(p, u, v), dist(q, u, v)) < air
 
 
-def _astray(seg: tuple[np.ndarray, np.ndarray], dots: np.ndarray, rods: np.ndarray) -> bool:
-    """Whether a connector would mislead: passing over another point's marker, or running along an error bar
-    (over a quarter of its length inside one) rather than across it."""
-    xy = _samples(seg)
-    xy = xy[np.hypot(*(xy - seg[1]).T) > (dots[0, 2] - dots[0, 0]) / 2 + 1]  # off its own point's marker
+def _astray(seg: tuple[np.ndarray, np.ndarray], dots: np.ndarray, rods: np.ndarray) -> tuple[bool, bool]:
+    """Whether a connector would mislead (passing over another point's marker, or running along another point's
+    error bar: over a quarter of its length inside one), and whether it crosses another point's error bar at all
+    (its own point's bar, and one through its own marker, are where it ends)."""
+    every = _samples(seg)
+    p, radius = seg[1], (dots[0, 2] - dots[0, 0]) / 4  # the marker's radius (dots hold it and as much air)
+    off = every[np.hypot(*(every - p).T) > 2 * radius + 1]  # off its own point's marker
+    own = (np.abs((rods[:, 0] + rods[:, 2]) / 2 - p[0]) <= radius) & (rods[:, 1] - 1 <= p[1]) & (p[1] <= rods[:, 3] + 1)
 
-    def inside(boxes: np.ndarray) -> np.ndarray:  # (samples, boxes)
+    def inside(xy: np.ndarray, boxes: np.ndarray) -> np.ndarray:  # (samples, boxes)
         return ((xy[:, None, 0] > boxes[:, 0]) & (xy[:, None, 0] < boxes[:, 2]) & (xy[:, None, 1] > boxes[:, 1])
                 & (xy[:, None, 1] < boxes[:, 3]))
 
-    return bool(len(xy)) and bool(inside(dots).any() or (inside(rods).sum(axis=0) > 0.25 * len(xy)).any())
+    on_bars = inside(every, rods[~own])
+    along = bool((on_bars.sum(axis=0) > 0.25 * len(every)).any())
+    return bool(inside(off, dots).any()) or along, bool(on_bars.any())
 
 
 def _samples(seg: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

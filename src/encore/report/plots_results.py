@@ -15,11 +15,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from encore.report import style  # noqa: E402
 from encore.data.rewardbench import SAFETY_COUNTS  # noqa: E402
-from encore.report.plots import save, wrap  # noqa: E402
+from encore.report.plots import BoundedLocator, save, wrap, wrap_clauses  # noqa: E402
 from encore.report.style import ENCORE, MUTED, ONE_COL, TWO_COL, Names  # noqa: E402
 
 
@@ -36,10 +37,12 @@ def significance_marks(sig: pd.DataFrame | None) -> dict[str, str]:
 
 
 def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, names: Names | None = None,
-                      title: str = "RewardBench") -> plt.Figure:
+                      title: str = "RewardBench", about: str = "") -> plt.Figure:
     """Safety per method (point, 95% bootstrap interval; ENCORE highlighted), then each RewardBench Safety subset as
     a small multiple; methods that differ from ENCORE in the paired permutation test are starred. ``title``: the
-    evaluation set's own name (:mod:`encore.data.names`); an own set without RewardBench's subsets shows accuracy."""
+    evaluation set's own name (:mod:`encore.data.names`); an own set without RewardBench's subsets shows accuracy;
+    ``about``: what produced it (evaluation set and pairs, training data and pairs, rater, backbone:
+    :func:`encore.report.studies.about_result`), the figure's title across its width."""
     style.apply()
     names = names or Names.from_config()
     t = table.sort_values("safety").reset_index(drop=True)
@@ -58,13 +61,18 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     rule_of = t["rule"] if "rule" in t else pd.Series([None] * len(t))  # a method with all weight on one rule
     labels = [names.method(m) + (f" ({names.rule(r)})" if isinstance(r, str) and r else "") + marks.get(m, "")
               for m, r in zip(t["method"], rule_of)]
+    lo0, hi0 = ax.get_xlim()  # within 0-100%: room for a whole marker past the ends, no tick beyond them
+    pad = 0.03 * (hi0 - lo0)
+    ax.set_xlim(max(lo0, -pad), min(hi0, 100.0 + pad))
+    ax.xaxis.set_major_locator(BoundedLocator(0.0, 100.0))
     ax.set_yticks(y, labels)
     for label, m in zip(ax.get_yticklabels(), t["method"]):
         if m == "encore":
             label.set_color(ENCORE)
             label.set_fontweight("bold")
     ax.set_xlabel(f"{'Safety' if subsets else 'Accuracy'} (%), 95% CI")
-    ax.set_title(wrap(title, 30))
+    # with ``about`` across the top, this panel's title is what it shows; else the evaluation set and backbone
+    ax.set_title(("Safety, all subsets" if subsets else "Accuracy") if about else wrap(title, 30))
     # the subsets on one shared range, so panels compare at a glance, each point with its own 95% interval
     lo_cols = [f"{s}_ci_low" if f"{s}_ci_low" in t else s for s in subsets]
     hi_cols = [f"{s}_ci_high" if f"{s}_ci_high" in t else s for s in subsets]
@@ -84,9 +92,11 @@ def draw_main_results(table: pd.DataFrame, sig: pd.DataFrame | None = None, name
     for a in axes:
         a.grid(axis="y", color="#E5E5E5", lw=0.5)
         a.set_axisbelow(True)
-    if marks:
+    if any(marks.values()):
         fig.supxlabel("* p < 0.05, ** p < 0.01: differs from ENCORE (paired permutation test, Holm-adjusted)",
                       fontsize=6, x=0.99, ha="right")
+    if about:
+        fig.suptitle(wrap_clauses(about[:1].upper() + about[1:], 120), fontsize=7.5)
     return fig
 
 
@@ -105,16 +115,18 @@ def three_ticks(lo: float, top: float) -> list[float]:
 
 
 def main_results(table: pd.DataFrame, out: Path, sig: pd.DataFrame | None = None, names: Names | None = None,
-                 stem: str = "main_results", title: str = "RewardBench") -> list[Path]:
-    return save(draw_main_results(table, sig, names, title), out, stem)
+                 stem: str = "main_results", title: str = "RewardBench", about: str = "") -> list[Path]:
+    return save(draw_main_results(table, sig, names, title, about), out, stem)
 
 
 def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: float | None = None,
                    zero: float | None = None, paper_tau: float = 2.0, rules: dict[str, str] | None = None,
-                   names: Names | None = None) -> plt.Figure:
+                   names: Names | None = None, title: str = "", metric: str = "Safety") -> plt.Figure:
     """Safety vs τ on a log axis (decade ticks), its 95% band, the τ→∞ (uniform), τ→0 (lowest-entropy rule) and
     best-single-rule references, each one-rule reference naming its rule (``rules``: ``{"single": key, "zero":
-    key}``), and the paper's τ = 2 marked; the legend sits below the axes, off the data."""
+    key}``), and the paper's τ = 2 marked; the legend sits below the axes, off the data. ``title``: what was swept
+    (:func:`encore.report.studies.about_result`); ``metric``: "Safety" on RewardBench's Safety subsets, else
+    "Accuracy" (the y label says which)."""
     style.apply()
     names, rules = names or Names.from_config(), rules or {}
 
@@ -141,16 +153,19 @@ def draw_tau_curve(sweep: pd.DataFrame, uniform: float | None = None, single: fl
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlim(lo / 1.5, hi * 1.5)
     ax.set_xlabel("temperature τ (log scale)")
-    ax.set_ylabel("Safety (%)")
+    ax.set_ylabel(f"{metric} (%)")
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    if title:
+        ax.set_title(wrap_clauses(f"ENCORE over τ, {title}", 52))
     return fig
 
 
 def tau_curve(sweep: pd.DataFrame, out: Path, uniform: float | None = None, single: float | None = None,
               zero: float | None = None, stem: str = "accuracy_vs_tau", rules: dict[str, str] | None = None,
-              names: Names | None = None) -> list[Path]:
-    return save(draw_tau_curve(sweep, uniform, single, zero, rules=rules, names=names), out, stem)
+              names: Names | None = None, title: str = "", metric: str = "Safety") -> list[Path]:
+    return save(draw_tau_curve(sweep, uniform, single, zero, rules=rules, names=names, title=title, metric=metric),
+                out, stem)
 
 
 MAX_ROWS = 40  # rules shown in a weights heatmap; with more, those with the largest weights (said on the figure)
@@ -163,11 +178,12 @@ def cell_text(v: float) -> str:
     return "0.00" if text == "-0.00" else text
 
 
-def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = None) -> plt.Figure:
+def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = None, title: str = "") -> plt.Figure:
     """Weights as a rules x ``by`` heatmap with each cell's value on it (``sns.heatmap``; ``by``: ``method`` or
     ``tau``); long-form input with columns ``by``, rule, weight (seeds averaged). A column with all weight on one
     rule (single rule) is drawn outside the colour scale, its rule's cell grey, so that the scale spans the composed
-    weights and does not saturate; at most ``MAX_ROWS`` rules (those with the largest weights) are shown."""
+    weights and does not saturate, and keyed below the axes; at most ``MAX_ROWS`` rules (those with the largest
+    weights) are shown. ``title``: what produced the weights (:func:`encore.report.studies.about_result`)."""
     style.apply()
     names = names or Names.from_config()
     wide = weights.groupby([by, "rule"], sort=False)["weight"].mean().unstack(by)
@@ -188,6 +204,7 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
         scale = dict(cmap="PuOr_r", center=0.0, vmin=-bound, vmax=bound)
     else:
         scale = dict(cmap="viridis", vmin=0.0, vmax=float(np.nanmax(rest)) or 1.0)
+    style.check_glyphs([names.rule(r) for r in wide.index])
     frame = pd.DataFrame(values, index=[names.rule(r) for r in wide.index], columns=cols)
     text = np.vectorize(cell_text)(values) if len(cols) <= MAX_ANNOTATED else False
     common = dict(ax=ax, fmt="", annot=text, annot_kws={"fontsize": 4.5}, xticklabels=True, yticklabels=True)
@@ -208,9 +225,17 @@ def draw_weight_heatmap(weights: pd.DataFrame, by: str, names: Names | None = No
     if n_rules > len(wide):
         xlabel = f"{xlabel}\n({len(wide)} of {n_rules} rules: those with the largest weights)".strip()
     ax.set_xlabel(xlabel)
+    if one_hot.any():  # the grey cells are a value (all weight on one rule), not a colour of the scale: say so
+        fig.legend([Patch(facecolor="#D0D0D0", edgecolor="#7F7F7F", lw=0.4),
+                    Patch(facecolor="#FFFFFF", edgecolor="#7F7F7F", lw=0.4)],
+                   ["weight 1: all on this rule (outside the colour scale)", "weight 0"], loc="outside lower center",
+                   ncols=2, handlelength=1.2)
+    if title:
+        fig.suptitle(wrap_clauses(f"{'ENCORE weights over τ' if by == 'tau' else 'Weights per rule'}: {title}",
+                          120 if len(cols) > 6 else 70), fontsize=7.5)
     return fig
 
 
 def weight_heatmap(weights: pd.DataFrame, out: Path, by: str, names: Names | None = None,
-                   stem: str = "weights") -> list[Path]:
-    return save(draw_weight_heatmap(weights, by, names), out, stem)
+                   stem: str = "weights", title: str = "") -> list[Path]:
+    return save(draw_weight_heatmap(weights, by, names, title), out, stem)

@@ -6,10 +6,15 @@ ENCORE is drawn in the same highlight colour everywhere.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
 
 ONE_COL, TWO_COL = 3.3, 6.9  # inches: one and two columns of a typical two-column paper
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -89,15 +94,72 @@ def color(method: str) -> str:
     return ENCORE if method == "encore" else OTHER
 
 
+FONT = "DejaVu Sans"  # matplotlib's own: always there
+# Tried in this order for a glyph DejaVu Sans lacks (matplotlib falls back glyph by glyph along font.family), the
+# ones installed are used: CJK (Debian fonts-noto-cjk, fonts-wqy-zenhei; IPA fonts), symbols and monochrome emoji
+# (fonts-noto-core, fonts-symbola; STIX ships with matplotlib). Colour-bitmap emoji fonts (Noto Color Emoji) are left
+# out: matplotlib's renderer cannot draw them.
+FALLBACKS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK TC", "Noto Sans CJK KR", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "Droid Sans Fallback", "IPAexGothic", "IPAGothic", "Noto Sans Symbols 2",
+             "Noto Sans Symbols", "Symbola", "STIXGeneral")
+FONT_HINT = ("install a font that has them (Debian: apt-get install fonts-noto-cjk for Chinese, Japanese and Korean, "
+             "fonts-symbola for emoji and symbols), then remove matplotlib's font cache (~/.cache/matplotlib) so it "
+             "finds the font, or rename the rules with figures.names.rules")
+
+
+@functools.lru_cache(maxsize=1)
+def font_families() -> tuple[str, ...]:
+    """DejaVu Sans, then every font of :data:`FALLBACKS` matplotlib can find here."""
+    from matplotlib import font_manager
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    return (FONT, *(f for f in FALLBACKS if f in have))
+
+
+@functools.lru_cache(maxsize=None)
+def _charmap(family: str) -> frozenset[int]:
+    from matplotlib import font_manager, ft2font
+
+    path = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    return frozenset(ft2font.FT2Font(path).get_charmap())
+
+
+def missing_glyphs(texts: Iterable[str]) -> list[str]:
+    """The characters of ``texts`` that no font of :func:`font_families` has (they would draw as boxes)."""
+    chars = dict.fromkeys(c for t in texts for c in str(t) if not c.isspace() and ord(c) > 0x7F)
+    return [c for c in chars if not any(ord(c) in _charmap(f) for f in font_families())]
+
+
+_WARNED: set[str] = set()
+
+
+def check_glyphs(texts: Iterable[str]) -> list[str]:
+    """Warn once per set of characters that no installed font can draw (see :data:`FONT_HINT`), in place of
+    matplotlib's warning per glyph and drawing; returns them."""
+    missing = missing_glyphs(texts)
+    key = "".join(missing)
+    if missing and key not in _WARNED:
+        _WARNED.add(key)
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        log.warning("figure names use characters no installed font has, drawn as boxes: %s; %s",
+                    " ".join(f"{c} (U+{ord(c):04X})" for c in missing), FONT_HINT)
+    return missing
+
+
 def apply() -> None:
     """The paper theme (idempotent; every drawing function calls it first): seaborn's ``paper`` context and
-    ``ticks`` style with the Okabe–Ito palette, then the project's sizes, TrueType fonts and 300-dpi PNGs."""
+    ``ticks`` style with the Okabe–Ito palette, then the project's sizes, TrueType fonts and 300-dpi PNGs; the font is
+    DejaVu Sans with the installed fallbacks of :data:`FALLBACKS`, so a CJK or emoji rule name draws where a font has
+    it (:func:`check_glyphs` warns where none does)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import seaborn as sns
 
-    sns.set_theme(context="paper", style="ticks", palette=OKABE_ITO, font="DejaVu Sans", rc={
+    # a fallback font with one weight (WenQuanYi Zen Hei: 500) is used as it is; matplotlib says so per text
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+
+    sns.set_theme(context="paper", style="ticks", palette=OKABE_ITO, font=list(font_families()), rc={
         "pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none",  # TrueType, never Type 3
         "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7,
         "xtick.labelsize": 6.5, "ytick.labelsize": 6.5, "legend.fontsize": 6.5, "legend.frameon": False,

@@ -41,14 +41,20 @@ def _cells(table: pd.DataFrame, cols: list[str]) -> tuple[list[list[str]], list[
     return cells, best
 
 
-def caption(setup: dict | None, n_seeds: int, safety: bool = True) -> str:
-    """What the table shows, on which evaluation set (``setup["eval"]``, the set's own name), and who produced it;
-    ``safety``: the headline is RewardBench's Safety weighting (else plain accuracy, an own set without its subsets)."""
-    s = setup or {}
+def caption(setup: dict | None, n_seeds: int, safety: bool = True, pairs: dict | None = None) -> str:
+    """What the table shows, on which evaluation set (``setup["eval"]``, the set's own name), and who produced it
+    (rater, backbone, trainer, data with its number of pairs: ``pairs["train"]``; ``pairs["eval"]``: the evaluation
+    set's); ``safety``: the headline is RewardBench's Safety weighting (else plain accuracy, an own set without its
+    subsets)."""
+    s, n = setup or {}, pairs or {}
     on = f" on {s['eval']}" if s.get("eval") else (" on RewardBench" if safety else "")
     what = (f"Safety accuracy (%){on} per subset and overall (example-weighted 100/100/154/250/136)." if safety
             else f"Accuracy (%){on}.")
-    who = "; ".join(f"{k}: {s[k]}" for k in ("rater", "backbone", "train", "data") if s.get(k))
+    shown = {**s, **({"data": f"{s.get('data') or 'training data'}, {int(n['train']):,} pairs"}
+                     if n.get("train") is not None else {})}
+    who = "; ".join(f"{k}: {shown[k]}" for k in ("rater", "backbone", "train", "data") if shown.get(k))
+    if n.get("eval") is not None:
+        who += f"; evaluation pairs: {int(n['eval']):,}"
     seeds = f" Seeded methods: mean ± std over {n_seeds} seeds." if n_seeds > 1 else ""
     return f"{what}{seeds} Bold: best per column." + (f" Produced by encore ({who})." if who else "")
 
@@ -64,7 +70,7 @@ def _stacked(name: str) -> str:
     return rf"\begin{{tabular}}[b]{{@{{}}c@{{}}}}{latex_escape(top)}\\{latex_escape(bottom)}\end{{tabular}}"
 
 
-def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None) -> str:
+def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None, pairs: dict | None = None) -> str:
     subsets = [s for s in SAFETY_COUNTS if s in table.columns]
     cols = [*subsets, "safety"]
     cells, best = _cells(table, cols)
@@ -78,12 +84,12 @@ def main_table_tex(table: pd.DataFrame, names: Names, setup: dict | None = None)
     spec = "l" + "r" * len(cols)
     # table*: the method column and six numbers (some with ± std) need the full text width of a two-column page
     return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{table*}[t]", r"\centering", r"\small",
-                      rf"\caption{{{latex_escape(caption(setup, n_seeds, bool(subsets)))}}}", r"\label{tab:main}",
+                      rf"\caption{{{latex_escape(caption(setup, n_seeds, bool(subsets), pairs))}}}", r"\label{tab:main}",
                       rf"\begin{{tabular}}{{{spec}}}", r"\toprule", head, r"\midrule", *rows, r"\bottomrule",
                       r"\end{tabular}", r"\end{table*}", ""])
 
 
-def main_table_md(table: pd.DataFrame, names: Names, setup: dict | None = None) -> str:
+def main_table_md(table: pd.DataFrame, names: Names, setup: dict | None = None, pairs: dict | None = None) -> str:
     subsets = [s for s in SAFETY_COUNTS if s in table.columns]
     cols = [*subsets, "safety"]
     cells, best = _cells(table, cols)
@@ -94,12 +100,13 @@ def main_table_md(table: pd.DataFrame, names: Names, setup: dict | None = None) 
     for m, vals, b in zip(table["method"], cells, best):
         lines.append("| " + " | ".join([names.method(m), *[f"**{v}**" if isbest else v for v, isbest in zip(vals, b)]])
                      + " |")
-    return "\n".join([*lines, "", caption(setup, n_seeds, bool(subsets)), ""])
+    return "\n".join([*lines, "", caption(setup, n_seeds, bool(subsets), pairs), ""])
 
 
-def rule_stats_tex(stats: pd.DataFrame, names: Names) -> str:
+def rule_stats_tex(stats: pd.DataFrame, names: Names, about: str = "") -> str:
     """Rule, entropy, accuracy with its interval and pairs; plus the tie share when ties are common enough to
-    matter (1% of pairs or more for some rule: binary or coarse ratings), since the tie policy then moves accuracy."""
+    matter (1% of pairs or more for some rule: binary or coarse ratings), since the tie policy then moves accuracy.
+    ``about``: the study (data, pairs, rater: :func:`encore.report.studies.about_study`), the table's caption."""
     has_ci = {"accuracy_ci_low", "accuracy_ci_high"} <= set(stats)
     ties = "tie_share" in stats and np.nanmax(stats["tie_share"].to_numpy(float), initial=0) >= 0.01
     rows = []
@@ -110,18 +117,22 @@ def rule_stats_tex(stats: pd.DataFrame, names: Names) -> str:
         cells = [latex_escape(names.rule(r["rule"])), f"{r['entropy']:.3f}", acc, f"{int(r['n_pairs']):,}"]
         rows.append(" & ".join(cells + ([f"{100 * r['tie_share']:.1f}"] if ties else [])) + r" \\")
     head = rf"Rule & $H$ ({unit_of(stats)}) & Accuracy (\%) [95\% CI] & Pairs" + (r" & Ties (\%)" if ties else "") + r" \\"
-    return "\n".join([r"% requires \usepackage{booktabs}", r"\begin{tabular}{lrrr" + ("r" if ties else "") + "}",
-                      r"\toprule", head, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}", ""])
+    wrap = ([r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{Rule statistics: {latex_escape(about)}.}}"],
+            [r"\end{table}"]) if about else ([], [])
+    return "\n".join([r"% requires \usepackage{booktabs}", *wrap[0], r"\begin{tabular}{lrrr" + ("r" if ties else "") + "}",
+                      r"\toprule", head, r"\midrule", *rows, r"\bottomrule", r"\end{tabular}", *wrap[1], ""])
 
 
 def write_tables(out: Path, names: Names, table: pd.DataFrame | None = None, stats: pd.DataFrame | None = None,
-                 setup: dict | None = None, stats_name: str = "rule_stats.tex") -> list[Path]:
-    """``main_table.tex``/``.md`` from a main table and ``stats_name`` from rule statistics, each written atomically
-    under its own name (never renamed afterwards, so writers sharing a folder cannot take each other's file)."""
+                 setup: dict | None = None, stats_name: str = "rule_stats.tex", about: str = "",
+                 pairs: dict | None = None, table_name: str = "main_table") -> list[Path]:
+    """``<table_name>.tex``/``.md`` from a main table and ``stats_name`` from rule statistics (captioned ``about``),
+    each written atomically under its own name (never renamed afterwards, so writers sharing a folder cannot take
+    each other's file)."""
     paths = []
     if table is not None and len(table):
-        paths.append(write_bytes(out / "main_table.tex", main_table_tex(table, names, setup).encode()))
-        paths.append(write_bytes(out / "main_table.md", main_table_md(table, names, setup).encode()))
+        paths.append(write_bytes(out / f"{table_name}.tex", main_table_tex(table, names, setup, pairs).encode()))
+        paths.append(write_bytes(out / f"{table_name}.md", main_table_md(table, names, setup, pairs).encode()))
     if stats is not None and len(stats):
-        paths.append(write_bytes(out / stats_name, rule_stats_tex(stats, names).encode()))
+        paths.append(write_bytes(out / stats_name, rule_stats_tex(stats, names, about).encode()))
     return paths

@@ -83,7 +83,8 @@ def stage_evaluate(cfg: DictConfig, methods: list[Any], ctx: FitContext,
     write_frame(run_dir / "weights.csv", wide)
     write_frame(run_dir / "weights_long.csv", weights_long)
     write_frame(run_dir / "significance.csv", sig)
-    write_tables(run_dir, Names.from_run(run_dir), table=table, setup=run_setup(cfg))
+    write_tables(run_dir, Names.from_run(run_dir), table=table, setup=run_setup(cfg),
+                 pairs={"train": len(ctx.train_pairs), "eval": len(eval_pairs)})  # the caption names both
     write_frame(run_dir / "eval_correct.csv", pd.DataFrame({"pair_id": eval_pairs["pair_id"], "subset": subsets,
                                                             **{f"correct_{k}": v for k, v in correct.items()}}))
     return table, wide, sig

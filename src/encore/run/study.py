@@ -22,7 +22,9 @@ from encore.entropy import (TIES, bins_used, binning_robustness, correlation, en
 from encore.rating.engine import Ratings
 from encore.stats import bootstrap_correlation_ci, bootstrap_rule_accuracy_ci
 from encore.report.style import Names
+from encore.report.studies import about_study
 from encore.report.tables import write_tables
+from encore.run.main_table import dataset_name, run_setup
 
 log = logging.getLogger(__name__)
 TIE_WARNING = 0.2  # a rule tying on more than this share of pairs gets the tie policy's effect in the log
@@ -78,7 +80,10 @@ def stage_study(cfg: DictConfig, ratings: Ratings, run_dir: Path) -> tuple[pd.Da
                     " / ".join(f"{corr['by_ties'][t]['pearson_r']:.3f}" for t in TIES))
     write_frame(run_dir / "rule_stats.csv", stats)
     write_json(run_dir / "correlation.json", corr)
-    write_tables(run_dir, Names.from_run(run_dir), stats=stats)
+    names = Names.from_run(run_dir)  # the caption: data, pairs and rater, as the rebuilt table says them
+    about = about_study({"train_pairs": len(ratings.pair_ids), "setup": run_setup(cfg)},
+                        names.dataset(dataset_name(cfg.data)))
+    write_tables(run_dir, names, stats=stats, about=about)
     return stats, corr
 
 

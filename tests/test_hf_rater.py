@@ -76,7 +76,7 @@ def test_judge_probabilities(pairs):
 @pytest.mark.parametrize("tok, arch", FAMILIES)
 def test_work_counts_the_real_tokens_the_passes_computed_and_their_padding(pairs, tok, arch):
     """``HFRater.work``: every response's shared prefix once plus its K suffixes, charged by
-    :func:`encore.scale.utilisation.shared_prefix_flops`; padding counted apart, zero for one response per batch."""
+    :func:`encore.scale.utilisation.shared_prefix_flops`; padding counted apart (with one response per batch, only its suffixes' padding)."""
     from encore.rating.tokens import common_prefix
     from encore.scale.utilisation import shared_prefix_flops
 

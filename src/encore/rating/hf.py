@@ -27,7 +27,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ class HFRater:
     offload_folder: str | None = None  # where disk-offloaded weights go (a temp dir when needed and unset)
     arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable
     n_rules: int = 10  # rules per response, for the KV-cache estimate before the rules are known
+    torch_threads: ClassVar[bool] = True  # computes on this process's torch threads (encore.scale.cpu_layout)
     _model: Any = field(default=None, init=False, repr=False)
     _prompts: PromptTokenizer | None = field(default=None, init=False, repr=False)
     _options: list[list[int]] | None = field(default=None, init=False, repr=False)

@@ -67,7 +67,11 @@ def choose(cores: int, replicas: Any = "auto", threads: int | None = None, n_par
 
 
 def for_rater(replicas: Any, rater: Any, cores: int | None = None) -> CpuLayout:
-    """:func:`choose` for ``rater`` (its parameter count when it has an architecture) on this machine."""
+    """:func:`choose` for ``rater`` (its parameter count when it has an architecture) on this machine. A rater that
+    does not compute on this process's torch threads (``torch_threads`` false: vLLM's CPU build binds its own, a
+    remote server, stored ratings) gets one process, as before."""
+    if not getattr(rater, "torch_threads", False):
+        return CpuLayout(1, explicit_threads() or (cores or usable_cores()), "the rater manages its own threads")
     try:
         n_params = rater.arch_info().n_params if hasattr(rater, "arch_info") else None
     except Exception:  # noqa: BLE001 - an unreadable config is reported by the rater itself when it loads

@@ -24,16 +24,15 @@ the user (e.g. CPU or disk offload) pass through.
 from __future__ import annotations
 
 import logging
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from encore.rm.backbone import pick_dtype, planned_bytes
 from encore.scale.hardware import Gpus
+from encore.scale.cpu_layout import gqa_in_sdpa
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
 from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
 from encore.scale.paths import model_key
@@ -244,22 +243,8 @@ class HFRater:
                     sum(p + sum(x) for p, x in real))
         return self._option_probs(logits[:, -1]).reshape(B, K, -1)
 
-    @contextmanager
-    def _kernels(self) -> Iterator[None]:
-        """On a CPU, grouped-query attention inside SDPA's kernel (no key/value copy per query head; the same
-        arithmetic, bit for bit); elsewhere unchanged (CUDA's fused kernels take no GQA with a mask)."""
-        if torch.device(input_device(self._model)).type != "cpu":
-            yield
-            return
-        key, before = "TRANSFORMERS_SDPA_FORCE_GQA", os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA")
-        os.environ[key] = "1"
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = before
+    def _kernels(self) -> Any:
+        return gqa_in_sdpa(input_device(self._model))
 
     def _count(self, positions: int, flops: int, tokens: int) -> None:
         self.work["tokens"] += tokens

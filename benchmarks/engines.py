@@ -95,6 +95,13 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
                            "hf_pad_share": work["padding"] / (work["padding"] + work["tokens"]),
                            "hf_loaded_share": UNAVAILABLE, "vllm_s": UNAVAILABLE, "vllm_per_s": UNAVAILABLE,
                            "vllm_flop_util": UNAVAILABLE, "max_abs_diff": UNAVAILABLE, "background": int(background)}
+    print(f"{model}: {shape.params / 1e6:.1f} M parameters ({shape.body / 1e6:.1f} M per token, embedding "
+          f"{'tied to the head' if shape.tied else 'and head'} aside), {dtype}, {device}; {len(pairs)} HH-RLHF pairs "
+          f"x 2 responses x {len(rules)} rules = {n} ratings; {tokens:,} tokens computed (prefix once), longest "
+          f"prompt {longest}, {work['padding']:,} padding positions besides; load average {res['load']}", flush=True)
+    print(f"peak: {res['peak']}")
+    print(f"quiet: rater=hf (batch {batch_size}, prefix KV reuse): {t_hf:.1f}s, hf_per_s={res['hf_per_s']:.3g} "
+          f"hf_flop_util={res['hf_flop_util']:.3g}", flush=True)
     if background:
         with busy(background):
             t_loaded, _, w = min((timed() for _ in range(max(1, repeats))), key=lambda r: r[0])
@@ -102,24 +109,14 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
         res.update(hf_loaded_s=t_loaded, hf_loaded_per_s=n / t_loaded, hf_loaded_share=t_hf / t_loaded,
                    hf_loaded_flop_util=achieved_util(w["flops"], t_loaded, peak), peak_loaded_flops=peak_loaded,
                    load_loaded=_load())
+        print(f"loaded ({background} busy processes beside it; load average {res['load_loaded']}): rater=hf "
+              f"{res['hf_loaded_s']:.1f}s, hf_per_s={res['hf_loaded_per_s']:.3g} "
+              f"hf_flop_util={res['hf_loaded_flop_util']:.3g} (against the quiet peak; the peak loaded: "
+              f"{peak_loaded / 1e12:.3g} TFLOP/s), hf_loaded_share={res['hf_loaded_share']:.3g} of quiet", flush=True)
     hf.unload()
     res["layouts"] = _layouts(layouts or [], background, kw, prompts, responses, rules, n, busy, parse, time_layout)
     why = _vllm_half(res, vllm, model, dtype, max_length, engine_kwargs, prompts, responses, rules, hf_values,
                      repeats, shape)
-    print(f"{model}: {shape.params / 1e6:.1f} M parameters ({shape.body / 1e6:.1f} M per token, embedding "
-          f"{'tied to the head' if shape.tied else 'and head'} aside), {dtype}, {device}; {len(pairs)} HH-RLHF pairs "
-          f"x 2 responses x {len(rules)} rules = {n} ratings; {tokens:,} tokens computed (prefix once), longest "
-          f"prompt {longest}, {work['padding']:,} padding positions besides; load average {res['load']}")
-    print(f"peak: {res['peak']}")
-    print(f"quiet: rater=hf (batch {batch_size}, prefix KV reuse): {t_hf:.1f}s, hf_per_s={res['hf_per_s']:.3g} "
-          f"hf_flop_util={res['hf_flop_util']:.3g}")
-    if background:
-        print(f"loaded ({background} busy processes beside it; load average {res['load_loaded']}): rater=hf "
-              f"{res['hf_loaded_s']:.1f}s, hf_per_s={res['hf_loaded_per_s']:.3g} "
-              f"hf_flop_util={res['hf_loaded_flop_util']:.3g} (against the quiet peak; the peak loaded: "
-              f"{peak_loaded / 1e12:.3g} TFLOP/s), hf_loaded_share={res['hf_loaded_share']:.3g} of quiet")
-    for row in res["layouts"]:
-        print(f"layout {row['layout']} ({row['condition']}): {row['seconds']:.1f}s, {row['per_s']:.3g} ratings/s")
     print(f"rater=vllm (in process, prefix caching): " + (f"{res['vllm_s']:.1f}s" if not why else why))
     print(" ".join(f"{k}={_fmt(res[k], spec)}" for k, spec in FIELDS))
     return res
@@ -139,6 +136,8 @@ def _layouts(layouts: list, background: int, kw: dict, prompts: list[str], respo
                 s = time_layout(p, t, kw, prompts, responses, rules)
                 rows.append({"layout": f"{p}x{t}", "condition": condition, "seconds": s, "per_s": n / s,
                              "load": _load()})
+                print(f"layout {p}x{t} ({condition}; load average {rows[-1]['load']}): {s:.1f}s, {n / s:.3g} "
+                      "ratings/s", flush=True)
     return rows
 
 

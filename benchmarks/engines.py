@@ -7,6 +7,11 @@ background) loaded (:mod:`benchmarks.layouts`). Where vLLM does not import (the 
 and the vLLM fields say ``unavailable``. The final line:
 
     hf_per_s=… vllm_per_s=… hf_flop_util=… vllm_flop_util=… max_abs_diff=… hf_loaded_share=… hf_pad_share=…
+    hf_cpu_flop_util=…
+
+``hf_cpu_flop_util`` (CPU only) divides by the CPU seconds the rating process was given and compares with the matmul
+peak per CPU-second: on a machine shared with other jobs it says how close the engine comes when it runs, which the
+wall-clock ``hf_flop_util`` cannot (its peak and its rating see different moments of the others' load).
 
 rater=hf runs on ``bench.threads`` threads (auto: the per-process threads :mod:`encore.scale.cpu_layout` picks, one
 on a CPU) and the peak is measured on as many. ``hf_pad_share``: padding positions over all positions its passes
@@ -30,6 +35,7 @@ self CPU time; issue 36):
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -39,7 +45,7 @@ from benchmarks.bench import _best_of, _plain
 
 UNAVAILABLE = "unavailable"
 FIELDS = [("hf_per_s", ".3g"), ("vllm_per_s", ".3g"), ("hf_flop_util", ".3g"), ("vllm_flop_util", ".3g"),
-          ("max_abs_diff", ".2e"), ("hf_loaded_share", ".3g"), ("hf_pad_share", ".3g")]
+          ("max_abs_diff", ".2e"), ("hf_loaded_share", ".3g"), ("hf_pad_share", ".3g"), ("hf_cpu_flop_util", ".3g")]
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -80,11 +86,14 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
 
     def timed() -> tuple[float, np.ndarray, dict]:
         hf.work = dict.fromkeys(WORK, 0)
+        cpu = time.process_time()
         t, (values, _) = _best_of(lambda: hf.rate(prompts, responses, rules), 1)
-        return t, values, dict(hf.work)
+        return t, values, {**hf.work, "cpu_s": time.process_time() - cpu}
 
     t_hf, hf_values, work = min((timed() for _ in range(max(1, repeats))), key=lambda r: r[0])
     peak = matmul_peak_flops(device, torch_dtype)
+    # on a CPU shared with other jobs: the work per CPU-second this process was given, over the peak per CPU-second
+    peak_cpu = matmul_peak_flops(device, torch_dtype, clock=time.process_time) if device == "cpu" else None
     n = len(responses) * len(rules)
     res: dict[str, Any] = {"model": model, "ratings": n, "prefill_tokens": tokens, "longest_prompt": longest,
                            "n_params": shape.params, "body_params": shape.body, "tied": shape.tied, "dtype": dtype,
@@ -93,6 +102,9 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
                            "hf_s": t_hf, "hf_per_s": n / t_hf, "hf_flops": work["flops"],
                            "hf_flop_util": achieved_util(work["flops"], t_hf, peak),
                            "hf_pad_share": work["padding"] / (work["padding"] + work["tokens"]),
+                           "hf_cpu_s": work["cpu_s"], "peak_cpu_flops": peak_cpu or UNAVAILABLE,
+                           "hf_cpu_flop_util": (achieved_util(work["flops"], work["cpu_s"], peak_cpu) if peak_cpu
+                                                else UNAVAILABLE),
                            "hf_loaded_share": UNAVAILABLE, "vllm_s": UNAVAILABLE, "vllm_per_s": UNAVAILABLE,
                            "vllm_flop_util": UNAVAILABLE, "max_abs_diff": UNAVAILABLE, "background": int(background)}
     print(f"{model}: {shape.params / 1e6:.1f} M parameters ({shape.body / 1e6:.1f} M per token, embedding "
@@ -101,7 +113,9 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
           f"prompt {longest}, {work['padding']:,} padding positions besides; load average {res['load']}", flush=True)
     print(f"peak: {res['peak']}")
     print(f"quiet: rater=hf (batch {batch_size}, prefix KV reuse): {t_hf:.1f}s, hf_per_s={res['hf_per_s']:.3g} "
-          f"hf_flop_util={res['hf_flop_util']:.3g}", flush=True)
+          f"hf_flop_util={res['hf_flop_util']:.3g}" + (f"; per CPU-second it was given: {work['cpu_s']:.1f} CPU s, "
+          f"hf_cpu_flop_util={res['hf_cpu_flop_util']:.3g} of {peak_cpu / 1e12:.3g} TFLOP/s" if peak_cpu else ""),
+          flush=True)
     if background:
         with busy(background):
             t_loaded, _, w = min((timed() for _ in range(max(1, repeats))), key=lambda r: r[0])

@@ -71,9 +71,10 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("hf_per_s=")][-1]
     fields = dict(kv.split("=") for kv in line.split())
     assert list(fields) == ["hf_per_s", "vllm_per_s", "hf_flop_util", "vllm_flop_util", "max_abs_diff",
-                            "hf_loaded_share", "hf_pad_share"]
+                            "hf_loaded_share", "hf_pad_share", "hf_cpu_flop_util"]
     assert float(fields["hf_per_s"]) > 0 and float(fields["hf_flop_util"]) > 0
     assert float(fields["hf_loaded_share"]) > 0 and 0 <= float(fields["hf_pad_share"]) < 1
+    assert float(fields["hf_cpu_flop_util"]) > 0
     assert any(ln.startswith("quiet: rater=hf") for ln in out.stdout.splitlines())
     assert any(ln.startswith("loaded (1 busy processes") for ln in out.stdout.splitlines())
     assert any(ln.startswith("layout 1x1 (quiet)") for ln in out.stdout.splitlines())

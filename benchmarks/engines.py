@@ -18,18 +18,25 @@ on a CPU) and the peak is measured on as many. ``hf_pad_share``: padding positio
 computed (not counted as work). vLLM is charged the tokens its prefix cache did not supply (``num_cached_tokens`` of
 an untimed rerun from an empty cache).
 
-Where rater=hf's time goes on a CPU (SmolLM2, fp32, one thread, 8 pairs x 2 responses x 10 rules, torch profiler,
-self CPU time; issue 36):
+Where rater=hf's time goes on a CPU (SmolLM2, fp32, one thread, 8 pairs x 2 responses x 10 rules = 160 ratings,
+torch profiler, share of the operators' self CPU time; issue 36):
 
-    before (main e6e12fe)                          after
-    matmuls (aten::mm)             54 %            65 %
-    key/value copies (GQA repeat)  17 %  -> ~0     3 %   (GQA inside SDPA's kernel)
-    attention (SDPA flash, CPU)    13 %            13 %
-    cache concat (aten::cat)        4 %             4 %   (the prefix cache repeated K times, then the suffix)
-    RMSNorm/RoPE/SiLU (mul,add..)   9 %            11 %
-    label read-out (lm_head+softmax over B*K rows)  < 1 %  (last position only, already)
-    padding: see hf_pad_share (responses sorted by length; suffixes padded to the longest rule)
-    Python/tokenisation: < 2 % of the wall time
+    operator                                   main (e6e12fe)   now
+    matmuls (aten::mm)                             54 %          65 %
+    key/value copies for GQA (repeat_kv)           17 %           3 %   GQA inside SDPA's kernel
+    attention (SDPA flash kernel, CPU)             13 %          13 %
+    prefix cache repeated K times + concat          4 %           4 %   (aten::cat; the repeat is in the copies)
+    RMSNorm, RoPE, SiLU, residuals (mul/add/...)    9 %          12 %
+    label read-out (LM head + softmax, B*K rows)   < 1 %         < 1 %  last position only; the prefix pass now none
+    Python, tokenisation (wall minus operators)    ~3 %          ~3 %
+    padding (positions computed for no token)      hf_pad_share: 0.10 of the positions on these pairs (responses
+                                                   sorted by length, batches of 4; suffixes padded to the longest rule)
+
+Side by side in one process (same loaded model and pairs, alternated, best of 2, CPU seconds so the shared machine's
+load cancels; load average 5-6): main's path 26.3 CPU s, now 21.1 CPU s (1.25x), ratings identical (max |diff| 0.0).
+Layouts (``bench.n_pairs=8 bench.background=2 bench.layouts=[1x2,2x1]``, load average 14-17 from other jobs
+throughout): 2 processes x 1 thread 1.82 ratings/s vs 1 process x 2 threads 0.53 (3.4x) with no busy process of
+ours, 1.12 vs 0.264 (4.2x) beside 2 busy ones; hence :mod:`encore.scale.cpu_layout`'s choice.
 """
 
 from __future__ import annotations

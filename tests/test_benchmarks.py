@@ -65,12 +65,19 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
     from encore.rating.tokens import PromptTokenizer
     from encore.rules import load_rules
 
-    out = run_benchmark("engines", tmp_path, "bench.n_pairs=1", f"bench.model={smollm2}", "bench.max_length=1024")
+    out = run_benchmark("engines", tmp_path, "bench.n_pairs=1", f"bench.model={smollm2}", "bench.max_length=1024",
+                        "bench.background=1", "bench.layouts=[1x1]")
     assert out.returncode == 0, out.stderr[-3000:]
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("hf_per_s=")][-1]
     fields = dict(kv.split("=") for kv in line.split())
-    assert list(fields) == ["hf_per_s", "vllm_per_s", "hf_flop_util", "vllm_flop_util", "max_abs_diff"]
+    assert list(fields) == ["hf_per_s", "vllm_per_s", "hf_flop_util", "vllm_flop_util", "max_abs_diff",
+                            "hf_loaded_share", "hf_pad_share", "hf_cpu_flop_util"]
     assert float(fields["hf_per_s"]) > 0 and float(fields["hf_flop_util"]) > 0
+    assert float(fields["hf_loaded_share"]) > 0 and 0 <= float(fields["hf_pad_share"]) < 1
+    assert float(fields["hf_cpu_flop_util"]) > 0
+    assert any(ln.startswith("quiet: rater=hf") for ln in out.stdout.splitlines())
+    assert any(ln.startswith("loaded (1 busy processes") for ln in out.stdout.splitlines())
+    assert any(ln.startswith("layout 1x1 (quiet") for ln in out.stdout.splitlines())
     if importlib.util.find_spec("vllm") is None:
         assert fields["vllm_per_s"] == fields["vllm_flop_util"] == fields["max_abs_diff"] == "unavailable"
     result = json.loads(next((tmp_path / "runs" / "benchmark").glob("*/benchmark.json")).read_text())
@@ -78,3 +85,17 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
     rules = load_rules(OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "rules" / "safety10.yaml"), resolve=True))
     assert result["ratings"] == 20
     assert result["prefill_tokens"] == rating_tokens(PromptTokenizer(smollm2), pairs, rules)[0]
+    # flop_util's work: SmolLM2's 134.5 M parameters once (tied head), the hf passes' chunks (issue 32)
+    from encore.rating.tokens import common_prefix
+    from encore.scale.utilisation import FlopShape, shared_prefix_flops
+
+    assert result["n_params"] == 134_515_008 and result["tied"] and result["dtype"] == "float32"
+    seqs = PromptTokenizer(smollm2).rule_ids(*_sides(pairs), rules)
+    chunks = [(c, [len(s) - c for s in per]) for per in seqs for c in [common_prefix(per)]]
+    shape = FlopShape(result["body_params"], 49152, 576, 30, 9, 64, True)
+    assert result["hf_flops"] == shared_prefix_flops(shape, chunks)
+
+
+def _sides(pairs):
+    return ([p for p in pairs["prompt"] for _ in (0, 1)],
+            [x for c, r in zip(pairs["chosen"], pairs["rejected"]) for x in (c, r)])

@@ -167,8 +167,12 @@ def plan_for(cfg: Any) -> Replicas:
     if is_given(rater) or not hasattr(rater, "placement"):
         return Replicas(((),), 0)
     rules = load_rules(OmegaConf.to_container(cfg.rules, resolve=True))
-    if not gpus.count:
-        return replica_groups(setting, 0, 0)
+    if not gpus.count:  # processes x threads chosen for this machine's cores (encore.scale.cpu_layout)
+        from encore.scale.cpu_layout import for_rater
+
+        layout = for_rater(setting, rater)
+        print(layout.line(), flush=True)
+        return replica_groups(layout.processes, 0, 0)
     place, per, _ = rater_fill(rater, gpus, len(rules), setting)
     told = (f"rater.batch_size={place.batch}",) if place is not None and place.fits and place.batch else ()
     return replica_groups(setting, per, gpus.count, told)

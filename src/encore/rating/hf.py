@@ -6,6 +6,12 @@ Speed comes from three things the naive loop (one prompt per forward pass, batch
 2. many responses go through one forward pass: prefixes and suffixes left-padded, positions computed from the
    attention mask so padding changes no score, and logits computed at the last position only;
 3. responses are sorted by length so padding stays small; bf16 on GPU.
+On a CPU two more (measured in ``benchmarks/engines.py``'s docstring): the prefix pass runs the decoder without
+the LM head (only its cache is used), and grouped-query attention runs inside SDPA's kernel instead of copying each
+key/value head to every query head it serves (transformers does that copy unless ``TRANSFORMERS_SDPA_FORCE_GQA``,
+which it reads at each call; set here around our passes only). Both leave every rating bit for bit unchanged.
+``work`` counts what the passes computed: real and padding positions and the FLOPs of the real ones
+(:mod:`encore.scale.utilisation`).
 Prompts longer than ``max_length`` are recorded as missing with their length, never silently truncated.
 
 Placement (:mod:`encore.scale.placement`): one GPU when the model and the batch's KV cache fit, else the fewest GPUs
@@ -19,16 +25,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from encore.rm.backbone import pick_dtype, planned_bytes, resolved_dtype
 from encore.scale.hardware import Gpus
+from encore.scale.cpu_layout import gqa_in_sdpa
 from encore.scale.loading import load_model, model_arch, release_memory, target_gpus
 from encore.scale.memory import cache_concat_bytes, gqa_repeat_bytes, inference_activation_bytes, kv_cache_bytes
 from encore.scale.paths import model_key
+from encore.scale.utilisation import FlopShape, forward_flops, shared_prefix_flops
 from encore.scale.placement import DoesNotFit, Placement, fill_node, input_device, place_inference
 from encore import prompts as P
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
@@ -36,6 +44,7 @@ from encore.rules import Rule
 
 log = logging.getLogger(__name__)
 AUTO_BATCH = 64  # rater.batch_size=auto: the ceiling of the batch the placement chooses on GPUs (8 on a CPU)
+WORK = ("tokens", "padding", "flops")  # HFRater.work: real positions computed, padding positions, FLOPs of the real
 
 
 @dataclass
@@ -59,10 +68,13 @@ class HFRater:
     offload_folder: str | None = None  # where disk-offloaded weights go (a temp dir when needed and unset)
     arch: dict | None = None  # architecture numbers for planning offline; the model's own config wins when readable
     n_rules: int = 10  # rules per response, for the KV-cache estimate before the rules are known
+    torch_threads: ClassVar[bool] = True  # computes on this process's torch threads (encore.scale.cpu_layout)
     _model: Any = field(default=None, init=False, repr=False)
     _prompts: PromptTokenizer | None = field(default=None, init=False, repr=False)
     _options: list[list[int]] | None = field(default=None, init=False, repr=False)
     _batch: int | None = field(default=None, init=False, repr=False)  # the batch the placement chose at load
+    _shape: FlopShape | None = field(default=None, init=False, repr=False)
+    work: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WORK, 0), init=False, repr=False)
 
     def __post_init__(self) -> None:
         P.label_options(self.mode, self.scale_max)  # validates mode and scale
@@ -169,6 +181,7 @@ class HFRater:
                                  vocab_size=len(self.tok), seed=self.seed, dtype=dtype, place=place,
                                  offload_folder=self.offload_folder)
         self._options = self.prompts.rating_options()
+        self._shape = FlopShape.from_model(self._model)
         return self
 
     def unload(self) -> None:
@@ -199,8 +212,10 @@ class HFRater:
         dev = input_device(self._model)
         ids, mask = self._left_pad(seqs)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                             use_cache=False, logits_to_keep=1).logits  # only the next-token position: (R, 1, V)
+        with self._kernels():
+            logits = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
+                                 use_cache=False, logits_to_keep=1).logits  # only the next-token position: (R, 1, V)
+        self._count(mask.numel(), sum(forward_flops(self._shape, len(s), 0, 1) for s in seqs), sum(map(len, seqs)))
         return self._option_probs(logits[:, -1], options)
 
     @torch.inference_mode()
@@ -210,9 +225,9 @@ class HFRater:
         B, K = len(prefixes), len(suffixes[0])
         ids, mask = self._left_pad(prefixes)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
-                          logits_to_keep=1)
-        cache = out.past_key_values
+        with self._kernels():  # the decoder alone: the prefix's logits are never read, only its cache
+            cache = self._model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                           position_ids=pos.to(dev), use_cache=True).past_key_values
         cache.batch_repeat_interleave(K)  # row b*K + k continues prefix b (each layer's cache stays on its device)
         # Suffixes are left-padded too, so every row's last real token sits in the last column; the pads between a
         # prefix and its suffix are masked out and skipped by the position ids.
@@ -220,9 +235,21 @@ class HFRater:
         plen = mask.sum(-1).repeat_interleave(K)  # (B*K,) real prefix lengths
         spos = plen[:, None] + (smask.cumsum(-1) - 1).clamp(min=0)
         amask = torch.cat([mask.repeat_interleave(K, dim=0), smask], dim=1)
-        logits = self._model(input_ids=sids.to(dev), attention_mask=amask.to(dev), position_ids=spos.to(dev),
-                             past_key_values=cache, logits_to_keep=1).logits  # (B*K, 1, V)
+        with self._kernels():
+            logits = self._model(input_ids=sids.to(dev), attention_mask=amask.to(dev), position_ids=spos.to(dev),
+                                 past_key_values=cache, logits_to_keep=1).logits  # (B*K, 1, V)
+        real = [(len(p), [len(x) for x in per]) for p, per in zip(prefixes, suffixes)]
+        self._count(mask.numel() + smask.numel(), shared_prefix_flops(self._shape, real),
+                    sum(p + sum(x) for p, x in real))
         return self._option_probs(logits[:, -1]).reshape(B, K, -1)
+
+    def _kernels(self) -> Any:
+        return gqa_in_sdpa(input_device(self._model))
+
+    def _count(self, positions: int, flops: int, tokens: int) -> None:
+        self.work["tokens"] += tokens
+        self.work["padding"] += positions - tokens
+        self.work["flops"] += flops
 
     # ------------------------------------------------------------------ public API
     def rate(self, prompts: list[str], responses: list[str], rules: list[Rule]) -> tuple[np.ndarray, list[list[str]]]:

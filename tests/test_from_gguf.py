@@ -116,10 +116,11 @@ DAMAGE = {"flipped_weights": lambda f: _flip(f / "model.safetensors"),
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_conversion_is_set_aside_and_converted_again(tmp_path, fake_convert, caplog, damage):
+def test_a_damaged_conversion_is_set_aside_and_converted_again(tmp_path, fake_convert, caplog, damage, monkeypatch):
     """Issue 33: the reuse check looked at the marker and at file presence, so flipped weights were rated with."""
     import logging
 
+    monkeypatch.setenv("ENCORE_CACHE_DIR", str(tmp_path))  # model_key below reads the same folder, not the real cache
     folder = from_gguf.checkpoint(root=tmp_path)
     assert set(json.loads((folder / "checksums.json").read_text())["files"]) == {
         "config.json", "model.safetensors", "tokenizer.json", from_gguf.MARKER}

@@ -12,8 +12,10 @@ import io
 import json
 import logging
 import os
+import random
 import shutil
 import tempfile
+import time
 import uuid
 import zipfile
 from contextlib import contextmanager
@@ -276,7 +278,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
     try:
         yield tmp
-        for _ in range(8):
+        for attempt in range(64):  # writers of one key on a busy machine can keep swapping for a while (8 lost once)
             try:
                 tmp.rename(path)  # atomic; fails only while a non-empty directory is at path
                 return
@@ -284,7 +286,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
                 aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
                 try:
                     path.rename(aside)
-                except FileNotFoundError:  # another writer moved it first: try again
+                except FileNotFoundError:  # another writer moved it first: back off a little, try again
+                    time.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                     continue
                 shutil.rmtree(aside, ignore_errors=True)
         raise OSError(f"could not move {tmp} to {path}: another writer kept replacing it")

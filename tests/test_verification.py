@@ -5,6 +5,7 @@ with a 10-minute timeout. :func:`encore.cache.integrity.verify_seconds` gives th
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -45,8 +46,8 @@ def test_two_gloo_ranks_hash_their_shares_and_both_see_a_flip_in_the_others_shar
            str(ROOT / "tests" / "workers" / "shared_verify.py"), str(tmp_path / "model")]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
-    ranks = sorted((json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")),
-                   key=lambda r: r["rank"])
+    # the two ranks print at once: their lines can run together ("}{"), so read each flat object on its own
+    ranks = sorted((json.loads(x) for x in re.findall(r"\{[^{}]*\}", out.stdout)), key=lambda r: r["rank"])
     assert [r["rank"] for r in ranks] == [0, 1]
     assert ranks[0]["hashed"] == ["a.bin"] and sorted(ranks[1]["hashed"]) == ["b.bin", "c.bin", "sub/d.bin"]
     assert all(r["same"] for r in ranks)  # every rank holds every digest, equal to one process's

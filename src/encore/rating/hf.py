@@ -181,8 +181,13 @@ class HFRater:
                                  vocab_size=len(self.tok), seed=self.seed, dtype=dtype, place=place,
                                  offload_folder=self.offload_folder)
         self._options = self.prompts.rating_options()
-        self._shape = FlopShape.from_model(self._model)
         return self
+
+    def flop_shape(self) -> FlopShape:
+        """The loaded model's shape for counting FLOPs (read once; also for a rater handed a loaded model)."""
+        if self._shape is None:
+            self._shape = FlopShape.from_model(self._model)
+        return self._shape
 
     def unload(self) -> None:
         """Give the model's memory back (the judge reloads it lazily when a later stage needs it)."""
@@ -215,7 +220,8 @@ class HFRater:
         with self._kernels():
             logits = self._model(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
                                  use_cache=False, logits_to_keep=1).logits  # only the next-token position: (R, 1, V)
-        self._count(mask.numel(), sum(forward_flops(self._shape, len(s), 0, 1) for s in seqs), sum(map(len, seqs)))
+        flops = sum(forward_flops(self.flop_shape(), len(s), 0, 1) for s in seqs)
+        self._count(mask.numel(), flops, sum(map(len, seqs)))
         return self._option_probs(logits[:, -1], options)
 
     @torch.inference_mode()
@@ -239,7 +245,7 @@ class HFRater:
             logits = self._model(input_ids=sids.to(dev), attention_mask=amask.to(dev), position_ids=spos.to(dev),
                                  past_key_values=cache, logits_to_keep=1).logits  # (B*K, 1, V)
         real = [(len(p), [len(x) for x in per]) for p, per in zip(prefixes, suffixes)]
-        self._count(mask.numel() + smask.numel(), shared_prefix_flops(self._shape, real),
+        self._count(mask.numel() + smask.numel(), shared_prefix_flops(self.flop_shape(), real),
                     sum(p + sum(x) for p, x in real))
         return self._option_probs(logits[:, -1]).reshape(B, K, -1)
 

@@ -34,6 +34,7 @@ def review(monkeypatch, roots, out, *must, rewardbench=True) -> dict[str, dict]:
     return found
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_every_demo_figure_passes_the_review(demo_runs, tmp_path, monkeypatch):
     found = review(monkeypatch, [demo_runs], tmp_path, "Demo", "103 pairs", "rater all-MiniLM-L6-v2")
     assert {"entropy_vs_accuracy", "rating_distributions_demo-train", "main_results", "accuracy_vs_tau",
@@ -59,6 +60,7 @@ def test_labels_cross_an_error_bar_only_where_no_placement_avoids_it(demo_runs, 
     plt.close(fig)
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_every_figure_of_an_own_data_run_passes_the_review(tmp_path, cache, monkeypatch):
     """Own pairs, ratings file and evaluation set (no RewardBench subsets: a plain accuracy, never "Safety")."""
     mine = own_folder(tmp_path / "mine")

@@ -63,6 +63,7 @@ def test_plan_help_names_its_own_keys_and_data_path_only_where_the_data_has_one(
     assert "  data.path=???" in local  # a value the user must give
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_groups_list_every_option_on_the_search_path_with_a_users_own_folder(tmp_path):
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "mine.yaml").write_text("name: mine\nrules:\n  - {name: kind, text: The response is kind.}\n")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 
 from conftest import DEMO_TAUS, ROOT
 
@@ -14,6 +15,7 @@ FIGURES = {"entropy_vs_accuracy", "rating_distributions_demo-train", "main_resul
            "encore_weights"}  # every PNG make_figures writes for a full run and a τ sweep
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_the_documented_command_leaves_a_notebook_with_every_table_and_figure(demo_runs, tmp_path):
     (tmp_path / "runs").symlink_to(demo_runs)  # the user's folder, with its ./runs as the runners write it
     env = dict(os.environ, MPLBACKEND="Agg",

@@ -107,6 +107,7 @@ def _env(cache: Path) -> dict:
     return env
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_tau_multirun_in_subprocess_reruns_no_model(tmp_path, cache):
     runs = tmp_path / "runs"
     env = _env(cache) | {"ENCORE_RUNS_DIR": str(runs)}

@@ -10,6 +10,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from test_pipeline import _env
 
@@ -36,6 +38,7 @@ def _run(tmp_path, cache, vllm, port, **extra):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_recipe_starts_the_server_waits_for_health_rates_and_stops_it(tmp_path, cache):
     port = _free_port()
     fake = _cli(tmp_path / "vllm", f'exec {sys.executable} {ROOT}/tests/workers/fake_vllm_serve.py "$@" '
@@ -86,6 +89,7 @@ def test_training_recipe_hands_the_jobs_cpus_to_srun():
     assert "--cpus-per-task=24 " in out.stdout.split("bash -c")[0]
 
 
+@pytest.mark.slow  # 15-35 s quiet: kept out of the README's test command (5-minute budget)
 def test_recipe_starts_one_server_per_copy_and_rates_through_all_of_them(tmp_path, cache):
     """COPIES=2 (on a GPU node: the copies the GPUs hold, each on its own block; here two whole servers on the CPU):
     one server per port, each with its own log, every /health awaited, the ratings spread over both servers (each

@@ -40,6 +40,7 @@ def exported_scores(path, pairs, padding_side: str) -> np.ndarray:
         return model(**enc).logits[:, 0].double().numpy().reshape(-1, 2)
 
 
+@pytest.mark.slow  # 10-15 s quiet: kept out of the README's test command (5-minute budget)
 @pytest.mark.parametrize("train", ["finetune", "probe"])
 def test_decoder_export_scores_like_the_pipeline(tmp_path, cache, train):
     cfg = make_cfg("model=tiny_decoder", *SMALL, *(FINETUNE if train == "finetune" else []), cache=cache)
@@ -60,6 +61,7 @@ def test_decoder_export_scores_like_the_pipeline(tmp_path, cache, train):
 
 
 @needs_real_tokenizers
+@pytest.mark.slow  # 10-15 s quiet: kept out of the README's test command (5-minute budget)
 def test_llama31_export_scores_like_the_pipeline(tmp_path, cache):
     """Llama-3.1's tokenizer has no pad token and its EOS, <|eot_id|>, closes every turn: the exported classifier
     finds the last token by comparing ids with pad_token_id, so padding with EOS would score the token before the

@@ -82,6 +82,7 @@ def test_plan_counts_prompts_and_prefill_tokens_from_the_data():
     assert 0 < d["prefill_tokens_prefix_reuse"] < d["prefill_tokens"] and "rater tokenizer" in d["tokens_from"]
 
 
+@pytest.mark.slow  # 10-15 s quiet: kept out of the README's test command (5-minute budget)
 def test_plan_runner_exits_1_when_a_stage_does_not_fit(tmp_path):
     env = _env(tmp_path / "cache") | {"ENCORE_RUNS_DIR": str(tmp_path / "runs")}
     cmd = [sys.executable, "experiments/plan.py", "experiment=paper_correlation"]
@@ -273,6 +274,23 @@ def test_the_paper_main_table_fills_the_node_in_every_expensive_stage_and_prints
     assert (stage(defaults, "train")["batch_line"].startswith(batch + "8 process(es) x 4 pairs x 1 accumulation")
             and stage(one, "train")["batch_line"].startswith(batch + "1 process(es) x 4 pairs x 8 accumulation"))
     assert batch + "8 process(es)" in format_plan(defaults) and batch + "1 process(es)" in format_plan(one)
+    assert "checkpoint verification: ~" in format_plan(defaults) and " over 8 rank(s) at " in format_plan(defaults)
+
+
+def test_the_plan_prints_the_time_to_verify_a_checkpoint_shared_by_the_ranks():
+    """Issue 32: rank 0 alone hashing a 90 GB checkpoint held the other ranks past a 10-minute collective timeout;
+    the ranks now share it, and the plan says how long it takes from the checkpoint's size."""
+    from types import SimpleNamespace
+
+    from encore.node.plan import _verify_line
+
+    parts = {"weights": 15 * 10**9, "gradients": 15 * 10**9, "optimizer": 30 * 10**9}
+    ddp = _verify_line(parts, SimpleNamespace(processes=8, strategy="ddp"), rate=10**8)  # one full copy, 45 GB
+    assert ddp.startswith("~56 s for a checkpoint of ~45.0 GB") and "over 8 rank(s) at 100 MB/s" in ddp
+    fsdp = _verify_line(parts, SimpleNamespace(processes=8, strategy="fsdp"), rate=10**8)  # 8 shards of 45 GB
+    assert fsdp.startswith("~450 s for a checkpoint of ~360.0 GB")
+    one = _verify_line(parts, SimpleNamespace(processes=1, strategy="single"), rate=10**8)
+    assert one.startswith("~450 s for a checkpoint of ~45.0 GB")
 
 
 def test_the_training_launch_is_chosen_from_the_gpus_and_started_by_the_runner(monkeypatch, tmp_path):

@@ -76,7 +76,8 @@ def plan_experiment(cfg: DictConfig) -> dict[str, Any]:
         add("train", f"backbone {encoder.name_or_path} ({how.strategy}, {how.processes} process(es))",
             lambda: trainer.placement(encoder, train_gpus, how.strategy, how.processes))
         if "error" not in stages[-1]:
-            stages[-1].update(processes=how.processes, launch=how.describe(), batch_line=_batch_line(trainer, how))
+            stages[-1].update(processes=how.processes, launch=how.describe(), batch_line=_batch_line(trainer, how),
+                              verify=_verify_line(stages[-1]["parts"], how))
         add("score", f"fine-tuned {encoder.name_or_path}", lambda: encoder.placement(gpus, trainer.score_batch_size))
     else:
         add("embed", f"backbone {encoder.name_or_path} (frozen)", lambda: encoder.placement(gpus))
@@ -115,6 +116,21 @@ def _batch_line(trainer: Any, how: Any) -> str:
             f"pairs x {accum} accumulation step(s) (train.global_batch; the same on any GPU count)")
 
 
+def _verify_line(parts: dict[str, int], how: Any, rate: float | None = None) -> str:
+    """Expected time to verify a checkpoint of this training before a resume: its weights and optimiser state (one
+    process's parts; a sharded strategy saves every rank's shard), hashed by the ranks between them
+    (:func:`encore.scale.distributed.shared_hashes`) at ``rate`` bytes/s per thread (default: measured here)."""
+    from encore.cache.integrity import hash_rate, verify_seconds
+
+    per = sum(v for k, v in parts.items() if k.startswith(("weights", "optimizer")))
+    total = int(per * (how.processes if how.strategy.startswith(("fsdp", "deepspeed")) else 1))
+    rate = float(rate or hash_rate())
+    secs = verify_seconds(total, ranks=how.processes, rate=rate)
+    return (f"~{secs:,.0f} s for a checkpoint of ~{fmt_bytes(total)} (weights, optimiser state) over "
+            f"{how.processes} rank(s) at {rate / 1e6:,.0f} MB/s SHA-256 per thread (measured on this machine; a slower "
+            f"disk adds to it); the waiting ranks' collective timeout follows it")
+
+
 def _arch_line(stage: dict, rater: Any, encoder: Any) -> str:
     try:
         a = rater.arch_info() if stage["model"].startswith("rater") else encoder.arch_info()
@@ -149,7 +165,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         parts = " + ".join(f"{k} {fmt_bytes(v)}" for k, v in s["parts"].items() if v)
         lines.append(f"    {parts} = {fmt_bytes(s.get('need', 0))}" if parts else "    (no local model)")
         lines.append(f"    -> {'fits' if s['fits'] else 'DOES NOT FIT'}: {s['where']}")
-        for key in ("fix", "launch", "batch_line", "sized", "replicas", "computing", "cost", "engines"):
+        for key in ("fix", "launch", "batch_line", "verify", "sized", "replicas", "computing", "cost", "engines"):
             if s.get(key):
                 lines.append(f"    {_LABEL[key]}{s[key]}")
     timed = [s for s in plan["stages"] if s.get("hours") is not None]
@@ -162,5 +178,5 @@ def format_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_LABEL = {"fix": "fix: ", "launch": "launch: ", "batch_line": "", "sized": "kv cache: ", "replicas": "replicas: ", "computing": "GPUs computing: ",
+_LABEL = {"fix": "fix: ", "launch": "launch: ", "batch_line": "", "verify": "checkpoint verification: ", "sized": "kv cache: ", "replicas": "replicas: ", "computing": "GPUs computing: ",
           "cost": "cost: ", "engines": "engines: "}

@@ -62,7 +62,7 @@ def _fmt(v: Any, spec: str) -> str:
 def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pairs: int = 16, dtype: str = "auto",
                       batch_size: int = 4, max_length: int = 2048, repeats: int = 1, vllm: bool = True,
                       engine_kwargs: dict | None = None, threads: Any = "auto", background: int = 0,
-                      layouts: list | None = None) -> dict[str, Any]:
+                      layouts: list | None = None, breakdown: bool = False) -> dict[str, Any]:
     from encore.data.pairs import load_pairs
     from encore.node.gpu_check import rating_tokens
     from encore.rating.hf import WORK, HFRater
@@ -123,6 +123,8 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
           f"hf_flop_util={res['hf_flop_util']:.3g}" + (f"; per CPU-second it was given: {work['cpu_s']:.1f} CPU s, "
           f"hf_cpu_flop_util={res['hf_cpu_flop_util']:.3g} of {peak_cpu / 1e12:.3g} TFLOP/s" if peak_cpu else ""),
           flush=True)
+    if breakdown:
+        _breakdown(res, hf, lambda: hf.rate(prompts, responses, rules), peak_cpu)
     if background:
         with busy(background):
             t_loaded, _, w = min((timed() for _ in range(max(1, repeats))), key=lambda r: r[0])
@@ -141,6 +143,16 @@ def engines_benchmark(data_path: str, rules: list, model: str = "smollm2", n_pai
     print(f"rater=vllm (in process, prefix caching): " + (f"{res['vllm_s']:.1f}s" if not why else why))
     print(" ".join(f"{k}={_fmt(res[k], spec)}" for k, spec in FIELDS))
     return res
+
+
+def _breakdown(res: dict, hf: Any, call: Any, peak_cpu: float | None) -> None:
+    from benchmarks.breakdown import breakdown, lines
+
+    if peak_cpu is None:
+        print("breakdown: CPU only (bench.breakdown=true times operators on the CPU)")
+        return
+    res["breakdown"] = breakdown(hf._model, call, peak_cpu)
+    print("\n".join(lines(res["breakdown"])), flush=True)
 
 
 def _load() -> str:

@@ -66,7 +66,7 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
     from encore.rules import load_rules
 
     out = run_benchmark("engines", tmp_path, "bench.n_pairs=1", f"bench.model={smollm2}", "bench.max_length=1024",
-                        "bench.background=1", "bench.layouts=[1x1]")
+                        "bench.background=1", "bench.layouts=[1x1]", "bench.breakdown=true")
     assert out.returncode == 0, out.stderr[-3000:]
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("hf_per_s=")][-1]
     fields = dict(kv.split("=") for kv in line.split())
@@ -78,12 +78,14 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
     assert any(ln.startswith("quiet: rater=hf") for ln in out.stdout.splitlines())
     assert any(ln.startswith("loaded (1 busy processes") for ln in out.stdout.splitlines())
     assert any(ln.startswith("layout 1x1 (quiet") for ln in out.stdout.splitlines())
+    assert any(ln.startswith("breakdown: linear layers") for ln in out.stdout.splitlines())
     if importlib.util.find_spec("vllm") is None:
         assert fields["vllm_per_s"] == fields["vllm_flop_util"] == fields["max_abs_diff"] == "unavailable"
     result = json.loads(next((tmp_path / "runs" / "benchmark").glob("*/benchmark.json")).read_text())
     pairs = load_pairs(path=str(SHARED_HH), format="hh", subset_field=None, empty="drop", limit=1)
     rules = load_rules(OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "rules" / "safety10.yaml"), resolve=True))
     assert result["ratings"] == 20
+    assert result["breakdown"]["linear_calls"] > 0 and sum(result["breakdown"]["shares"].values()) > 0.99
     assert result["prefill_tokens"] == rating_tokens(PromptTokenizer(smollm2), pairs, rules)[0]
     # flop_util's work: SmolLM2's 134.5 M parameters once (tied head), the hf passes' chunks (issue 32)
     from encore.rating.tokens import common_prefix

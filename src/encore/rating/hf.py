@@ -9,7 +9,8 @@ Speed comes from three things the naive loop (one prompt per forward pass, batch
 On a CPU two more (measured in ``benchmarks/engines.py``'s docstring): the prefix pass runs the decoder without
 the LM head (only its cache is used), and grouped-query attention runs inside SDPA's kernel instead of copying each
 key/value head to every query head it serves (transformers does that copy unless ``TRANSFORMERS_SDPA_FORCE_GQA``,
-which it reads at each call; set here around our passes only). Both leave every rating bit for bit unchanged.
+which it reads at each call; set here around our passes only). Both leave every rating bit for bit unchanged, as
+does the suffix pass's cache, allocated once at its final length (:mod:`encore.rating.prefix_cache`).
 ``work`` counts what the passes computed: real and padding positions and the FLOPs of the real ones
 (:mod:`encore.scale.utilisation`).
 Prompts longer than ``max_length`` are recorded as missing with their length, never silently truncated.
@@ -39,6 +40,7 @@ from encore.scale.paths import model_key
 from encore.scale.utilisation import FlopShape, forward_flops, shared_prefix_flops
 from encore.scale.placement import DoesNotFit, Placement, fill_node, input_device, place_inference
 from encore import prompts as P
+from encore.rating.prefix_cache import repeat_with_room
 from encore.rating.tokens import PromptTokenizer, common_prefix, split_too_long
 from encore.rules import Rule
 
@@ -234,10 +236,10 @@ class HFRater:
         with self._kernels():  # the decoder alone: the prefix's logits are never read, only its cache
             cache = self._model.base_model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
                                            position_ids=pos.to(dev), use_cache=True).past_key_values
-        cache.batch_repeat_interleave(K)  # row b*K + k continues prefix b (each layer's cache stays on its device)
         # Suffixes are left-padded too, so every row's last real token sits in the last column; the pads between a
         # prefix and its suffix are masked out and skipped by the position ids.
         sids, smask = self._left_pad([s for per in suffixes for s in per])  # (B*K, Ls)
+        repeat_with_room(cache, K, sids.shape[1])  # row b*K + k continues prefix b (each layer on its own device)
         plen = mask.sum(-1).repeat_interleave(K)  # (B*K,) real prefix lengths
         spos = plen[:, None] + (smask.cumsum(-1) - 1).clamp(min=0)
         amask = torch.cat([mask.repeat_interleave(K, dim=0), smask], dim=1)

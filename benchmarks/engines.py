@@ -174,6 +174,23 @@ def _layouts(layouts: list, background: int, kw: dict, prompts: list[str], respo
     return rows
 
 
+def _bind_vllm_like_hf(threads: int) -> str:
+    """On a CPU vLLM binds its OpenMP threads itself (vLLM 0.32 ``utils/ompmultiprocessing.py``: with
+    ``VLLM_CPU_OMP_THREADS_BIND=auto`` one thread per physical core of a NUMA node, less the cores it reserves for its
+    scheduler), so its thread count is not rater=hf's and the peak measured at rater=hf's count would not be its own.
+    Unless the user set the binding, it is set here to as many of this process's CPUs as rater=hf's threads, and the
+    binding is printed with the result."""
+    key = "VLLM_CPU_OMP_THREADS_BIND"
+    if key not in os.environ:
+        os.environ[key] = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:max(1, int(threads))])
+        print(f"rater=vllm: {key}={os.environ[key]} ({threads} thread(s), as rater=hf; the peak is measured on as "
+              "many)", flush=True)
+    else:
+        print(f"rater=vllm: {key}={os.environ[key]} (yours): its flop_util is against the peak on rater=hf's "
+              f"{threads} thread(s)", flush=True)
+    return os.environ[key]
+
+
 def _vllm_half(res: dict, enabled: bool, model: str, dtype: str, max_length: int, engine_kwargs: dict | None,
                prompts: list[str], responses: list[str], rules: list, hf_values: np.ndarray, repeats: int,
                shape: Any) -> str:
@@ -187,6 +204,7 @@ def _vllm_half(res: dict, enabled: bool, model: str, dtype: str, max_length: int
     from encore.rating.vllm import VLLMRater
     from encore.scale.utilisation import achieved_util, cached_prompt_flops
 
+    res["vllm_cpus"] = _bind_vllm_like_hf(res["threads"]) if res["peak"].startswith("CPU") else "GPU"
     v = VLLMRater(model=model, dtype=dtype, max_length=max_length, tensor_parallel_size=1,
                   engine_kwargs=_plain(engine_kwargs)).load()
 

@@ -101,3 +101,19 @@ def test_engines_benchmark_prints_its_line_and_the_hf_half_where_vllm_is_absent(
 def _sides(pairs):
     return ([p for p in pairs["prompt"] for _ in (0, 1)],
             [x for c, r in zip(pairs["chosen"], pairs["rejected"]) for x in (c, r)])
+
+
+def test_the_vllm_half_binds_as_many_cpus_as_rater_hf_has_threads_unless_the_user_chose(monkeypatch, capsys):
+    """vLLM's CPU worker binds its own OpenMP threads (auto: a core per thread, less its scheduler's); the engines
+    benchmark pins it to rater=hf's thread count so both flop_utils share one peak, and keeps a user's binding."""
+    import os
+
+    from benchmarks.engines import _bind_vllm_like_hf
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    cpus = sorted(os.sched_getaffinity(0))
+    assert _bind_vllm_like_hf(1) == str(cpus[0]) == os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND")
+    assert _bind_vllm_like_hf(64) == ",".join(map(str, cpus))  # never more CPUs than the process may use
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")
+    assert _bind_vllm_like_hf(1) == "0-1" and "(yours)" in capsys.readouterr().out

@@ -18,22 +18,39 @@ on a CPU) and the peak is measured on as many. ``hf_pad_share``: padding positio
 computed (not counted as work). vLLM is charged the tokens its prefix cache did not supply (``num_cached_tokens`` of
 an untimed rerun from an empty cache).
 
-Where rater=hf's time goes on a CPU (SmolLM2, fp32, one thread, 8 pairs x 2 responses x 10 rules = 160 ratings,
-torch profiler, share of the operators' self CPU time; issue 36):
+Where rater=hf's time goes on a CPU: ``bench.breakdown=true`` (:mod:`benchmarks.breakdown`) prints it. Measured
+2026-12-08 on this project's 2-core machine, quiet (load average 0.8 at the start), the default 16 pairs x 2
+responses x 10 rules = 320 ratings, one thread (``python experiments/benchmark.py bench=engines bench.background=2
+bench.breakdown=true bench.vllm=false``): quiet ``hf_flop_util=0.541``, loaded share 0.642, and
 
-    operator                                   main (e6e12fe)   now
-    matmuls (aten::mm)                             54 %          65 %
-    key/value copies for GQA (repeat_kv)           17 %           3 %   GQA inside SDPA's kernel
-    attention (SDPA flash kernel, CPU)             13 %          13 %
-    prefix cache repeated K times + concat          4 %           4 %   (aten::cat; the repeat is in the copies)
-    RMSNorm, RoPE, SiLU, residuals (mul/add/...)    9 %          12 %
-    label read-out (LM head + softmax, B*K rows)   < 1 %         < 1 %  last position only; the prefix pass now none
-    Python, tokenisation (wall minus operators)    ~3 %          ~3 %
-    padding (positions computed for no token)      hf_pad_share: 0.10 of the positions on these pairs (responses
-                                                   sorted by length, batches of 4; suffixes padded to the longest rule)
+    linear layers (CPU seconds by forward hooks)   19.1 of 28.6 CPU s (67 %), 169 GFLOP/s per CPU-second with the
+                                                   padding rows, 0.86 of the matmul peak per CPU-second
+    operators' self time (torch profiler):
+      matmuls (linear layers, LM head)             69 %
+      attention (SDPA flash kernel)                12 %   over padded prefixes with a mask: no causal block skip
+      copies (cache repeat, rotate_half's cat)      5 %
+      elementwise (RMSNorm, RoPE, SiLU, residuals) 13 %
+      other operators                               1 %
+    padding (positions computed for no token)      hf_pad_share 0.088 (prefixes padded within batches of 4
+                                                   sorted by length; suffixes padded to the longest rule)
 
-Side by side in one process (same loaded model and pairs, alternated, best of 2, CPU seconds so the shared machine's
-load cancels; load average 5-6): main's path 26.3 CPU s, now 21.1 CPU s (1.25x), ratings identical (max |diff| 0.0).
+The matmuls themselves run close to the peak (0.86 per CPU-second, counting padding rows). An earlier reading that
+they ran "well below MKL's peak" came from the profiler's wall-clock times on a loaded machine. What remains is
+elementwise work, attention and padding, and removing any of them changes the arithmetic. Prefixes without padding
+(``rater.batch_size=1`` against 4, on the 6 pinned responses of ``tests/test_hf_rater.py``) move ratings by 4.8e-6.
+Compiling the norms and MLPs with ``torch.compile`` gave 1.07x and moved them by 5.6e-6. Both are above the 1e-6
+that rating stays within, so neither is used.
+
+Changes that keep the ratings bit for bit:
+- GQA inside SDPA's kernel, 1.25x (main's path 26.3 CPU s, then 21.1, on 160 ratings in one process at load
+  average 5-6; max |diff| 0.0);
+- the suffix pass's cache allocated once at its final length (:mod:`encore.rating.prefix_cache`): 3.5% fewer CPU
+  seconds in an A/B in one process, max |diff| 0.0.
+
+Quiet runs of the default command on 2026-12-08 gave ``hf_flop_util`` 0.49 to 0.60 over 7 runs (median 0.567). The
+spread comes mostly from the peak measurement, which went from 0.177 to 0.211 TFLOP/s between runs. The issue's
+0.385 was measured at ``bench.n_pairs=8`` under load 2 to 3.
+
 Layouts (``bench.n_pairs=8 bench.background=2 bench.layouts=[1x2,2x1]``, load average 14-17 from other jobs
 throughout): 2 processes x 1 thread 1.82 ratings/s vs 1 process x 2 threads 0.53 (3.4x) with no busy process of
 ours, 1.12 vs 0.264 (4.2x) beside 2 busy ones; hence :mod:`encore.scale.cpu_layout`'s choice.

@@ -42,3 +42,4 @@ if __name__ == "__main__":
     ok = reusable(d)
     print(json.dumps({"rank": state.process_index, "hashed": hashed_before, "same": same, "timeouts": timeouts,
                       "reusable_after_flip": ok, "moved": not d.exists()}), flush=True)
+    state.wait_for_everyone()  # neither rank leaves while the other still gathers

@@ -25,10 +25,27 @@ def launch_state() -> Any:
     """The launch's accelerate ``PartialState``, made first so every later ``PartialState()`` shares it. It honours
     ``ACCELERATE_USE_CPU`` as ``AcceleratorState`` does; a bare ``PartialState()`` ignores it, and on CPU every rank
     of a ``torchrun`` / ``accelerate launch`` would then believe it runs alone."""
+    import atexit
+
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    atexit.register(_leave_group)
+    return state
+
+
+def _leave_group() -> None:
+    """At exit, tear the default process group down. A rank that leaves it standing can abort while exiting, as
+    ``terminate called without an active exception`` (SIGABRT; seen once in CI on gloo when one rank finished before
+    the other), which torchrun reports as a failed job."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - the job's result is already written; exiting must not fail on teardown
+        pass
 
 
 def runtime_strategy(acc: Any) -> tuple[str, int]:
